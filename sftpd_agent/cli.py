@@ -1,0 +1,191 @@
+"""The ``sftpd-agent`` command line: parse, call, print. Exit 0 OK, 1 not OK, 2 usage/config."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from . import __version__
+from .config import Settings, load_settings
+from .errors import ConfigError
+from .gsm import Counted, Policy, count
+from .intake import Intake, take_in
+
+EXIT_OK, EXIT_NOT_OK, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line, never a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sftpd-agent", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--config", metavar="PATH", help="configuration file "
+                         "(default: $SFTPD_AGENT_CONFIG, else /etc/sftpd-agent/agent.toml)")
+        return sub
+
+    check = command("check", "validate campaign files offline, exactly as the daemon would")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument("--json", action="store_true", help="one JSON object per file")
+    check.add_argument("--errors", metavar="PATH",
+                       help="write the rejected rows (line;code;field;value;detail) to PATH "
+                            "(a directory: <dir>/<file>.errors.csv for each file)")
+
+    counter = command("count", "count characters, encoding and SMS segments of a message")
+    counter.add_argument("text", nargs="?", metavar="TEXT",
+                         help="the message; without it, one message per line from stdin")
+    counter.add_argument("--json", action="store_true")
+    counter.add_argument("--policy", choices=[p.value for p in Policy],
+                         help="non_gsm policy (default: the configuration's, else transliterate)")
+
+    from .simulator import command as simulate  # noqa: PLC0415  (asyncssh only when needed)
+
+    simulate.add_arguments(commands.add_parser(
+        "simulate", help="the provider simulator: an SFTP server processing Send/ like MTarget",
+        description="the provider simulator: an SFTP server processing Send/ like MTarget",
+    ))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "check":
+            return _check(args, sys.stdout)
+        if args.command == "count":
+            return _count(args, sys.stdin, sys.stdout)
+        if args.command == "simulate":
+            from .simulator import command as simulate  # noqa: PLC0415
+
+            return simulate.run(args)
+    except ConfigError as exc:
+        print(f"sftpd-agent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
+
+
+def _check(args: argparse.Namespace, out: TextIO) -> int:
+    settings = load_settings(args.config, required=False)
+    errors_dir: Path | None = None
+    if args.errors:
+        target = Path(args.errors)
+        if target.is_dir():
+            errors_dir = target
+        elif len(args.files) > 1:
+            raise ConfigError("--errors: give a directory when checking several files")
+    for name in args.files:
+        if not Path(name).is_file():
+            raise ConfigError(f"{name}: no such file")
+    now = datetime.datetime.now(datetime.UTC)
+    worst = EXIT_OK
+    for name in args.files:
+        path = Path(name)
+        errors_path = None
+        if args.errors:
+            errors_path = (errors_dir / f"{path.name}.errors.csv") if errors_dir else Path(
+                args.errors)
+        result = take_in(path, settings, now=now, errors_to=errors_path,
+                         progress=sys.stderr if sys.stderr.isatty() else None)
+        _print_check(result, settings, out, as_json=args.json)
+        if result.hold_reason:
+            worst = EXIT_NOT_OK
+    return worst
+
+
+def _print_check(result: Intake, settings: Settings, out: TextIO, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result.as_dict(), ensure_ascii=False), file=out)
+    else:
+        print(render_check(result, settings), file=out)
+
+
+def render_check(result: Intake, settings: Settings) -> str:
+    """The human summary of one checked file."""
+    s, p = result.summary, result.plan
+    verdict = f"HELD: {result.hold_reason}" if result.hold_reason else "OK"
+    lines = [f"{result.path}: {verdict}"]
+    if s.unreadable:
+        return lines[0]
+
+    def row(label: str, value: object) -> None:
+        lines.append(f"  {label:<15} {value}")
+
+    row("encoding", s.encoding + (" (header row skipped)" if s.header else ""))
+    row("rows", s.rows)
+    row("valid", s.valid)
+    by_code = ", ".join(f"{code} {n}" for code, n in s.invalid_by_code.most_common())
+    row("invalid", f"{s.invalid}" + (f"  ({by_code})" if by_code else ""))
+    for code, examples in s.examples.items():
+        for e in examples:
+            lines.append(f"      line {e.line:<6} {e.field:<9} {e.value!r}: {code}, {e.detail}")
+    row("duplicates", s.duplicates)
+    row("segments", s.segments)
+    if s.replaced:
+        row("transliterated", ", ".join(f"{k} x{n}" for k, n in s.replaced.most_common(8)))
+    when = f"{p.send_at:%Y-%m-%d %H:%M} {settings.timezone}"
+    row("send at", when + (f"  ({p.note})" if p.note else ""))
+    for name in p.names:
+        row("provider file", name)
+    return "\n".join(lines)
+
+
+def _count(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+    if args.policy:
+        policy = Policy(args.policy)
+    else:
+        policy = load_settings(args.config, required=False).campaign.non_gsm
+    if args.text is not None:
+        texts: Sequence[str] = [args.text]
+    else:
+        texts = [line.rstrip("\r\n").replace("\\n", "\n") for line in stdin]
+    for text in texts:
+        counted = count(text, policy)
+        if args.json:
+            print(json.dumps(_count_dict(counted), ensure_ascii=False), file=out)
+        else:
+            print(_count_line(counted), file=out)
+    return EXIT_OK
+
+
+def _count_dict(counted: Counted) -> dict[str, object]:
+    return {
+        "encoding": str(counted.encoding),
+        "characters": counted.characters,
+        "units": counted.units,
+        "segments": counted.segments,
+        "non_gsm": list(counted.non_gsm),
+        "text": counted.text,
+    }
+
+
+def _count_line(counted: Counted) -> str:
+    unit = "septets" if counted.encoding == "gsm7" else "UTF-16 units"
+    parts = [
+        f"{counted.encoding}: {counted.characters} characters, {counted.units} {unit}, "
+        f"{counted.segments} segment{'s' if counted.segments != 1 else ''}"
+    ]
+    if counted.replaced:
+        parts.append("replaced " + ", ".join(f"{a}->{b!r}" for a, b in counted.replaced))
+    if counted.unsendable:
+        parts.append("cannot be sent: " + " ".join(counted.unsendable))
+    elif counted.non_gsm and not counted.replaced:
+        parts.append("outside GSM 03.38: " + " ".join(counted.non_gsm))
+    return "; ".join(parts)
+
+
+__all__ = ["build_parser", "main"]

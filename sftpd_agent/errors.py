@@ -1,0 +1,62 @@
+"""The exceptions sftpd-agent raises, in one small tree.
+
+    AgentError
+    ├── ConfigError            a bad or missing setting; the CLI exits 2 with the message
+    ├── InputError             a campaign file that cannot be read (file, line, field)
+    └── RemoteError            anything the provider's SFTP server did to us
+        ├── RetryableRemoteError   network, timeout, server busy: back off and try again
+        └── PermanentRemoteError   host key, authentication, permission: a person must act
+
+Third-party exceptions (asyncssh, OSError, pydantic) are translated into these at one edge
+each: ``config`` for settings, ``reader`` for input files, ``sftp`` for the remote.
+"""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Base of every error sftpd-agent raises on purpose."""
+
+
+class ConfigError(AgentError):
+    """A configuration problem, described in one line that names the key."""
+
+
+class InputError(AgentError):
+    """A campaign file that cannot be read as a whole.
+
+    ``line`` is the 1-based physical line where the problem was found, when known;
+    ``field`` the column name, when the problem is one field.
+    """
+
+    def __init__(self, reason: str, *, file: str = "", line: int | None = None,
+                 field: str | None = None) -> None:
+        self.reason = reason
+        self.file = file
+        self.line = line
+        self.field = field
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        where = self.file or "input"
+        if self.line is not None:
+            where += f":{self.line}"
+        if self.field:
+            where += f" ({self.field})"
+        return f"{where}: {self.reason}"
+
+    def located(self, file: str) -> InputError:
+        """The same error, naming ``file``."""
+        return InputError(self.reason, file=file, line=self.line, field=self.field)
+
+
+class RemoteError(AgentError):
+    """A failure talking to the provider's SFTP server."""
+
+
+class RetryableRemoteError(RemoteError):
+    """A transient failure: the connection, a timeout, a busy server."""
+
+
+class PermanentRemoteError(RemoteError):
+    """A failure that retrying will not fix: host key, authentication, permission."""

@@ -1,0 +1,144 @@
+"""Taking in one campaign file: validate its rows and plan its sending.
+
+The one place that joins validation and planning, shared by ``check`` and the daemon, so
+that both decide exactly alike whether a file is held.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, BinaryIO, TextIO, cast
+
+from .config import Settings
+from .plan import Plan, Timing, plan
+from .validation import RowError, RowSink, Rules, Summary, Validator
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    path: Path
+    summary: Summary
+    plan: Plan
+    hold_reason: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = self.summary.as_dict()
+        data.update({
+            "file": str(self.path),
+            "held": self.hold_reason is not None,
+            "hold_reason": self.hold_reason,
+            "campaign_id": self.plan.campaign_id,
+            "send_at": self.plan.send_at.isoformat(),
+            "send_at_note": self.plan.note,
+            "remote_names": list(self.plan.names),
+        })
+        return data
+
+
+def rules_from(settings: Settings) -> Rules:
+    c = settings.campaign
+    return Rules(
+        default_sender=c.default_sender,
+        default_region=c.default_region,
+        max_segments=c.max_segments,
+        policy=c.non_gsm,
+        max_invalid_percent=c.max_invalid_percent,
+    )
+
+
+def timing_from(settings: Settings) -> Timing:
+    c = settings.campaign
+    return Timing(
+        service_id=settings.service_id,
+        timezone=settings.tz,
+        window=c.window() if c.marketing else None,
+        hold_outside_window=c.outside_window == "hold",
+        upload_lead=datetime.timedelta(minutes=c.upload_lead_minutes),
+        max_rows_per_file=c.max_rows_per_file,
+    )
+
+
+def take_in(
+    path: Path,
+    settings: Settings,
+    *,
+    now: datetime.datetime,
+    validator: Validator | None = None,
+    name: str | None = None,
+    on_row: RowSink | None = None,
+    errors_to: Path | None = None,
+    progress: TextIO | None = None,
+) -> Intake:
+    """Validate ``path`` and plan it as if it had been dropped under ``name`` at ``now``.
+
+    Rejected rows go to ``errors_to`` (``line;code;field;value;detail``) when given; the file
+    is written only if there is an error to put in it.
+    """
+    rules = rules_from(settings)
+    validator = validator or Validator(rules)
+    name = name or path.name
+    with path.open("rb") as raw, _errors_file(errors_to) as on_error:
+        stream = cast(BinaryIO, _Progress(raw, progress, name)) if progress else raw
+        summary = validator.validate(stream, file=name, on_row=on_row, on_error=on_error)
+    planned = plan(name, summary.valid, now=now, timing=timing_from(settings))
+    return Intake(path, summary, planned, summary.hold_reason(rules) or planned.hold_reason)
+
+
+@contextmanager
+def _errors_file(path: Path | None) -> Iterator[Any]:
+    if path is None:
+        yield None
+        return
+    handle: IO[str] | None = None
+    writer: Any = None
+
+    def on_error(error: RowError) -> None:
+        nonlocal handle, writer
+        if writer is None:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            handle = os.fdopen(fd, "w", encoding="utf-8", newline="")
+            writer = csv.writer(handle, delimiter=";", lineterminator="\r\n")
+            writer.writerow(["line", "code", "field", "value", "detail"])
+        writer.writerow(error.as_csv_row())
+
+    try:
+        yield on_error
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+class _Progress:
+    """A read-through wrapper drawing a progress bar on a terminal for big files."""
+
+    def __init__(self, raw: BinaryIO, out: TextIO, name: str) -> None:
+        self._raw = raw
+        self._out = out
+        self._name = name
+        self._size = max(os.fstat(raw.fileno()).st_size, 1)
+        self._shown = -1
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        if self._size > 8 << 20:
+            percent = int(100 * self._raw.tell() / self._size)
+            if percent != self._shown:
+                self._shown = percent
+                bar = "#" * (percent // 4)
+                end = "\n" if percent >= 100 else ""
+                self._out.write(f"\r{self._name}: [{bar:<25}] {percent:3d}%{end}")
+                self._out.flush()
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._shown = -1
+        return self._raw.seek(offset, whence)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)

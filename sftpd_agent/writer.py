@@ -1,0 +1,48 @@
+"""The uploaded form of a campaign: what the provider receives, byte for byte.
+
+UTF-8 without a BOM, no header, ``;`` between fields, RFC 4180 quoting (a field holding ``;``,
+a double quote or a line break is quoted, quotes doubled), CRLF after every row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from typing import BinaryIO
+
+from .validation import Row
+
+
+class UploadWriter:
+    """Writes rows to a binary stream in the provider's form, counting rows and bytes."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._text = io.TextIOWrapper(stream, encoding="utf-8", newline="", write_through=False)
+        self._csv = csv.writer(
+            self._text, delimiter=";", quotechar='"', quoting=csv.QUOTE_MINIMAL,
+            lineterminator="\r\n",
+        )
+        self.rows = 0
+
+    def write(self, row: Row) -> None:
+        self._csv.writerow((row.idremote, row.msisdn, row.oadc, row.text))
+        self.rows += 1
+
+    def write_all(self, rows: Iterable[Row]) -> None:
+        for row in rows:
+            self.write(row)
+
+    def close(self) -> None:
+        """Flush and detach, leaving ``stream`` open for the caller (to fsync it)."""
+        self._text.flush()
+        self._text.detach()
+
+
+def upload_bytes(rows: Iterable[Row]) -> bytes:
+    """The uploaded form of ``rows`` in memory (small campaigns, tests)."""
+    buffer = io.BytesIO()
+    writer = UploadWriter(buffer)
+    writer.write_all(rows)
+    writer.close()
+    return buffer.getvalue()
