@@ -145,6 +145,18 @@ def count(text: str, policy: Policy = Policy.TRANSLITERATE) -> Counted:
     return _transliterated(text, non_gsm)
 
 
+def basic_segments(text: str) -> int:
+    """Segments of a text made only of basic-table characters, else 0 (and for empty text).
+
+    The hot path of validation: a message that needs no escape, transliteration or UCS-2 is
+    counted without building a :class:`Counted`.
+    """
+    if not text or not _all_basic(text):
+        return 0
+    n = len(text)
+    return -(-n // GSM7_PART) if n > GSM7_SINGLE else 1
+
+
 def is_gsm(text: str) -> bool:
     """Whether every character is in the basic or the extension table."""
     return _NON_GSM.search(text) is None

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, TextIO, cast
 
 from .config import Settings
+from .parallel import validate_in_parallel
 from .plan import Plan, Timing, plan
 from .validation import RowError, RowSink, Rules, Summary, Validator
 
@@ -83,9 +84,17 @@ def take_in(
     rules = rules_from(settings)
     validator = validator or Validator(rules)
     name = name or path.name
-    with path.open("rb") as raw, _errors_file(errors_to) as on_error:
-        stream = cast(BinaryIO, _Progress(raw, progress, name)) if progress else raw
-        summary = validator.validate(stream, file=name, on_row=on_row, on_error=on_error)
+    with _errors_file(errors_to) as on_error:
+        summary = None
+        if on_row is None:
+            wrap = (lambda raw, size: _Progress(raw, progress, name, size)) if progress else None
+            summary = validate_in_parallel(path, validator, file=name, on_error=on_error,
+                                           wrap_first=wrap)  # type: ignore[arg-type]
+        if summary is None:
+            with path.open("rb") as raw:
+                stream = cast(BinaryIO, _Progress(raw, progress, name)) if progress else raw
+                summary = validator.validate(stream, file=name, on_row=on_row,
+                                             on_error=on_error)
     planned = plan(name, summary.valid, now=now, timing=timing_from(settings))
     return Intake(path, summary, planned, summary.hold_reason(rules) or planned.hold_reason)
 
@@ -115,30 +124,36 @@ def _errors_file(path: Path | None) -> Iterator[Any]:
 
 
 class _Progress:
-    """A read-through wrapper drawing a progress bar on a terminal for big files."""
+    """A read-through wrapper drawing a progress bar on a terminal for big files.
 
-    def __init__(self, raw: BinaryIO, out: TextIO, name: str) -> None:
+    ``size`` is the number of bytes to be read from the last seek (a slice), by default the
+    whole file.
+    """
+
+    def __init__(self, raw: BinaryIO, out: TextIO, name: str, size: int | None = None) -> None:
         self._raw = raw
         self._out = out
         self._name = name
-        self._size = max(os.fstat(raw.fileno()).st_size, 1)
+        self._size = max(size or os.fstat(raw.fileno()).st_size, 1)
+        self._base = 0
         self._shown = -1
 
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
         if self._size > 8 << 20:
-            percent = int(100 * self._raw.tell() / self._size)
+            done = self._raw.tell() - self._base
+            percent = min(100, int(100 * done / self._size))
             if percent != self._shown:
                 self._shown = percent
-                bar = "#" * (percent // 4)
                 end = "\n" if percent >= 100 else ""
-                self._out.write(f"\r{self._name}: [{bar:<25}] {percent:3d}%{end}")
+                self._out.write(f"\r{self._name}: [{'#' * (percent // 4):<25}] {percent:3d}%{end}")
                 self._out.flush()
         return data
 
     def seek(self, offset: int, whence: int = 0) -> int:
+        self._base = self._raw.seek(offset, whence)
         self._shown = -1
-        return self._raw.seek(offset, whence)
+        return self._base
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._raw, name)

@@ -45,16 +45,20 @@ class _CheckedStream(io.RawIOBase):
     checked on each decoded line.
     """
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: BinaryIO, limit: int | None = None, first_line: int = 1) -> None:
         self._raw = raw
-        self._newlines = 0
+        self._left = limit  # bytes still to read, None: to the end
+        self._newlines = first_line - 1
         self._since_break = 0  # bytes since the last line break
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self._raw.read(len(buffer))
+        want = len(buffer) if self._left is None else min(len(buffer), self._left)
+        data = self._raw.read(want)
+        if self._left is not None:
+            self._left -= len(data)
         if b"\0" in data:
             line = self._newlines + data.count(b"\n", 0, data.index(b"\0")) + 1
             raise InputError("NUL byte: this is binary data, not a CSV export", line=line)
@@ -88,20 +92,24 @@ def undecodable(stream: BinaryIO, encoding: str) -> tuple[int, int]:
     return decoder_line, 0
 
 
-def read_records(stream: BinaryIO, encoding: str) -> Iterator[Record]:
+def read_records(
+    stream: BinaryIO, encoding: str, *, limit: int | None = None, first_line: int = 1
+) -> Iterator[Record]:
     """Yield ``(line, fields)`` for every non-blank record of ``stream`` decoded as ``encoding``.
 
-    Raises :class:`WrongEncoding` when the bytes do not decode (the caller rewinds and tries the
-    next of :data:`ENCODINGS`), :class:`InputError` for anything else unreadable.
+    Reads from the stream's position, ``limit`` bytes at most (a slice of a file read in
+    parallel), numbering lines from ``first_line``. Raises :class:`WrongEncoding` when the bytes
+    do not decode (the caller rewinds and tries the next of :data:`ENCODINGS`),
+    :class:`InputError` for anything else unreadable.
     """
     text = io.TextIOWrapper(
-        io.BufferedReader(_CheckedStream(stream), CHUNK),
+        io.BufferedReader(_CheckedStream(stream, limit, first_line), CHUNK),
         encoding=encoding,
         errors="strict",
         newline=None,
     )
     lines = iter(text)
-    number = 0
+    number = first_line - 1
     try:
         for line in lines:
             number += 1

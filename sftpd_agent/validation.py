@@ -11,15 +11,17 @@ Codes (the contract's): ``field_count``, ``idremote``, ``msisdn``, ``oadc``, ``m
 from __future__ import annotations
 
 import re
+from array import array
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from itertools import chain
+from typing import Any, BinaryIO, NamedTuple
 
 from .errors import InputError
-from .gsm import Policy, count
+from .gsm import Policy, basic_segments, count
 from .numbers import NumberNormalizer
-from .reader import ENCODINGS, WrongEncoding, is_header, read_records, undecodable
+from .reader import ENCODINGS, Record, WrongEncoding, is_header, read_records, undecodable
 
 CODES = ("field_count", "idremote", "msisdn", "oadc", "msg_empty", "msg_non_gsm", "msg_too_long")
 FIELDS = ("IDREMOTE", "MSISDN", "OADC", "MSG")
@@ -125,15 +127,30 @@ RowSink = Callable[[Row], None]
 ErrorSink = Callable[[RowError], None]
 
 
-@dataclass(frozen=True, slots=True)
-class _Verdict:
-    """The cached outcome of one message text."""
+class _Verdict(NamedTuple):
+    """The cached outcome of one message text (a tuple: built once per distinct text)."""
 
     text: str
     segments: int
     code: str | None
     detail: str
     replaced: tuple[str, ...]
+
+
+class Tracker:
+    """The valid rows of a slice, kept compactly, so that duplicates across slices can be
+    found and taken off exactly when the slices' summaries are merged."""
+
+    def __init__(self) -> None:
+        self.keys = array("q")
+        self.parts = array("H")
+        self.replaced: dict[int, tuple[str, ...]] = {}
+
+    def add(self, key: int, parts: int, replaced: tuple[str, ...]) -> None:
+        if replaced:
+            self.replaced[len(self.keys)] = replaced
+        self.keys.append(key)
+        self.parts.append(parts)
 
 
 class Validator:
@@ -161,7 +178,7 @@ class Validator:
             stream.seek(0)
             summary = Summary(file=file, encoding=encoding.removesuffix("-sig"))
             try:
-                self._run(stream, summary, on_row, on_error)
+                self._run(read_records(stream, encoding), summary, on_row, on_error)
             except WrongEncoding:
                 if encoding == ENCODINGS[-1]:
                     line, byte = undecodable(stream, encoding)
@@ -176,102 +193,142 @@ class Validator:
             return summary
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _run(
+    def validate_slice(
         self,
         stream: BinaryIO,
+        *,
+        file: str,
+        start: int,
+        limit: int | None,
+        first_line: int,
+        on_error: ErrorSink | None = None,
+        track: Tracker | None = None,
+        seen: set[int] | None = None,
+    ) -> Summary:
+        """Check the UTF-8 rows of ``limit`` bytes of ``stream`` from byte ``start``.
+
+        For validating a big file on several cores: ``start`` must be a line start and
+        ``first_line`` its line number; a header is looked for only at the file's start.
+        Raises :class:`WrongEncoding` (the caller falls back to :meth:`validate`); anything
+        else unreadable is in ``unreadable``. ``seen`` receives the valid rows' number keys.
+        """
+        stream.seek(start)
+        summary = Summary(file=file, encoding="utf-8")
+        records = read_records(stream, ENCODINGS[0], limit=limit, first_line=first_line)
+        try:
+            self._run(records, summary, None, on_error, header=start == 0, track=track,
+                      seen=seen)
+        except WrongEncoding:
+            raise
+        except InputError as exc:
+            summary.unreadable = f"line {exc.line}: {exc.reason}" if exc.line else exc.reason
+        return summary
+
+    def _run(
+        self,
+        records: Iterator[Record],
         summary: Summary,
         on_row: RowSink | None,
         on_error: ErrorSink | None,
+        *,
+        header: bool = True,
+        track: Tracker | None = None,
+        seen: set[int] | None = None,
     ) -> None:
-        rules = self.rules
+        # The hot loop of the product: a million rows must take a couple of seconds, so
+        # lookups are hoisted into locals and the common row (plain GSM text, a number on the
+        # fast path) builds no object but its number key.
         normalize = self._normalize
-        messages = self._messages
-        seen: set[int] = set()
-        by_code = summary.invalid_by_code
-        examples = summary.examples
-        sender = rules.default_sender
-        max_segments = rules.max_segments
-        rows = valid = invalid = duplicates = segments = 0
-        first = True
+        cached = self._messages.get
+        judge = self._judge
+        seen = set() if seen is None else seen
+        add_seen = seen.add
+        sender = self.rules.default_sender
+        max_segments = self.rules.max_segments
         idremote_ok = _IDREMOTE.fullmatch
         oadc_ok = _OADC.fullmatch
+        rows = valid = invalid = duplicates = segments = 0
         errors: list[RowError] = []
 
-        for line, fields in read_records(stream, self._encoding_of(summary)):
-            if first:
-                first = False
-                if is_header(fields):
-                    summary.header = True
-                    continue
+        for line, fields in records if header else ():
+            if is_header(fields):
+                summary.header = True
+            else:
+                records = chain([(line, fields)], records)
+            break
+
+        for line, fields in records:
             rows += 1
             if len(fields) != 4:
-                errors.append(RowError(
-                    line, "field_count", "row", ";".join(fields)[:80],
-                    f"{len(fields)} field{'s' if len(fields) != 1 else ''}, expected 4 "
-                    "(IDREMOTE;MSISDN;OADC;MSG)",
-                ))
+                errors.append(_field_count_error(line, fields))
             else:
                 idremote, raw_number, oadc, message = fields
-                idremote = idremote.strip()
                 if not idremote_ok(idremote):
-                    errors.append(RowError(
-                        line, "idremote", "IDREMOTE", idremote, "1 to 40 letters or digits"
-                    ))
-                raw_number = raw_number.strip()
-                msisdn = normalize(raw_number) if raw_number else None
+                    idremote = idremote.strip()
+                    if not idremote_ok(idremote):
+                        errors.append(RowError(
+                            line, "idremote", "IDREMOTE", idremote, "1 to 40 letters or digits"
+                        ))
+                msisdn = normalize(raw_number.strip())
                 if msisdn is None:
                     errors.append(RowError(
-                        line, "msisdn", "MSISDN", raw_number,
-                        "empty" if not raw_number else "not a valid phone number",
+                        line, "msisdn", "MSISDN", raw_number.strip(),
+                        "not a valid phone number" if raw_number.strip() else "empty",
                     ))
-                oadc = oadc.strip() or sender
-                if oadc and not oadc_ok(oadc):
-                    errors.append(RowError(
-                        line, "oadc", "OADC", oadc, "1 to 11 letters or digits, or up to 15 digits"
-                    ))
-                verdict = messages.get(message)
-                if verdict is None:
-                    verdict = self._judge(message)
-                if verdict.code is not None:
-                    errors.append(RowError(
-                        line, verdict.code, "MSG", message[:40], verdict.detail
-                    ))
-                elif verdict.segments > max_segments:
-                    errors.append(RowError(
-                        line, "msg_too_long", "MSG", message[:40],
-                        f"{verdict.segments} segments, max_segments = {max_segments}",
-                    ))
+                if not oadc_ok(oadc):
+                    oadc = oadc.strip() or sender
+                    if oadc and not oadc_ok(oadc):
+                        errors.append(RowError(
+                            line, "oadc", "OADC", oadc,
+                            "1 to 11 letters or digits, or up to 15 digits",
+                        ))
+                parts = basic_segments(message)
+                if parts and not message.isspace():
+                    text = message
+                    replaced: tuple[str, ...] = ()
+                    if parts > max_segments:
+                        errors.append(_too_long(line, message, parts, max_segments))
+                else:
+                    text, parts, code, detail, replaced = cached(message) or judge(message)
+                    if code is not None:
+                        errors.append(RowError(line, code, "MSG", message[:40], detail))
+                    elif parts > max_segments:
+                        errors.append(_too_long(line, message, parts, max_segments))
                 if not errors and msisdn is not None:
                     key = int(msisdn[1:])
                     if key in seen:
                         duplicates += 1
                         continue
-                    seen.add(key)
+                    add_seen(key)
                     valid += 1
-                    segments += verdict.segments
-                    if verdict.replaced:
-                        summary.replaced.update(verdict.replaced)
+                    segments += parts
+                    if replaced:
+                        summary.replaced.update(replaced)
                     if on_row is not None:
-                        on_row(Row(line, idremote, msisdn, oadc, verdict.text, verdict.segments))
+                        on_row(Row(line, idremote, msisdn, oadc, text, parts))
+                    if track is not None:
+                        track.add(key, parts, replaced)
                     continue
             invalid += 1
-            if _CONTROL.search(";".join(fields)):
-                raise InputError("binary data: a control character in a field", line=line)
-            for error in errors:
-                by_code[error.code] += 1
-                shown = examples.setdefault(error.code, [])
-                if len(shown) < EXAMPLES_PER_CODE:
-                    shown.append(error)
-                if on_error is not None:
-                    on_error(error)
+            self._record_errors(summary, fields, errors, on_error)
             errors.clear()
 
         summary.rows, summary.valid, summary.invalid = rows, valid, invalid
         summary.duplicates, summary.segments = duplicates, segments
 
     @staticmethod
-    def _encoding_of(summary: Summary) -> str:
-        return "utf-8-sig" if summary.encoding == "utf-8" else summary.encoding
+    def _record_errors(
+        summary: Summary, fields: list[str], errors: list[RowError], on_error: ErrorSink | None
+    ) -> None:
+        if _CONTROL.search(";".join(fields)):
+            raise InputError("binary data: a control character in a field", line=errors[0].line)
+        for error in errors:
+            summary.invalid_by_code[error.code] += 1
+            shown = summary.examples.setdefault(error.code, [])
+            if len(shown) < EXAMPLES_PER_CODE:
+                shown.append(error)
+            if on_error is not None:
+                on_error(error)
 
     def _judge(self, message: str) -> _Verdict:
         if not message.strip():
@@ -291,3 +348,18 @@ class Validator:
             self._messages.clear()
         self._messages[message] = verdict
         return verdict
+
+
+def _field_count_error(line: int, fields: list[str]) -> RowError:
+    n = len(fields)
+    return RowError(
+        line, "field_count", "row", ";".join(fields)[:80],
+        f"{n} field{'s' if n != 1 else ''}, expected 4 (IDREMOTE;MSISDN;OADC;MSG)",
+    )
+
+
+def _too_long(line: int, message: str, parts: int, max_segments: int) -> RowError:
+    return RowError(
+        line, "msg_too_long", "MSG", message[:40],
+        f"{parts} segments, max_segments = {max_segments}",
+    )

@@ -21,6 +21,7 @@ from sftpd_agent.gsm import (
     Counted,
     Encoding,
     Policy,
+    basic_segments,
     count,
     gsm_parts,
     is_gsm,
@@ -398,3 +399,13 @@ def test_replacements_are_gsm_and_keys_are_not() -> None:
     assert all(not is_gsm(k) for k in _TRANSLITERATIONS)
     assert all(is_gsm(v) for v in _TRANSLITERATIONS.values())
     assert set(string.ascii_letters + string.digits) <= BASIC
+
+
+@given(st.text(alphabet=st.sampled_from(sorted(BASIC | EXTENSION | {"ç", "🎄", "ê"})),
+               max_size=900))
+def test_basic_segments_agrees_with_count_or_declines(text: str) -> None:
+    fast = basic_segments(text)
+    if fast:
+        assert count(text).segments == fast and count(text).text == text
+    else:
+        assert not text or any(c not in BASIC for c in text)

@@ -164,3 +164,10 @@ def test_message_cache_gives_the_same_verdict_for_repeated_templates() -> None:
     summary, rows, _ = run(body)
     assert {r.text for r in rows} == {"Fete 0", "Fete 1", "Fete 2"}
     assert summary.replaced["ê->e"] == 30
+
+
+def test_too_long_is_reported_beside_other_faults() -> None:
+    long_basic = "x" * 800
+    long_accented = "ê" * 800
+    assert codes(f"a;123;S;{long_basic}\n") == ["msisdn", "msg_too_long"]
+    assert codes(f"a;123;S;{long_accented}\n") == ["msisdn", "msg_too_long"]

@@ -1,0 +1,94 @@
+"""Checking on several cores gives exactly the single pass's answer, or falls back to it."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from sftpd_agent.parallel import validate_in_parallel
+from sftpd_agent.validation import RowError, Rules, Summary, Validator
+
+MESSAGES = ["Bonjour", "Fête à Noël", "Prix 20 € [x]", "Emoji 🎄", "", "x" * 900,
+            '"quoted; with ""quotes"""']
+
+
+def campaign(rows: int, seed: int, line_end: str = "\r\n", multiline: bool = False) -> str:
+    rng = random.Random(seed)
+    out = ["IDREMOTE;MSISDN;OADC;MSG"]
+    for i in range(rows):
+        number = rng.choice([f"+336{rng.randrange(10**8):08d}", f"06{rng.randrange(100):08d}",
+                             "0612", "+33612345678", f"07{rng.randrange(50, 100)}000000"])
+        message = rng.choice(MESSAGES)
+        if multiline and rng.random() < 0.05:
+            message = '"two\nlines"'
+        out.append(f"R{i};{number};Shop;{message}")
+        if rng.random() < 0.01:
+            out.append("")
+    return line_end.join(out) + line_end
+
+
+def single(path: Path, errors: list[RowError]) -> Summary:
+    with path.open("rb") as stream:
+        return Validator(Rules()).validate(stream, file=path.name, on_error=errors.append)
+
+
+@pytest.mark.parametrize("workers", [2, 3, 5])
+@pytest.mark.parametrize("line_end", ["\r\n", "\n"])
+def test_slices_merge_to_the_single_pass_exactly(
+    tmp_path: Path, workers: int, line_end: str
+) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text(campaign(3000, seed=workers, line_end=line_end), encoding="utf-8")
+    errors_single: list[RowError] = []
+    expected = single(path, errors_single)
+    errors_parallel: list[RowError] = []
+    got = validate_in_parallel(path, Validator(Rules()), file=path.name,
+                               on_error=errors_parallel.append, workers=workers)
+    assert got is not None
+    assert got.as_dict() == expected.as_dict()
+    assert errors_parallel == errors_single
+    assert expected.duplicates > 10  # duplicates across slices were taken off
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_with_quoted_line_breaks_the_answer_is_exact_or_left_to_the_single_pass(
+    tmp_path: Path, seed: int
+) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text(campaign(2000, seed=seed, multiline=True), encoding="utf-8")
+    expected = single(path, [])
+    got = validate_in_parallel(path, Validator(Rules()), file=path.name, workers=4)
+    assert got is None or got.as_dict() == expected.as_dict()
+
+
+def test_not_utf8_falls_back(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_bytes(campaign(2000, seed=1).encode("utf-8") + "z;+33612345670;S;é\r\n".encode(
+        "cp1252"))
+    assert validate_in_parallel(path, Validator(Rules()), file="c.csv", workers=2) is None
+
+
+def test_lone_cr_line_ends_fall_back(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text(campaign(2000, seed=2, line_end="\r"), encoding="utf-8")
+    assert validate_in_parallel(path, Validator(Rules()), file="c.csv", workers=2) is None
+
+
+def test_a_cut_inside_a_quoted_field_falls_back(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    head = "a;+33612345678;S;ok\n" * 50
+    # One quoted message over 11 lines straddles the middle of the file.
+    quoted = 'q;+33612345679;S;"' + "line\n" * 10 + 'end"\n'
+    path.write_text(head + quoted + head.replace("a;", "b;"), encoding="utf-8")
+    size = path.stat().st_size
+    middle = path.read_bytes()[: size // 2]
+    assert middle.count(b'"') == 1  # the cut falls inside the quotes
+    assert validate_in_parallel(path, Validator(Rules()), file="c.csv", workers=2) is None
+
+
+def test_small_files_are_not_split(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text(campaign(10, seed=3), encoding="utf-8")
+    assert validate_in_parallel(path, Validator(Rules()), file="c.csv") is None
