@@ -57,9 +57,11 @@ ACCENTED = [
 ]
 LONG_TAIL = (" Profitez-en vite, les quantites sont limitees et l'offre s'arrete bientot, "
              "n'attendez pas le dernier moment pour venir nous voir en magasin.")
-FOREIGN = ["+32470{:06d}", "+4915123{:05d}", "+447700{:06d}", "+4179{:07d}", "+34612{:06d}",
-           "+39347{:07d}", "+1202555{:04d}"]
-OVERSEAS = ["0692{:06d}", "0639{:06d}", "0690{:06d}", "0694{:06d}", "0696{:06d}"]
+# Valid ranges only: the ~1% invalid rows are drawn from INVALID.
+FOREIGN = ["+32470{:06d}", "+4915123{:06d}", "+447400{:06d}", "+4179{:07d}", "+34612{:06d}",
+           "+39347{:07d}", "+12025{:06d}"]
+OVERSEAS = ["069210{:04d}", "063920{:04d}", "069030{:04d}", "069420{:04d}", "069627{:04d}"]
+FRENCH_MOBILE_STARTS = ["61", "62", "63", "64", "65", "66", "67", "68", "75", "76", "77", "78"]
 INVALID = ["0612", "+33123", "hello", "", "06123456789012", "+999123456"]
 
 
@@ -78,15 +80,13 @@ def generate(path: Path, rows: int, seed: int = 20261121) -> None:
             elif roll < 0.015:
                 msisdn = rng.choice(INVALID)                       # invalid
             elif roll < 0.065:
-                msisdn = rng.choice(FOREIGN).format(rng.randrange(10_000))
+                msisdn = rng.choice(FOREIGN).format(rng.randrange(10**6))
             elif roll < 0.085:
-                msisdn = rng.choice(OVERSEAS).format(rng.randrange(10**6))
+                msisdn = rng.choice(OVERSEAS).format(rng.randrange(10**4))
             elif roll < 0.5:
-                msisdn = f"+336{rng.randrange(10**8):08d}"
-            elif roll < 0.8:
-                msisdn = f"06{rng.randrange(10**8):08d}"
+                msisdn = f"+33{rng.choice(FRENCH_MOBILE_STARTS)}{rng.randrange(10**7):07d}"
             else:
-                msisdn = f"07{rng.randrange(50, 100)}{rng.randrange(10**6):06d}"
+                msisdn = f"0{rng.choice(FRENCH_MOBILE_STARTS)}{rng.randrange(10**7):07d}"
             if len(numbers) < 50_000 and msisdn.startswith("+33"):
                 numbers.append(msisdn)
             kind = rng.random()
