@@ -51,6 +51,32 @@ def build_parser() -> argparse.ArgumentParser:
     counter.add_argument("--policy", choices=[p.value for p in Policy],
                          help="non_gsm policy (default: the configuration's, else transliterate)")
 
+    command("run", "the daemon, in the foreground (systemd Type=notify)")
+
+    status = command("status", "agent health and every campaign with its state and figures")
+    status.add_argument("--json", action="store_true")
+
+    submit = command("submit", "place FILE in the outbox under the provider's file name")
+    submit.add_argument("file", metavar="FILE")
+    submit.add_argument("--campaign", metavar="ID", help="campaign id (default: from FILE)")
+    submit.add_argument("--at", metavar="YYYY-MM-DD HH:MM",
+                        help="send time in the configured time zone (default: now)")
+
+    suppress = command("suppress", "the local suppression list (opted-out numbers)")
+    actions = suppress.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    listing = actions.add_parser("list", help="every suppressed number")
+    listing.add_argument("--json", action="store_true")
+    for name, text in (("add", "add numbers"), ("remove", "remove numbers")):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("numbers", nargs="+", metavar="MSISDN")
+    for action in actions.choices.values():
+        action.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS)
+
+    from . import trust  # noqa: PLC0415  (asyncssh only when needed)
+
+    trust.add_arguments(command(
+        "trust-host", "fetch the server's host key, show its fingerprint, add it to known_hosts"))
+
     from .simulator import command as simulate  # noqa: PLC0415  (asyncssh only when needed)
 
     simulate.add_arguments(commands.add_parser(
@@ -67,6 +93,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args, sys.stdout)
         if args.command == "count":
             return _count(args, sys.stdin, sys.stdout)
+        if args.command == "run":
+            return _run(args)
+        if args.command == "status":
+            return _status(args, sys.stdout)
+        if args.command == "submit":
+            return _submit(args, sys.stdout)
+        if args.command == "suppress":
+            return _suppress(args, sys.stdout)
+        if args.command == "trust-host":
+            from . import trust  # noqa: PLC0415
+
+            return trust.run(args, load_settings(args.config), stdin=sys.stdin,
+                             stdout=sys.stdout)
         if args.command == "simulate":
             from .simulator import command as simulate  # noqa: PLC0415
 
@@ -77,6 +116,116 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
+
+
+def _run(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+
+    from .clock import clock_from_environment  # noqa: PLC0415
+    from .daemon import Agent, fault_hook_from_environment  # noqa: PLC0415
+    from .logs import configure  # noqa: PLC0415
+
+    settings = load_settings(args.config)
+    configure()
+    agent = Agent(settings, clock=clock_from_environment(), config_path=args.config,
+                  fault_hook=fault_hook_from_environment())
+    return asyncio.run(agent.run())
+
+
+def _status(args: argparse.Namespace, out: TextIO) -> int:
+    from .status import render, status  # noqa: PLC0415
+    from .store import Store  # noqa: PLC0415
+
+    settings = load_settings(args.config)
+    if not settings.paths.state_db.exists():
+        raise ConfigError(f"{settings.paths.state_db}: no journal yet (has the agent run?)")
+    store = Store(settings.paths.state_db, readonly=True)
+    try:
+        report = status(store, settings, datetime.datetime.now(datetime.UTC))
+    finally:
+        store.close()
+    if args.json or not out.isatty():
+        print(json.dumps(report, ensure_ascii=False), file=out)
+    else:
+        print(render(report), file=out)
+    return EXIT_OK if report["agent"]["healthy"] else EXIT_NOT_OK
+
+
+def _submit(args: argparse.Namespace, out: TextIO) -> int:
+    import os  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+    import uuid  # noqa: PLC0415
+
+    from .naming import Kind, ProviderName, campaign_id_from_stem  # noqa: PLC0415
+
+    settings = load_settings(args.config)
+    source = Path(args.file)
+    if not source.is_file():
+        raise ConfigError(f"{source}: no such file")
+    try:
+        campaign_id = args.campaign or campaign_id_from_stem(source.stem)
+        if args.at:
+            when = datetime.datetime.strptime(args.at, "%Y-%m-%d %H:%M")
+        else:
+            when = datetime.datetime.now(settings.tz).replace(tzinfo=None, second=0,
+                                                               microsecond=0)
+        name = ProviderName(Kind.SEND, settings.service_id, when, campaign_id).filename(".csv")
+    except ValueError as exc:
+        raise ConfigError(f"submit: {exc}") from None
+    outbox = settings.paths.outbox
+    if not outbox.is_dir():
+        raise ConfigError(f"{outbox}: no outbox (is paths.root right, has the agent run?)")
+    target = outbox / name
+    if target.exists():
+        raise ConfigError(f"{target} is already waiting in the outbox")
+    temporary = outbox / f".{name}.{uuid.uuid4().hex}.tmp"
+    with source.open("rb") as src, temporary.open("xb") as dst:
+        shutil.copyfileobj(src, dst)
+        dst.flush()
+        os.fsync(dst.fileno())
+    try:
+        os.link(temporary, target)  # fails rather than replace a file dropped meanwhile
+    except FileExistsError:
+        raise ConfigError(f"{target} is already waiting in the outbox") from None
+    finally:
+        temporary.unlink()
+    print(f"submitted {source} as {target}", file=out)
+    return EXIT_OK
+
+
+def _suppress(args: argparse.Namespace, out: TextIO) -> int:
+    from .numbers import NumberNormalizer  # noqa: PLC0415
+    from .store import Store  # noqa: PLC0415
+
+    settings = load_settings(args.config)
+    store = Store(settings.paths.state_db)
+    try:
+        if args.action == "list":
+            entries = store.suppression_entries()
+            if args.json:
+                print(json.dumps(entries, ensure_ascii=False), file=out)
+            else:
+                for entry in entries:
+                    print(f"{entry['msisdn']}  {entry['added_at']}  {entry['source']}", file=out)
+            return EXIT_OK
+        normalize = NumberNormalizer(settings.campaign.default_region).normalize
+        numbers: list[str] = []
+        bad: list[str] = []
+        for raw in args.numbers:
+            e164 = normalize(raw.strip())
+            (numbers if e164 else bad).append(e164 or raw)
+        for raw in bad:
+            print(f"sftpd-agent: {raw!r} is not a valid phone number", file=sys.stderr)
+        now = datetime.datetime.now(datetime.UTC)
+        if args.action == "add":
+            changed = store.suppress(numbers, source="manual", at=now)
+            print(f"added {len(changed)}, already there {len(numbers) - len(changed)}", file=out)
+        else:
+            changed = store.unsuppress(numbers)
+            print(f"removed {len(changed)}, not there {len(numbers) - len(changed)}", file=out)
+        return EXIT_NOT_OK if bad else EXIT_OK
+    finally:
+        store.close()
 
 
 def _check(args: argparse.Namespace, out: TextIO) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+from contextlib import AbstractContextManager
 from typing import Any, TextIO
 
 import structlog
@@ -113,6 +113,6 @@ def get_logger(name: str = "sftpd_agent", **context: Any) -> structlog.stdlib.Bo
     return logger.bind(**context) if context else logger
 
 
-def bind_campaign(campaign_id: str) -> MutableMapping[str, Any]:
+def bind_campaign(campaign_id: str) -> AbstractContextManager[None]:
     """Bind ``campaign_id`` to every log line of the current task (a context manager)."""
-    return structlog.contextvars.bound_contextvars(campaign_id=campaign_id)  # type: ignore[return-value]
+    return structlog.contextvars.bound_contextvars(campaign_id=campaign_id)

@@ -73,8 +73,9 @@ def join(directory: str, name: str) -> str:
 class LocalRemote:
     """A :class:`Remote` over a local folder: a test double with the real semantics."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, block_size: int = 1 << 20) -> None:
         self.root = Path(root)
+        self.block_size = block_size
 
     def _path(self, path: str) -> Path:
         resolved = (self.root / path.lstrip("/")).resolve()
@@ -99,7 +100,7 @@ class LocalRemote:
         target = self._path(remote)
         written = 0
         with local.open("rb") as source, target.open("wb") as out:
-            while chunk := source.read(1 << 20):
+            while chunk := source.read(self.block_size):
                 out.write(chunk)
                 written += len(chunk)
                 if progress is not None:

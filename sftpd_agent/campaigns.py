@@ -1,0 +1,299 @@
+"""The campaign lifecycle on the local side: take in, validate, hold or schedule, prepare.
+
+    outbox/<name> --take--> spool/incoming/<ns>-<name>     (atomic rename; the user may drop
+                                                            a new file of the same name at once)
+    received  --validate--> spool/<pk>/rows.csv             (the surviving rows, upload form)
+    validated --plan------> held (failed/<name> + .errors.csv | .reason.txt) | scheduled
+    scheduled --prepare---> spool/<pk>/<provider name>...   (suppression applied NOW, at upload
+                                                            time; the exact bytes, fsynced)
+              --intent----> parts recorded, state uploading (publication takes over)
+    published or further -> archive/<campaign>-<pk>/        (original, uploaded files, summary)
+
+Every step is durable before the next, and each is redone from the journal after a crash.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Settings
+from .intake import rules_from, take_in, timing_from
+from .logs import bind_campaign, get_logger
+from .naming import Kind, ProviderName, part_ids, parts_needed
+from .plan import campaign_from_filename
+from .publication import Events
+from .states import FINAL, CampaignState, PartState
+from .store import Campaign, Part, PartPlan, Store, private_dir, private_file
+from .validation import Row, Validator
+from .writer import UploadWriter
+
+log = get_logger("sftpd_agent.campaigns")
+C = CampaignState
+
+Clock = Callable[[], datetime.datetime]
+Suppressed = Callable[[], "set[str] | frozenset[str]"]
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Campaigns:
+    settings: Settings
+    store: Store
+    clock: Clock
+    events: Events
+    suppressed: Suppressed = frozenset
+
+    def __post_init__(self) -> None:
+        paths = self.settings.paths
+        for folder in (paths.root, paths.outbox, paths.failed, paths.archive, paths.spool,
+                       self.incoming):
+            private_dir(folder)
+        # The outbox is where people drop files: group-writable is their choice, keep theirs.
+
+    @property
+    def incoming(self) -> Path:
+        return self.settings.paths.spool / "incoming"
+
+    def folder(self, campaign: Campaign | int) -> Path:
+        pk = campaign if isinstance(campaign, int) else campaign.id
+        return self.settings.paths.spool / str(pk)
+
+    def part_file(self, part: Part) -> Path:
+        return self.folder(part.campaign) / part.remote_name
+
+    # -- taking in -----------------------------------------------------------------------
+
+    def take(self, dropped: Path) -> Campaign:
+        """Move a complete file out of the outbox into the spool and record it."""
+        target = self.incoming / f"{time.time_ns()}-{dropped.name}"
+        dropped.rename(target)
+        fsync_dir(self.incoming)
+        fsync_dir(dropped.parent)
+        return self._record(target)
+
+    def recover(self) -> list[Campaign]:
+        """Files taken before a crash but never recorded, in the order they were taken."""
+        known = self.store.sources()
+        return [self._record(path) for path in sorted(self.incoming.iterdir())
+                if path.is_file() and path.name not in known]
+
+    def _record(self, source: Path) -> Campaign:
+        name = source.name.split("-", 1)[1]
+        campaign_id, _, _ = campaign_from_filename(name, timing_from(self.settings))
+        campaign = self.store.add_campaign(
+            campaign_id=campaign_id or "-", file=name, source=source.name, at=self.clock())
+        with bind_campaign(campaign.campaign_id):
+            log.info("campaign_received", file=name)
+        self.events("campaign.received", campaign)
+        return campaign
+
+    # -- validation and planning ---------------------------------------------------------
+
+    def validate(self, campaign: Campaign) -> Campaign:
+        """received -> validated -> held | scheduled."""
+        with bind_campaign(campaign.campaign_id):
+            source = self.incoming / campaign.source
+            folder = private_dir(self.folder(campaign))
+            rows_path = folder / "rows.csv"
+            errors_path = folder / "errors.csv"
+            fd = private_file(rows_path)
+            with os.fdopen(fd, "wb") as out:
+                writer = UploadWriter(out)
+                intake = take_in(
+                    source, self.settings, now=self.clock(), name=campaign.file,
+                    validator=Validator(rules_from(self.settings)), on_row=writer.write,
+                    errors_to=errors_path,
+                )
+                writer.close()
+                out.flush()
+                os.fsync(out.fileno())
+            summary, plan = intake.summary, intake.plan
+            campaign = self.store.move(
+                campaign.id, C.VALIDATED, at=self.clock(), campaign_id=plan.campaign_id or "-",
+                rows=summary.rows, valid=summary.valid, invalid=summary.invalid,
+                duplicates=summary.duplicates, segments=summary.segments,
+                send_at=plan.send_at, upload_at=plan.upload_at, summary=intake.as_dict(),
+            )
+            log.info("campaign_validated", rows=summary.rows, valid=summary.valid,
+                     invalid=summary.invalid, duplicates=summary.duplicates,
+                     segments=summary.segments)
+            if intake.hold_reason:
+                return self.hold(campaign, intake.hold_reason)
+            campaign = self.store.move(campaign.id, C.SCHEDULED, at=self.clock())
+            log.info("campaign_scheduled", send_at=plan.send_at.isoformat(),
+                     upload_at=plan.upload_at.isoformat(), note=plan.note)
+            self.events("campaign.scheduled", campaign)
+            return campaign
+
+    def hold(self, campaign: Campaign, reason: str) -> Campaign:
+        """Move the original to failed/ with its errors or reason; the campaign is held."""
+        failed = self.settings.paths.failed
+        source = self.incoming / campaign.source
+        name = campaign.file
+        if (failed / name).exists():
+            name = f"{Path(name).stem}-{campaign.id}{Path(name).suffix}"
+        errors = self.folder(campaign) / "errors.csv"
+        if source.exists():
+            source.replace(failed / name)
+        if errors.exists() and campaign.invalid:
+            errors.replace(failed / f"{name}.errors.csv")
+        else:
+            fd = private_file(failed / f"{name}.reason.txt")
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(reason + "\n")
+        fsync_dir(failed)
+        shutil.rmtree(self.folder(campaign), ignore_errors=True)
+        held = self.store.move(campaign.id, C.HELD, at=self.clock(), detail=reason, reason=reason)
+        with bind_campaign(campaign.campaign_id):
+            log.warning("campaign_held", reason=reason, file=str(failed / name))
+        self.events("campaign.held", held, reason=reason, file=str(failed / name))
+        return held
+
+    # -- preparing the upload ------------------------------------------------------------
+
+    def due(self) -> list[Campaign]:
+        now = self.clock()
+        return [c for c in self.store.campaigns(C.SCHEDULED)
+                if c.upload_at is not None and c.upload_at <= now]
+
+    def prepare(self, campaign: Campaign) -> list[Part] | None:
+        """Apply the suppression list, write the provider files, record the intent.
+
+        None when the campaign was held instead (stale, nothing left, name already used).
+        """
+        with bind_campaign(campaign.campaign_id):
+            now = self.clock()
+            stale = datetime.timedelta(minutes=self.settings.campaign.stale_after_minutes)
+            if campaign.send_at is not None and now > campaign.send_at + stale:
+                when = campaign.send_at.astimezone(self.settings.tz).strftime("%Y-%m-%d %H:%M")
+                self.hold(campaign, f"stale: not uploaded by its send time {when} "
+                                    "+ stale_after_minutes")
+                return None
+            suppressed = self.suppressed()
+            kept, dropped = self._count_kept(campaign, suppressed)
+            if kept == 0:
+                self.hold(campaign, "no recipient left after the suppression list")
+                return None
+            names = self._names(campaign, kept)
+            taken = [name for name in names if self.store.name_taken(name)]
+            if taken:
+                self.hold(campaign, f"{taken[0]} was already published by another campaign: "
+                                    "drop the file again under another name or time")
+                return None
+            plans = self._write_parts(campaign, names, suppressed)
+            parts = self.store.add_parts(campaign.id, plans, at=self.clock(), suppressed=dropped)
+            log.info("campaign_uploading", parts=len(parts), suppressed=dropped,
+                     rows=sum(p.rows for p in parts))
+            return parts
+
+    def _rows(self, campaign: Campaign) -> Iterator[list[str]]:
+        with (self.folder(campaign) / "rows.csv").open(encoding="utf-8", newline="") as handle:
+            yield from csv.reader(handle, delimiter=";")
+
+    def _count_kept(
+        self, campaign: Campaign, suppressed: set[str] | frozenset[str]
+    ) -> tuple[int, int]:
+        kept = dropped = 0
+        for row in self._rows(campaign):
+            if row[1] in suppressed:
+                dropped += 1
+            else:
+                kept += 1
+        return kept, dropped
+
+    def _names(self, campaign: Campaign, rows: int) -> list[str]:
+        assert campaign.send_at is not None  # noqa: S101 - scheduled campaigns have one
+        local = campaign.send_at.astimezone(self.settings.tz).replace(tzinfo=None)
+        ids = part_ids(campaign.campaign_id,
+                       parts_needed(rows, self.settings.campaign.max_rows_per_file))
+        return [ProviderName(Kind.SEND, self.settings.service_id, local, part).filename(".csv")
+                for part in ids]
+
+    def _write_parts(
+        self, campaign: Campaign, names: list[str], suppressed: set[str] | frozenset[str]
+    ) -> list[PartPlan]:
+        per_file = self.settings.campaign.max_rows_per_file
+        rows = (r for r in self._rows(campaign) if r[1] not in suppressed)
+        plans = []
+        for name in names:
+            path = self.folder(campaign) / name
+            fd = private_file(path)
+            with os.fdopen(fd, "wb") as out:
+                writer = UploadWriter(out)
+                for _, row in zip(range(per_file), rows, strict=False):
+                    writer.write(Row(0, row[0], row[1], row[2], row[3], 0))
+                count = writer.rows
+                writer.close()
+                out.flush()
+                os.fsync(out.fileno())
+            data_hash = _sha256(path)
+            plans.append(PartPlan(name, path.stat().st_size, data_hash, count))
+        fsync_dir(self.folder(campaign))
+        return plans
+
+    # -- after publication ---------------------------------------------------------------
+
+    def archive(self, campaign: Campaign) -> Path | None:
+        """Keep the original, the uploaded files and a summary; free the spool."""
+        folder = self.folder(campaign)
+        if not folder.exists():
+            return None
+        stamp = campaign.received_at.astimezone(self.settings.tz).strftime("%Y%m%d-%H%M%S")
+        target = private_dir(self.settings.paths.archive / f"{stamp}-{campaign.campaign_id}"
+                                                           f"-{campaign.id}")
+        source = self.incoming / campaign.source
+        if source.exists():
+            source.replace(target / campaign.file)
+        for part in self.store.parts(campaign.id):
+            if self.part_file(part).exists():
+                self.part_file(part).replace(target / part.remote_name)
+        errors = folder / "errors.csv"
+        if errors.exists():
+            errors.replace(target / f"{campaign.file}.errors.csv")
+        summary = {
+            **campaign.summary,
+            "state": str(campaign.state),
+            "remote_names": [p.remote_name for p in self.store.parts(campaign.id)],
+            "suppressed": campaign.suppressed,
+            "uploaded": [{"name": p.remote_name, "rows": p.rows, "bytes": p.size,
+                          "sha256": p.sha256} for p in self.store.parts(campaign.id)],
+        }
+        fd = private_file(target / f"{campaign.campaign_id}.summary.json")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(summary, out, ensure_ascii=False, indent=2, default=str)
+        shutil.rmtree(folder, ignore_errors=True)
+        return target
+
+    def unarchived(self) -> list[Campaign]:
+        """Campaigns on the provider's side whose spool is still here."""
+        return [c for c in self.store.campaigns()
+                if c.state not in (C.HELD, C.RECEIVED, C.VALIDATED, C.SCHEDULED)
+                and self.folder(c).exists()
+                and all(p.state != PartState.UPLOADING for p in self.store.parts(c.id))]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+__all__ = ["FINAL", "Campaigns"]

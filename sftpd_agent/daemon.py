@@ -1,0 +1,285 @@
+"""``sftpd-agent run``: the one owner of the daemon's lifecycle.
+
+    startup   open the journal; take in files taken before a crash; finish every campaign
+              left half-way (validate, plan); rebuild the scheduler's jobs from the journal
+    main loop three tasks: the outbox watcher, the remote loop (prepare what is due, then one
+              round: list Send/, reconcile, publish, track outcomes), the heartbeat (sd_notify
+              WATCHDOG=1 only while both loops make progress)
+    shutdown  SIGTERM: stop taking work, let the step in flight finish (every step is
+              resumable from the journal anyway), STOPPING=1, exit 0; SIGHUP: reload settings
+
+APScheduler (3.x, AsyncIOScheduler, memory job store, explicit time zone) holds the timers:
+the poll every ``poll_seconds`` and one job per scheduled campaign at its upload time. Timers
+only wake the remote loop; what is due is decided against the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from .campaigns import Campaigns
+from .clock import Clock
+from .config import Settings, load_settings
+from .errors import ConfigError
+from .logs import bind_campaign, get_logger
+from .outbox import Outbox, watch
+from .publication import Publisher
+from .remote import Remote
+from .sdnotify import Notifier
+from .session import RemoteSession
+from .states import CampaignState, PartState
+from .store import Campaign, Part, Store, now_iso
+
+log = get_logger("sftpd_agent.daemon")
+C = CampaignState
+
+FAULT_ENV = "SFTPD_AGENT_FAULT"
+"""Test-only: ``<point>`` (before_upload, mid_upload, after_upload, after_rename) at which the
+process kills itself with SIGKILL, to prove crash safety. Never set in production."""
+
+
+def fault_hook_from_environment() -> Callable[[str, Part], None] | None:
+    point = os.environ.get(FAULT_ENV)
+    if not point:
+        return None
+
+    def hook(reached: str, part: Part) -> None:
+        if reached == point:
+            log.warning("fault_injected", point=point, remote_name=part.remote_name)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
+class Agent:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock,
+        config_path: str | None = None,
+        connect: Callable[[Settings], Awaitable[Remote]] | None = None,
+        notifier: Notifier | None = None,
+        fault_hook: Callable[[str, Part], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.config_path = config_path
+        self._connect = connect or _sftp_connect
+        self.notifier = notifier or Notifier.from_environment()
+        self.store = Store(settings.paths.state_db)
+        self.campaigns = Campaigns(settings, self.store, clock, self.emit,
+                                   suppressed=self.store.suppressed)
+        self.publisher = Publisher(
+            self.store, settings.remote.send_dir, self.campaigns.part_file, clock, self.emit,
+            hooks=fault_hook, on_progress=self._remote_progress)
+        self.session = RemoteSession(lambda: self._connect(self.settings), clock, self.emit)
+        self.outbox = Outbox(settings.paths.outbox, settings.campaign.stable_seconds)
+        self.scheduler = AsyncIOScheduler(timezone=settings.tz)
+        self.stop = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.lock = asyncio.Lock()
+        self._progress = {"outbox": time.monotonic(), "remote": time.monotonic()}
+
+    # -- events --------------------------------------------------------------------------
+
+    def emit(self, event: str, campaign: Campaign | None = None, **data: Any) -> None:
+        """An event of the contract: logged now (notifications are queued from here)."""
+        if campaign is not None:
+            with bind_campaign(campaign.campaign_id):
+                log.info("event", name=event, state=str(campaign.state), **data)
+        else:
+            log.info("event", name=event, **data)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._request_stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self._request_stop, "SIGINT")
+        loop.add_signal_handler(signal.SIGHUP, self._request_reload)
+        try:
+            await self.startup()
+            self.notifier.ready("taking campaigns")
+            log.info("agent_ready", outbox=str(self.settings.paths.outbox),
+                     host=self.settings.remote.host, pid=os.getpid())
+            tasks = [
+                asyncio.create_task(watch(self.outbox, self._take, self.stop,
+                                          progress=lambda: self._mark("outbox")), name="outbox"),
+                asyncio.create_task(self._remote_loop(), name="remote"),
+                asyncio.create_task(self._heartbeat(), name="heartbeat"),
+            ]
+            await self.stop.wait()
+            self.notifier.stopping()
+            log.info("agent_stopping")
+            self.wake.set()
+            done, pending = await asyncio.wait(tasks, timeout=self.settings.remote
+                                               .operation_timeout_seconds)
+            for task in pending:
+                task.cancel()
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            if self.scheduler.running:
+                self.scheduler.shutdown(wait=False)
+            await self.session.close()
+            self.store.set_fact("stopped_at", now_iso(self.clock()))
+            self.store.close()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+        log.info("agent_stopped")
+        return 0
+
+    async def startup(self) -> None:
+        """Finish what a crash or a stop left half-way, then arm the timers."""
+        self.store.set_fact("pid", os.getpid())
+        self.store.set_fact("started_at", now_iso(self.clock()))
+        self._heartbeat_fact()
+        async with self.lock:
+            self.campaigns.recover()
+            for campaign in self.store.campaigns(C.RECEIVED):
+                await asyncio.to_thread(self.campaigns.validate, campaign)
+            for campaign in self.store.campaigns(C.VALIDATED):
+                # Validated but not yet planned: validate again (pure, deterministic).
+                self.store.move(campaign.id, C.RECEIVED, at=self.clock())
+                await asyncio.to_thread(self.campaigns.validate, self.store.campaign(campaign.id))
+        self.scheduler.add_job(self.wake.set, IntervalTrigger(
+            seconds=self.settings.remote.poll_seconds, timezone=self.settings.tz), id="poll")
+        for campaign in self.store.campaigns(C.SCHEDULED):
+            self._schedule(campaign)
+        self.scheduler.start()
+
+    def _request_stop(self, name: str) -> None:
+        log.info("signal_received", signal=name)
+        self.stop.set()
+
+    def _request_reload(self) -> None:
+        log.info("signal_received", signal="SIGHUP")
+        try:
+            settings = load_settings(self.config_path)
+        except ConfigError as exc:
+            log.error("reload_failed", error=str(exc))  # noqa: TRY400 - one line, no trace
+            return
+        if settings.paths != self.settings.paths:
+            log.warning("reload_paths_ignored", detail="paths take effect at the next start")
+            settings = settings.model_copy(update={"paths": self.settings.paths})
+        self.notifier.reloading()
+        self.settings = settings
+        self.campaigns.settings = settings
+        self.publisher.send_dir = settings.remote.send_dir
+        self.outbox.stable_seconds = settings.campaign.stable_seconds
+        self.scheduler.reschedule_job("poll", trigger=IntervalTrigger(
+            seconds=settings.remote.poll_seconds, timezone=settings.tz))
+        self.notifier.ready("configuration reloaded")
+        log.info("config_reloaded")
+        self.wake.set()
+
+    # -- the outbox ----------------------------------------------------------------------
+
+    async def _take(self, path: Path) -> None:
+        if self.stop.is_set():
+            return
+        async with self.lock:
+            campaign = self.campaigns.take(path)
+            campaign = await asyncio.to_thread(self.campaigns.validate, campaign)
+        if campaign.state == C.SCHEDULED:
+            self._schedule(campaign)
+            self.wake.set()
+
+    def _schedule(self, campaign: Campaign) -> None:
+        """A timer at the campaign's upload time (a hint: the clock decides)."""
+        if campaign.upload_at is None:
+            return
+        delay = (campaign.upload_at - self.clock()).total_seconds()
+        run_at = datetime.datetime.now(self.settings.tz) + datetime.timedelta(
+            seconds=max(0.0, delay))
+        self.scheduler.add_job(self.wake.set, DateTrigger(run_date=run_at),
+                               id=f"upload-{campaign.id}", replace_existing=True,
+                               misfire_grace_time=None)
+
+    # -- the remote side -----------------------------------------------------------------
+
+    async def _remote_loop(self) -> None:
+        while not self.stop.is_set():
+            self._mark("remote")
+            async with self.lock:
+                for campaign in self.campaigns.due():
+                    if self.stop.is_set():
+                        break
+                    await asyncio.to_thread(self.campaigns.prepare, campaign)
+            if not self.stop.is_set() and self.session.ready():
+                async with self.lock:
+                    ok = await self.session.attempt(self.publisher.round)
+                self._after_round(ok)
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=self._idle_wait())
+
+    def _idle_wait(self) -> float:
+        wait = self.settings.remote.poll_seconds
+        if self.session.next_attempt is not None:
+            wait = min(wait, max(0.1, (self.session.next_attempt - self.clock()).total_seconds()))
+        return wait
+
+    def _after_round(self, ok: bool) -> None:
+        now = self.clock()
+        if ok:
+            self.store.set_fact("last_poll", now_iso(now))
+        self.store.set_fact("remote_error", self.session.last_error)
+        for campaign in self.campaigns.unarchived():
+            self.campaigns.archive(campaign)
+        timeout = datetime.timedelta(minutes=self.settings.campaign.outcome_timeout_minutes)
+        for part in self.store.parts(None, PartState.PUBLISHED):
+            key = f"overdue:{part.id}"
+            if part.published_at and now - part.published_at > timeout and not self.store.fact(key):
+                self.store.set_fact(key, True)
+                campaign = self.store.campaign(part.campaign)
+                with bind_campaign(campaign.campaign_id):
+                    log.warning("campaign_overdue", remote_name=part.remote_name)
+                self.emit("campaign.overdue", campaign, remote_name=part.remote_name)
+
+    def _remote_progress(self) -> None:
+        self._mark("remote")
+
+    # -- liveness ------------------------------------------------------------------------
+
+    def _mark(self, loop: str) -> None:
+        self._progress[loop] = time.monotonic()
+
+    def _heartbeat_fact(self) -> None:
+        self.store.set_fact("heartbeat", now_iso(self.clock()))
+
+    async def _heartbeat(self) -> None:
+        interval = self.notifier.watchdog_interval()
+        period = min(5.0, interval / 2) if interval else 5.0
+        limit = max(interval or 0.0, 2 * self.settings.remote.poll_seconds + 30)
+        while not self.stop.is_set():
+            now = time.monotonic()
+            if all(now - seen < limit for seen in self._progress.values()):
+                self.notifier.watchdog()
+                self._heartbeat_fact()
+            else:
+                stalled = {k: round(now - v) for k, v in self._progress.items()}
+                log.warning("loop_stalled", **stalled)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=period)
+
+
+async def _sftp_connect(settings: Settings) -> Remote:
+    from .sftp import connect  # noqa: PLC0415  (asyncssh only in the daemon)
+
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    return await connect(settings.remote, credentials_dir=Path(directory) if directory else None)

@@ -1,0 +1,126 @@
+"""The drop zone: which files in ``outbox/`` are complete and may be taken.
+
+Files are found by watchfiles events *and* a periodic full scan (events can be lost or
+coalesced, and a file present at start-up must be found too). A file is complete when its
+size, mtime and inode have not changed for ``stable_seconds`` of watching, or when it was
+already older than that when first seen (moved in atomically, or there before the agent
+started). Dotfiles, ``*.tmp``, ``*.part`` and anything not ``*.csv`` are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import watchfiles
+
+from .logs import get_logger
+
+log = get_logger("sftpd_agent.outbox")
+
+RESCAN_SECONDS = 30.0
+"""Full scan interval when nothing is pending: the safety net under the events."""
+
+
+def eligible(name: str) -> bool:
+    lowered = name.lower()
+    return (not name.startswith(".") and lowered.endswith(".csv")
+            and not lowered.endswith((".tmp", ".part")))
+
+
+@dataclass
+class _Seen:
+    signature: tuple[int, int, int]
+    since: float
+
+
+@dataclass
+class Outbox:
+    folder: Path
+    stable_seconds: float
+    monotonic: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+    _seen: dict[str, _Seen] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._seen)
+
+    def scan(self) -> list[Path]:
+        """The files complete now, oldest first; the others are remembered."""
+        now, wall = self.monotonic(), self.wall()
+        ready: list[tuple[float, Path]] = []
+        present = set()
+        with os.scandir(self.folder) as entries:
+            for entry in entries:
+                if not eligible(entry.name) or not entry.is_file(follow_symlinks=False):
+                    continue
+                info = entry.stat(follow_symlinks=False)
+                present.add(entry.name)
+                signature = (info.st_size, info.st_mtime_ns, info.st_ino)
+                seen = self._seen.get(entry.name)
+                if seen is None or seen.signature != signature:
+                    old = seen is None and wall - info.st_mtime >= self.stable_seconds
+                    self._seen[entry.name] = _Seen(signature, now)
+                    if not old:
+                        continue
+                elif now - seen.since < self.stable_seconds:
+                    continue
+                ready.append((info.st_mtime, Path(entry.path)))
+        for name in list(self._seen):
+            if name not in present:
+                del self._seen[name]
+        ready.sort()
+        return [path for _, path in ready]
+
+    def taken(self, path: Path) -> None:
+        self._seen.pop(path.name, None)
+
+    def next_wait(self) -> float:
+        """How long the watcher may sleep before the next scan is useful."""
+        if not self._seen:
+            return RESCAN_SECONDS
+        now = self.monotonic()
+        soonest = min(seen.since for seen in self._seen.values()) + self.stable_seconds
+        return max(0.05, min(RESCAN_SECONDS, soonest - now + 0.01))
+
+
+async def watch(
+    outbox: Outbox, take: Callable[[Path], object], stop: asyncio.Event,
+    progress: Callable[[], None] | None = None,
+) -> None:
+    """Scan, take what is complete, and wait for an event or the next useful scan."""
+    changed = asyncio.Event()
+
+    async def events() -> None:
+        async for _ in watchfiles.awatch(outbox.folder, stop_event=stop, debounce=50,
+                                         step=20, recursive=False):
+            changed.set()
+
+    watcher = asyncio.create_task(events(), name="outbox-events")
+    try:
+        while not stop.is_set():
+            for path in outbox.scan():
+                if stop.is_set():
+                    break
+                outcome = take(path)
+                if asyncio.iscoroutine(outcome):
+                    await outcome
+                outbox.taken(path)
+            if progress is not None:
+                progress()
+            changed.clear()
+            waits = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(stop.wait())]
+            await asyncio.wait(waits, timeout=outbox.next_wait(),
+                               return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waits:
+                waiter.cancel()
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError, RuntimeError):
+            await watcher

@@ -1,0 +1,129 @@
+"""Exactly-once publication to the provider's ``Send/`` directory, and outcome tracking.
+
+For each provider file (part): the intent is recorded first (part ``uploading``), then the file
+is written as ``<name>.tmp``, its remote size checked, and renamed ``<name>.csv``; the result is
+recorded. Every round starts from ONE listing of ``send_dir``, and that listing decides:
+
+- a part whose name is there as ``.csv``, ``.lock``, ``.done`` or ``.reject`` is published (or
+  further) whatever the journal says: it is never uploaded again;
+- its own stale ``.tmp`` (a crash or a cut mid-upload) is removed and the upload redone;
+- otherwise it is uploaded.
+
+A rename that finds its target present means the part was already published. A connection
+lost around the rename is not guessed about: the next round's listing tells. The same listing
+moves parts ``published -> processing -> done | rejected``.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .errors import RetryableRemoteError
+from .logs import get_logger
+from .remote import Remote, RemoteEntry, TargetExists, join
+from .states import EXTENSION_STATE, PartState, advanced, campaign_state_of, can_move
+from .store import Campaign, Part, Store
+
+log = get_logger("sftpd_agent.publication")
+
+
+class Events(Protocol):
+    def __call__(self, event: str, campaign: Campaign | None = None, **data: object) -> None: ...
+
+
+def seen_state(stem: str, names: dict[str, RemoteEntry]) -> PartState | None:
+    """The furthest state the listing proves for ``stem``, or None when it is absent."""
+    found = [state for ext, state in EXTENSION_STATE.items() if stem + ext in names]
+    if not found:
+        return None
+    if PartState.REJECTED in found:
+        return PartState.REJECTED
+    order = list(EXTENSION_STATE.values())
+    return max(found, key=order.index)
+
+
+@dataclass
+class Publisher:
+    store: Store
+    send_dir: str
+    local_file: Callable[[Part], Path]
+    clock: Callable[[], datetime.datetime]
+    events: Events
+    hooks: Callable[[str, Part], None] | None = None  # test fault points, see ``_point``
+    on_progress: Callable[[], None] | None = None  # liveness, for the watchdog
+
+    async def round(self, remote: Remote) -> None:
+        """One listing of ``send_dir``; reconcile, track outcomes, publish what is pending."""
+        names = {entry.name: entry for entry in await remote.list(self.send_dir)}
+        for part in self.store.parts(None, PartState.UPLOADING, PartState.PUBLISHED,
+                                     PartState.PROCESSING):
+            seen = seen_state(part.stem, names)
+            if seen is not None and advanced(part.state, seen):
+                self._move(part, seen)
+            elif part.state == PartState.UPLOADING and seen is None:
+                await self._publish(remote, part, stale_tmp=part.stem + ".tmp" in names)
+
+    async def _publish(self, remote: Remote, part: Part, *, stale_tmp: bool) -> None:
+        tmp = join(self.send_dir, part.stem + ".tmp")
+        final = join(self.send_dir, part.remote_name)
+        with_log = log.bind(campaign_pk=part.campaign, remote_name=part.remote_name)
+        if stale_tmp:
+            with_log.info("stale_tmp_removed")
+            await remote.remove(tmp)
+        local = self.local_file(part)
+        self._point("before_upload", part)
+        written = await remote.upload(local, tmp, progress=self._progress(part))
+        self._point("after_upload", part)
+        entry = await remote.stat(tmp)
+        if entry is None or entry.size != part.size or written != part.size:
+            await remote.remove(tmp)
+            raise RetryableRemoteError(
+                f"{tmp}: {entry.size if entry else 'no'} bytes on the server after writing "
+                f"{written}, expected {part.size}"
+            )
+        try:
+            await remote.rename(tmp, final)
+        except TargetExists:
+            # Already published (by an earlier attempt): ours is a redundant copy.
+            with_log.info("already_published")
+            await remote.remove(tmp)
+        self._point("after_rename", part)
+        self._move(part, PartState.PUBLISHED)
+        with_log.info("part_published", bytes=part.size, rows=part.rows)
+
+    def _progress(self, part: Part) -> Callable[[int], None]:
+        hooks, alive = self.hooks, self.on_progress
+
+        def progress(done: int) -> None:
+            if alive is not None:
+                alive()
+            if hooks is not None and done < part.size:
+                hooks("mid_upload", part)
+
+        return progress
+
+    def _point(self, name: str, part: Part) -> None:
+        if self.hooks is not None:
+            self.hooks(name, part)
+
+    def _move(self, part: Part, to: PartState) -> None:
+        now = self.clock()
+        self.store.move_part(part, to, at=now)
+        campaign = self.store.campaign(part.campaign)
+        target = campaign_state_of(p.state for p in self.store.parts(campaign.id))
+        if target != campaign.state and can_move(campaign.state, target):
+            moved = self.store.move(campaign.id, target, at=now)
+            log.info("campaign_state", campaign_id=campaign.campaign_id, state=str(target))
+            if target in _EVENTS:
+                self.events(_EVENTS[target], moved)
+
+
+_EVENTS = {
+    "published": "campaign.published",
+    "done": "campaign.done",
+    "rejected": "campaign.rejected",
+}

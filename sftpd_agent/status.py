@@ -1,0 +1,97 @@
+"""``sftpd-agent status``: the agent's health and every campaign, from the journal.
+
+Read-only beside a running daemon (SQLite WAL). The daemon writes a heartbeat every few
+seconds; the agent is healthy when that heartbeat is fresh, the last poll of the provider
+succeeded recently and no remote error stands.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from .config import Settings
+from .store import Store, parse_iso
+
+
+def health(store: Store, settings: Settings, now: datetime.datetime) -> dict[str, Any]:
+    heartbeat = parse_iso(store.fact("heartbeat"))
+    started = parse_iso(store.fact("started_at"))
+    stopped = parse_iso(store.fact("stopped_at"))
+    last_poll = parse_iso(store.fact("last_poll"))
+    remote_error = store.fact("remote_error")
+    fresh = datetime.timedelta(seconds=max(60.0, 3 * settings.remote.poll_seconds))
+    running = (heartbeat is not None and now - heartbeat < fresh
+               and (stopped is None or (started is not None and started > stopped)))
+    polled = last_poll is not None and now - last_poll < fresh + fresh
+    problems = []
+    if not running:
+        problems.append("the agent is not running (no fresh heartbeat)")
+    if remote_error:
+        problems.append(f"remote: {remote_error}")
+    elif running and not polled:
+        problems.append("no successful poll of the provider recently")
+    local = settings.tz
+    return {
+        "healthy": not problems,
+        "last_poll": last_poll.astimezone(local).isoformat() if last_poll else None,
+        "remote_error": remote_error,
+        "heartbeat": heartbeat.astimezone(local).isoformat() if heartbeat else None,
+        "pid": store.fact("pid"),
+        "problems": problems,
+    }
+
+
+def campaigns(store: Store, settings: Settings) -> list[dict[str, Any]]:
+    local = settings.tz
+    out = []
+    for campaign in store.campaigns():
+        parts = store.parts(campaign.id)
+        names = [p.remote_name for p in parts] or list(
+            campaign.summary.get("remote_names", []))
+        out.append({
+            "campaign_id": campaign.campaign_id,
+            "file": campaign.file,
+            "state": str(campaign.state),
+            "send_at": campaign.send_at.astimezone(local).isoformat() if campaign.send_at
+            else None,
+            "remote_names": names,
+            "rows": campaign.rows,
+            "valid": campaign.valid,
+            "invalid": campaign.invalid,
+            "duplicates": campaign.duplicates,
+            "suppressed": campaign.suppressed,
+            "segments": campaign.segments,
+            "acks": store.acks(campaign.id),
+            "reason": campaign.reason,
+            "received_at": campaign.received_at.astimezone(local).isoformat(),
+        })
+    return out
+
+
+def status(store: Store, settings: Settings, now: datetime.datetime) -> dict[str, Any]:
+    return {"agent": health(store, settings, now), "campaigns": campaigns(store, settings)}
+
+
+def render(report: dict[str, Any]) -> str:
+    """A readable table for a terminal."""
+    agent = report["agent"]
+    lines = [
+        f"agent: {'healthy' if agent['healthy'] else 'UNHEALTHY'}"
+        f"  (pid {agent['pid']}, last poll {agent['last_poll'] or 'never'})",
+    ]
+    lines += [f"  ! {problem}" for problem in agent["problems"]]
+    header = f"{'campaign':<20} {'state':<10} {'send at':<16} {'rows':>7} {'valid':>7} " \
+             f"{'invalid':>7} {'dup':>5} {'supp':>5} {'segments':>8}  acks"
+    lines += ["", header, "-" * len(header)]
+    for c in report["campaigns"]:
+        send_at = (c["send_at"] or "")[:16].replace("T", " ")
+        acks = ", ".join(f"{k} {v}" for k, v in sorted(c["acks"].items())) or "-"
+        lines.append(f"{c['campaign_id'][:20]:<20} {c['state']:<10} {send_at:<16} "
+                     f"{c['rows']:>7} {c['valid']:>7} {c['invalid']:>7} {c['duplicates']:>5} "
+                     f"{c['suppressed']:>5} {c['segments']:>8}  {acks}")
+        if c["reason"]:
+            lines.append(f"{'':<20} reason: {c['reason']}")
+    if not report["campaigns"]:
+        lines.append("(no campaigns yet)")
+    return "\n".join(lines)

@@ -1,0 +1,432 @@
+"""The state journal: SQLite in WAL mode, the agent's only memory across a crash.
+
+Campaigns, their provider files (parts) and every state transition with its time. A
+transition is committed with ``synchronous=FULL`` before the action that depends on it, so
+after a crash the journal says what was intended and the remote listing says what happened.
+
+The schema has a version (``PRAGMA user_version``) and ordered migrations; opening a store
+applies the missing ones in one transaction each. The database and every file the agent
+writes hold personal data: created 0600 in 0700 folders, whatever the umask.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .states import CampaignState, PartState
+
+MIGRATIONS: Sequence[str] = (
+    # 1: campaigns, parts, transitions, agent facts
+    """
+    CREATE TABLE campaigns (
+        id INTEGER PRIMARY KEY,
+        campaign_id TEXT NOT NULL,
+        file TEXT NOT NULL,
+        source TEXT NOT NULL,
+        state TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        send_at TEXT,
+        upload_at TEXT,
+        rows INTEGER NOT NULL DEFAULT 0,
+        valid INTEGER NOT NULL DEFAULT 0,
+        invalid INTEGER NOT NULL DEFAULT 0,
+        duplicates INTEGER NOT NULL DEFAULT 0,
+        suppressed INTEGER NOT NULL DEFAULT 0,
+        segments INTEGER NOT NULL DEFAULT 0,
+        reason TEXT,
+        summary TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX campaigns_state ON campaigns(state);
+    CREATE TABLE parts (
+        id INTEGER PRIMARY KEY,
+        campaign INTEGER NOT NULL REFERENCES campaigns(id),
+        number INTEGER NOT NULL,
+        remote_name TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        rows INTEGER NOT NULL,
+        published_at TEXT,
+        outcome_at TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX parts_state ON parts(state);
+    CREATE TABLE transitions (
+        id INTEGER PRIMARY KEY,
+        campaign INTEGER NOT NULL REFERENCES campaigns(id),
+        part INTEGER REFERENCES parts(id),
+        from_state TEXT,
+        to_state TEXT NOT NULL,
+        at TEXT NOT NULL,
+        detail TEXT
+    );
+    CREATE INDEX transitions_campaign ON transitions(campaign);
+    CREATE TABLE agent (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    # 2: the suppression list (never purged)
+    """
+    CREATE TABLE suppression (
+        msisdn TEXT PRIMARY KEY,
+        added_at TEXT NOT NULL,
+        source TEXT NOT NULL,
+        campaign TEXT
+    );
+    """,
+)
+
+
+def now_iso(when: datetime.datetime) -> str:
+    return when.astimezone(datetime.UTC).isoformat(timespec="seconds")
+
+
+def parse_iso(text: str | None) -> datetime.datetime | None:
+    return datetime.datetime.fromisoformat(text) if text else None
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` created 0700 (and its missing parents), whatever the umask."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def private_file(path: Path) -> int:
+    """Open ``path`` for writing, created 0600 whatever the umask; the file descriptor."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    id: int
+    campaign_id: str
+    file: str
+    source: str
+    state: CampaignState
+    received_at: datetime.datetime
+    send_at: datetime.datetime | None
+    upload_at: datetime.datetime | None
+    rows: int
+    valid: int
+    invalid: int
+    duplicates: int
+    suppressed: int
+    segments: int
+    reason: str | None
+    summary: dict[str, Any]
+    updated_at: datetime.datetime
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Campaign:
+        return cls(
+            id=row["id"], campaign_id=row["campaign_id"], file=row["file"], source=row["source"],
+            state=CampaignState(row["state"]),
+            received_at=datetime.datetime.fromisoformat(row["received_at"]),
+            send_at=parse_iso(row["send_at"]), upload_at=parse_iso(row["upload_at"]),
+            rows=row["rows"], valid=row["valid"], invalid=row["invalid"],
+            duplicates=row["duplicates"], suppressed=row["suppressed"],
+            segments=row["segments"], reason=row["reason"],
+            summary=json.loads(row["summary"]) if row["summary"] else {},
+            updated_at=datetime.datetime.fromisoformat(row["updated_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    id: int
+    campaign: int
+    number: int
+    remote_name: str
+    state: PartState
+    size: int
+    sha256: str
+    rows: int
+    published_at: datetime.datetime | None
+    outcome_at: datetime.datetime | None
+
+    @property
+    def stem(self) -> str:
+        return self.remote_name.removesuffix(".csv")
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Part:
+        return cls(
+            id=row["id"], campaign=row["campaign"], number=row["number"],
+            remote_name=row["remote_name"], state=PartState(row["state"]), size=row["size"],
+            sha256=row["sha256"], rows=row["rows"],
+            published_at=parse_iso(row["published_at"]), outcome_at=parse_iso(row["outcome_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PartPlan:
+    """A provider file to publish: its name and the exact bytes' size and hash."""
+
+    remote_name: str
+    size: int
+    sha256: str
+    rows: int
+
+
+class Store:
+    """The journal. One connection, used from the event loop's thread only."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        if readonly:
+            # For ``status`` and friends beside a running daemon: WAL lets both read.
+            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            return
+        private_dir(path.parent)
+        if not path.exists():
+            os.close(private_file(path))
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
+        for suffix in ("-wal", "-shm"):
+            sidecar = path.with_name(path.name + suffix)
+            if sidecar.exists():
+                sidecar.chmod(0o600)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        for version in range(self.version, len(MIGRATIONS)):
+            # One script, one transaction: the schema and its version change together.
+            self._db.executescript(
+                f"BEGIN IMMEDIATE; {MIGRATIONS[version]}; PRAGMA user_version = {version + 1}; "
+                "COMMIT;"
+            )
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic, durable unit: committed (fsynced) when the block ends."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- campaigns -----------------------------------------------------------------------
+
+    def add_campaign(
+        self, *, campaign_id: str, file: str, source: str, at: datetime.datetime
+    ) -> Campaign:
+        """A dropped file, taken into the spool as ``source``: state ``received``."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO campaigns (campaign_id, file, source, state, received_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (campaign_id, file, source, CampaignState.RECEIVED, now_iso(at), now_iso(at)),
+            )
+            pk = int(cursor.lastrowid or 0)
+            db.execute(
+                "INSERT INTO transitions (campaign, from_state, to_state, at) VALUES (?,?,?,?)",
+                (pk, None, CampaignState.RECEIVED, now_iso(at)),
+            )
+        return self.campaign(pk)
+
+    def campaign(self, pk: int) -> Campaign:
+        row = self._db.execute("SELECT * FROM campaigns WHERE id = ?", (pk,)).fetchone()
+        if row is None:
+            raise KeyError(pk)
+        return Campaign.from_row(row)
+
+    def sources(self) -> set[str]:
+        return {row[0] for row in self._db.execute("SELECT source FROM campaigns")}
+
+    def campaigns(self, *states: CampaignState) -> list[Campaign]:
+        if states:
+            marks = ",".join("?" * len(states))
+            rows = self._db.execute(
+                f"SELECT * FROM campaigns WHERE state IN ({marks}) ORDER BY id",  # noqa: S608
+                states,
+            ).fetchall()
+        else:
+            rows = self._db.execute("SELECT * FROM campaigns ORDER BY id").fetchall()
+        return [Campaign.from_row(row) for row in rows]
+
+    def move(
+        self, pk: int, to: CampaignState, *, at: datetime.datetime, detail: str | None = None,
+        **fields: Any,
+    ) -> Campaign:
+        """Record a campaign's transition (and any of its figures) durably."""
+        with self.transaction() as db:
+            before = db.execute("SELECT state FROM campaigns WHERE id = ?", (pk,)).fetchone()
+            if before is None:
+                raise KeyError(pk)
+            self._update_campaign(db, pk, state=to, updated_at=now_iso(at), **fields)
+            if before["state"] != to:
+                db.execute(
+                    "INSERT INTO transitions (campaign, from_state, to_state, at, detail) "
+                    "VALUES (?,?,?,?,?)",
+                    (pk, before["state"], to, now_iso(at), detail),
+                )
+        return self.campaign(pk)
+
+    def update_campaign(self, pk: int, **fields: Any) -> None:
+        with self.transaction() as db:
+            self._update_campaign(db, pk, **fields)
+
+    @staticmethod
+    def _update_campaign(db: sqlite3.Connection, pk: int, **fields: Any) -> None:
+        if not fields:
+            return
+        values = []
+        for key, given in fields.items():
+            if key not in _CAMPAIGN_FIELDS:
+                raise ValueError(f"not a campaign field: {key}")
+            value = given
+            if isinstance(given, datetime.datetime):
+                value = now_iso(given)
+            elif key == "summary" and given is not None:
+                value = json.dumps(given, ensure_ascii=False)
+            values.append(value)
+        assignments = ", ".join(f"{key} = ?" for key in fields)
+        db.execute(f"UPDATE campaigns SET {assignments} WHERE id = ?",  # noqa: S608
+                   (*values, pk))
+
+    def transitions(self, pk: int) -> list[tuple[str | None, str, datetime.datetime]]:
+        rows = self._db.execute(
+            "SELECT from_state, to_state, at FROM transitions WHERE campaign = ? AND part IS NULL "
+            "ORDER BY id", (pk,),
+        ).fetchall()
+        return [(r["from_state"], r["to_state"], datetime.datetime.fromisoformat(r["at"]))
+                for r in rows]
+
+    # -- parts -----------------------------------------------------------------------------
+
+    def name_taken(self, remote_name: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM parts WHERE remote_name = ?",
+                               (remote_name,)).fetchone()
+        return row is not None
+
+    def add_parts(
+        self, pk: int, plans: Sequence[PartPlan], *, at: datetime.datetime, suppressed: int
+    ) -> list[Part]:
+        """Record the campaign's provider files and its move to ``uploading``: the intent."""
+        with self.transaction() as db:
+            for number, plan in enumerate(plans, start=1):
+                db.execute(
+                    "INSERT INTO parts (campaign, number, remote_name, state, size, sha256, rows,"
+                    " updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                    (pk, number, plan.remote_name, PartState.UPLOADING, plan.size, plan.sha256,
+                     plan.rows, now_iso(at)),
+                )
+            before = db.execute("SELECT state FROM campaigns WHERE id = ?", (pk,)).fetchone()
+            self._update_campaign(db, pk, state=CampaignState.UPLOADING, suppressed=suppressed,
+                                  updated_at=now_iso(at))
+            db.execute(
+                "INSERT INTO transitions (campaign, from_state, to_state, at) VALUES (?,?,?,?)",
+                (pk, before["state"], CampaignState.UPLOADING, now_iso(at)),
+            )
+        return self.parts(pk)
+
+    def parts(self, pk: int | None = None, *states: PartState) -> list[Part]:
+        query = "SELECT * FROM parts WHERE 1=1"
+        args: list[Any] = []
+        if pk is not None:
+            query += " AND campaign = ?"
+            args.append(pk)
+        if states:
+            query += f" AND state IN ({','.join('?' * len(states))})"
+            args.extend(states)
+        rows = self._db.execute(query + " ORDER BY campaign, number", args).fetchall()
+        return [Part.from_row(row) for row in rows]
+
+    def move_part(self, part: Part, to: PartState, *, at: datetime.datetime) -> None:
+        with self.transaction() as db:
+            fields = ["state = ?", "updated_at = ?"]
+            values: list[Any] = [to, now_iso(at)]
+            if to == PartState.PUBLISHED:
+                fields.append("published_at = ?")
+                values.append(now_iso(at))
+            if to in (PartState.DONE, PartState.REJECTED):
+                fields.append("outcome_at = ?")
+                values.append(now_iso(at))
+            db.execute(f"UPDATE parts SET {', '.join(fields)} WHERE id = ?",  # noqa: S608
+                       (*values, part.id))
+            db.execute(
+                "INSERT INTO transitions (campaign, part, from_state, to_state, at) "
+                "VALUES (?,?,?,?,?)", (part.campaign, part.id, part.state, to, now_iso(at)),
+            )
+
+    # -- delivery figures (filled by the reports) ------------------------------------------
+
+    def acks(self, pk: int) -> dict[str, int]:
+        """Delivery figures per ACK status for a campaign (empty until an ACK is ingested)."""
+        summary = self.campaign(pk).summary
+        figures = summary.get("acks", {})
+        return {str(k): int(v) for k, v in figures.items()}
+
+    # -- the suppression list ------------------------------------------------------------
+
+    def suppress(self, numbers: Sequence[str], *, source: str, at: datetime.datetime,
+                 campaign: str | None = None) -> list[str]:
+        """Add E.164 numbers; the ones that were new, in order."""
+        added = []
+        with self.transaction() as db:
+            for msisdn in numbers:
+                cursor = db.execute(
+                    "INSERT INTO suppression (msisdn, added_at, source, campaign) "
+                    "VALUES (?,?,?,?) ON CONFLICT(msisdn) DO NOTHING",
+                    (msisdn, now_iso(at), source, campaign))
+                if cursor.rowcount:
+                    added.append(msisdn)
+        return added
+
+    def unsuppress(self, numbers: Sequence[str]) -> list[str]:
+        removed = []
+        with self.transaction() as db:
+            for msisdn in numbers:
+                if db.execute("DELETE FROM suppression WHERE msisdn = ?", (msisdn,)).rowcount:
+                    removed.append(msisdn)
+        return removed
+
+    def suppressed(self) -> set[str]:
+        return {row[0] for row in self._db.execute("SELECT msisdn FROM suppression")}
+
+    def suppression_entries(self) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT msisdn, added_at, source, campaign FROM suppression ORDER BY added_at, msisdn")
+        return [dict(row) for row in rows]
+
+    # -- agent facts ---------------------------------------------------------------------
+
+    def set_fact(self, key: str, value: Any) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO agent (key, value) VALUES (?, ?) ON CONFLICT(key) "
+                       "DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
+
+    def fact(self, key: str, default: Any = None) -> Any:
+        row = self._db.execute("SELECT value FROM agent WHERE key = ?", (key,)).fetchone()
+        return json.loads(row["value"]) if row else default
+
+
+_CAMPAIGN_FIELDS = frozenset({
+    "campaign_id", "file", "state", "send_at", "upload_at", "rows", "valid", "invalid",
+    "duplicates", "suppressed", "segments", "reason", "summary", "updated_at",
+})

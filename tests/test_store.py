@@ -1,0 +1,86 @@
+"""The journal: schema versions, durable transitions, private files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from sftpd_agent.states import CampaignState, PartState
+from sftpd_agent.store import MIGRATIONS, PartPlan, Store
+
+T0 = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
+
+
+def test_created_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        store = Store(tmp_path / "state" / "state.db")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "state" / "state.db").stat().st_mode & 0o777 == 0o600
+    store.close()
+
+
+def test_schema_version_and_migrations_apply_once(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    assert store.version == len(MIGRATIONS)
+    store.close()
+    again = Store(tmp_path / "s.db")  # reopening applies nothing twice
+    assert again.version == len(MIGRATIONS)
+    mode = sqlite3.connect(tmp_path / "s.db").execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    again.close()
+
+
+def test_transitions_are_recorded_with_their_times(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    c = store.add_campaign(campaign_id="promo", file="promo.csv", source="1-promo.csv", at=T0)
+    store.move(c.id, CampaignState.VALIDATED, at=T0 + dt.timedelta(seconds=1), rows=10)
+    store.move(c.id, CampaignState.SCHEDULED, at=T0 + dt.timedelta(seconds=2),
+               send_at=T0 + dt.timedelta(hours=1))
+    moved = store.campaign(c.id)
+    assert moved.state == CampaignState.SCHEDULED and moved.rows == 10
+    assert moved.send_at == T0 + dt.timedelta(hours=1)
+    assert [(a, b) for a, b, _ in store.transitions(c.id)] == [
+        (None, "received"), ("received", "validated"), ("validated", "scheduled")]
+    store.close()
+    # Durable: a new connection sees everything.
+    reopened = Store(tmp_path / "s.db")
+    assert reopened.campaign(c.id).state == CampaignState.SCHEDULED
+    reopened.close()
+
+
+def test_parts_are_the_intent_and_names_are_unique(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    c = store.add_campaign(campaign_id="promo", file="promo.csv", source="1-promo.csv", at=T0)
+    plans = [PartPlan("SEND-12345-20261123-1000-promoP1.csv", 10, "ab", 1),
+             PartPlan("SEND-12345-20261123-1000-promoP2.csv", 12, "cd", 1)]
+    parts = store.add_parts(c.id, plans, at=T0, suppressed=3)
+    assert [p.state for p in parts] == [PartState.UPLOADING] * 2
+    assert store.campaign(c.id).state == CampaignState.UPLOADING
+    assert store.campaign(c.id).suppressed == 3
+    assert store.name_taken(plans[0].remote_name)
+    other = store.add_campaign(campaign_id="promo", file="x.csv", source="2-x.csv", at=T0)
+    with pytest.raises(sqlite3.IntegrityError):
+        store.add_parts(other.id, plans[:1], at=T0, suppressed=0)
+    assert store.campaign(other.id).state == CampaignState.RECEIVED  # rolled back whole
+    store.move_part(parts[0], PartState.PUBLISHED, at=T0)
+    assert store.parts(c.id)[0].published_at == T0
+    store.close()
+
+
+def test_facts(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    assert store.fact("last_poll") is None
+    store.set_fact("last_poll", "x")
+    store.set_fact("last_poll", "y")
+    assert store.fact("last_poll") == "y"
+    store.close()
+    ro = Store(tmp_path / "s.db", readonly=True)
+    assert ro.fact("last_poll") == "y"
+    ro.close()
