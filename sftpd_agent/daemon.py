@@ -242,7 +242,7 @@ class Agent:
         for campaign in self.campaigns.unarchived():
             self.campaigns.archive(campaign)
         timeout = datetime.timedelta(minutes=self.settings.campaign.outcome_timeout_minutes)
-        for part in self.store.parts(None, PartState.PUBLISHED):
+        for part in self.store.parts(None, PartState.PUBLISHED, PartState.PROCESSING):
             key = f"overdue:{part.id}"
             if part.published_at and now - part.published_at > timeout and not self.store.fact(key):
                 self.store.set_fact(key, True)

@@ -213,3 +213,34 @@ async def test_published_campaigns_are_archived_with_a_summary(tmp_path: Path) -
     assert (folder / part.remote_name).exists()
     assert '"sha256"' in (folder / "promo.summary.json").read_text()
     assert not world.campaigns.folder(campaign).exists()
+
+
+async def test_a_campaign_not_uploaded_in_time_is_held_as_stale(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    campaign = world.campaigns.validate(world.campaigns.take(world.drop("late.csv", ROWS)))
+    late = MONDAY_10H + dt.timedelta(minutes=61)
+    world.campaigns.clock = lambda: late
+    assert world.campaigns.prepare(campaign) is None
+    held = world.store.campaign(campaign.id)
+    assert held.state == CampaignState.HELD and held.reason is not None
+    assert "stale" in held.reason
+    assert (world.settings.paths.failed / "late.csv.reason.txt").exists()
+    assert world.store.parts() == []
+
+
+async def test_everyone_opted_out_holds_the_campaign(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    campaign = world.campaigns.validate(world.campaigns.take(world.drop("p.csv", ROWS)))
+    world.campaigns.suppressed = lambda: {f"+3361234{i:04d}" for i in range(50)}
+    assert world.campaigns.prepare(campaign) is None
+    assert world.store.campaign(campaign.id).state == CampaignState.HELD
+
+
+async def test_a_name_already_used_by_another_campaign_is_held(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    name = "SEND-12345-20261123-1000-same.csv"
+    prepared(world, name)
+    second = world.campaigns.validate(world.campaigns.take(world.drop(name, ROWS)))
+    assert world.campaigns.prepare(second) is None
+    held = world.store.campaign(second.id)
+    assert held.state == CampaignState.HELD and "already published" in (held.reason or "")
