@@ -64,6 +64,9 @@ class RemoteSettings(_Section):
     connect_timeout_seconds: float = Field(15, gt=0)
     operation_timeout_seconds: float = Field(120, gt=0)
     keepalive_seconds: float = Field(15, gt=0)
+    retry_base_seconds: float = Field(1, gt=0)
+    retry_ceiling_seconds: float = Field(300, gt=0)
+    permanent_retry_seconds: float = Field(600, gt=0)
 
 
 class PathsSettings(_Section):

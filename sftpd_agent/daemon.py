@@ -38,7 +38,7 @@ from .outbox import Outbox, watch
 from .publication import Publisher
 from .remote import Remote
 from .sdnotify import Notifier
-from .session import RemoteSession
+from .session import Backoff, RemoteSession
 from .states import CampaignState, PartState
 from .store import Campaign, Part, Store, now_iso
 
@@ -85,7 +85,11 @@ class Agent:
         self.publisher = Publisher(
             self.store, settings.remote.send_dir, self.campaigns.part_file, clock, self.emit,
             hooks=fault_hook, on_progress=self._remote_progress)
-        self.session = RemoteSession(lambda: self._connect(self.settings), clock, self.emit)
+        remote = settings.remote
+        self.session = RemoteSession(
+            lambda: self._connect(self.settings), clock, self.emit,
+            Backoff(remote.retry_base_seconds, remote.retry_ceiling_seconds,
+                    remote.permanent_retry_seconds))
         self.outbox = Outbox(settings.paths.outbox, settings.campaign.stable_seconds)
         self.scheduler = AsyncIOScheduler(timezone=settings.tz)
         self.stop = asyncio.Event()
