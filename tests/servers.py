@@ -226,6 +226,23 @@ def _wait_for_banner(process: subprocess.Popen[bytes], port: int) -> bool:
     return False
 
 
+def start_sshd(folder: Path, chroot: Path, host_key: Path,
+               authorized_keys: Path) -> tuple[subprocess.Popen[bytes], int] | None:
+    """Start ``sshd -D`` on a free 127.0.0.1 port (3 tries): the process and its port, or None
+    (its log is ``folder/sshd.log``). Also for benchmarks: needs root, not pytest."""
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation
+    for _attempt in range(3):
+        port = _free_port()
+        config = _sshd_config(folder, port, chroot, host_key, authorized_keys)
+        with (folder / "sshd.log").open("ab") as log:
+            process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)],
+                                       stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        if _wait_for_banner(process, port):
+            return process, port
+        _stop(process)
+    return None
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
@@ -242,7 +259,6 @@ def openssh(tmp_path: Path, client_key: ClientKey, simulator_options: SimulatorO
         _unavailable(f"{SSHD} is not installed (package openssh-server)")
     if os.geteuid() != 0:
         _unavailable("sshd with ChrootDirectory needs root")
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation
     CHROOT_BASE.mkdir(mode=0o755, exist_ok=True)
     chroot = Path(tempfile.mkdtemp(prefix="sftp-", dir=CHROOT_BASE))
     chroot.chmod(0o755)
@@ -256,20 +272,11 @@ def openssh(tmp_path: Path, client_key: ClientKey, simulator_options: SimulatorO
     process: subprocess.Popen[bytes] | None = None
     try:
         thread.start()  # creates Send/ and Report/, owned by us: the login user
-        for _attempt in range(3):
-            port = _free_port()
-            config = _sshd_config(folder, port, chroot, host_key_path,
-                                  client_key.authorized_keys)
-            with (folder / "sshd.log").open("ab") as log:
-                process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)],
-                                           stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-            if _wait_for_banner(process, port):
-                break
-            _stop(process)
-            process = None
-        if process is None:
+        started = start_sshd(folder, chroot, host_key_path, client_key.authorized_keys)
+        if started is None:
             log_text = (folder / "sshd.log").read_text(errors="replace")
             pytest.fail(f"sshd did not start:\n{log_text[-2000:]}")
+        process, port = started
         known_hosts = tmp_path / "client" / "known_hosts"
         known_hosts.write_text(f"[127.0.0.1]:{port} {_public_line(host_key)}\n")
         yield SftpServer("openssh", "127.0.0.1", port, _username(), client_key.private_key,

@@ -1,0 +1,382 @@
+"""The provider's SFTP server over asyncssh: the only module that talks to the network.
+
+:func:`connect` opens a session that trusts host keys only from ``remote.known_hosts`` (an
+unknown or changed key is refused, never learned) and logs in only with the configured key:
+no ``~/.ssh/config``, no SSH agent, no default identities, no password or GSS. The session is
+a :class:`~sftpd_agent.remote.Remote`.
+
+Every asyncssh, OS and timeout error is translated at one edge, :func:`translated`:
+:class:`RetryableRemoteError` for what may pass (network, timeout, busy server),
+:class:`PermanentRemoteError` for what a person must fix (host key, authentication,
+permission, missing path). Each operation is bounded by ``operation_timeout_seconds``; an
+upload instead by a stall watchdog (no write acknowledged for that long), so that a large file
+on a slow link finishes while a dead link is given up. A timed-out session is dropped: the
+caller reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import stat
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import BinaryIO, cast
+
+import asyncssh
+from pydantic import SecretStr
+
+from .config import RemoteSettings
+from .errors import PermanentRemoteError, RemoteError, RetryableRemoteError
+from .remote import RemoteEntry, TargetExists
+
+# Uploads: each write request carries BLOCK_SIZE bytes (less if the server's limits say so),
+# with at most MAX_REQUESTS of them unacknowledged: 8 MiB in flight.
+BLOCK_SIZE = 256 * 1024
+MAX_REQUESTS = 32
+KEEPALIVE_COUNT_MAX = 3  # unanswered keepalives before the connection is declared lost
+CREDENTIAL_KEY = "private_key"  # file name of the key in $CREDENTIALS_DIRECTORY
+# Ciphers in our order of preference: AES-GCM first, which OpenSSL runs fastest in asyncssh.
+ENCRYPTION_ALGS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
+                   "chacha20-poly1305@openssh.com", "aes256-ctr", "aes192-ctr", "aes128-ctr")
+
+# SFTP status codes worth retrying: the server failed or lost us, not our request.
+_RETRYABLE_SFTP = frozenset({
+    asyncssh.FX_FAILURE, asyncssh.FX_NO_CONNECTION, asyncssh.FX_CONNECTION_LOST,
+    asyncssh.FX_NO_SPACE_ON_FILESYSTEM, asyncssh.FX_QUOTA_EXCEEDED, asyncssh.FX_LOCK_CONFLICT,
+})
+_LOST_SFTP = frozenset({asyncssh.FX_NO_CONNECTION, asyncssh.FX_CONNECTION_LOST})
+_TRUST_HINT = ("check remote.known_hosts, or run `sftpd-agent trust-host` after verifying "
+               "the fingerprint with the provider")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def translate(exc: BaseException, where: str, timeout: float | None = None) -> RemoteError:
+    """The agent's error for a third-party one: retryable or permanent, the reason kept."""
+    if isinstance(exc, RemoteError):
+        return exc
+    if isinstance(exc, asyncssh.Error):
+        reason = _one_line(exc.reason) or type(exc).__name__
+    else:
+        reason = _one_line(str(exc)) or type(exc).__name__
+    match exc:
+        case asyncssh.HostKeyNotVerifiable():
+            return PermanentRemoteError(f"{where}: host key not trusted ({reason}): "
+                                        f"{_TRUST_HINT}")
+        case asyncssh.PermissionDenied():
+            return PermanentRemoteError(f"{where}: authentication refused ({reason})")
+        case asyncssh.IllegalUserName():
+            return PermanentRemoteError(f"{where}: user name refused ({reason})")
+        case asyncssh.DisconnectError():
+            return RetryableRemoteError(f"{where}: connection lost ({reason})")
+        case asyncssh.ChannelOpenError(code=asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED):
+            return PermanentRemoteError(f"{where}: SFTP refused ({reason})")
+        case asyncssh.ChannelOpenError():
+            return RetryableRemoteError(f"{where}: SFTP unavailable ({reason})")
+        case asyncssh.SFTPError(code=code) if code in _RETRYABLE_SFTP:
+            return RetryableRemoteError(f"{where}: {reason}")
+        case asyncssh.SFTPError():
+            return PermanentRemoteError(f"{where}: {reason}")
+        case TimeoutError():  # before OSError, its base class
+            within = f" within {timeout:g} s" if timeout is not None else ""
+            return RetryableRemoteError(f"{where}: no answer{within}")
+        case OSError():
+            return RetryableRemoteError(f"{where}: {_os_reason(exc) or reason}")
+    return RetryableRemoteError(f"{where}: {reason}")
+
+
+def _os_reason(exc: OSError) -> str:
+    """The system's words for an errno ("Connection refused"), not asyncio's wrapping."""
+    if exc.errno and exc.errno > 0 and not isinstance(exc, socket.gaierror):
+        return os.strerror(exc.errno)
+    return _one_line(exc.strerror or "")
+
+
+@contextlib.contextmanager
+def translated(where: str, timeout: float | None = None) -> Iterator[None]:
+    """The one edge where asyncssh, OS and timeout errors become the agent's own."""
+    try:
+        yield
+    except (asyncssh.Error, OSError) as exc:  # TimeoutError is an OSError
+        raise translate(exc, where, timeout) from exc
+
+
+def _mode_problem(mode: int) -> str | None:
+    """What is wrong with a private key file's permissions, if anything."""
+    loose = stat.S_IMODE(mode) & 0o077
+    if not loose:
+        return None
+    kind = "readable" if loose & 0o044 else "writable" if loose & 0o022 else "accessible"
+    return f"is {kind} by group/others (mode {stat.S_IMODE(mode):04o}): chmod 600 it"
+
+
+def key_file(settings: RemoteSettings, credentials_dir: Path | None) -> Path:
+    """The client key: systemd's credential when there is one, else ``remote.private_key``."""
+    if credentials_dir is not None:
+        credential = credentials_dir / CREDENTIAL_KEY
+        if credential.is_file():
+            return credential
+    return settings.private_key
+
+
+def load_client_key(path: Path, passphrase: SecretStr | None) -> asyncssh.SSHKey:
+    """Read the private key, refusing a file others may read; never repeats the passphrase."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise PermanentRemoteError(f"private key {path}: no such file") from None
+    except OSError as exc:
+        raise PermanentRemoteError(f"private key {path}: {exc.strerror}") from None
+    with os.fdopen(descriptor, "rb") as file:
+        problem = _mode_problem(os.fstat(file.fileno()).st_mode)
+        if problem:
+            raise PermanentRemoteError(f"private key {path} {problem}")
+        data = file.read()
+    secret = passphrase.get_secret_value() if passphrase is not None else None
+    try:
+        return asyncssh.import_private_key(data, secret)
+    except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
+        reason = _one_line(str(exc))
+        if "bcrypt" in reason:
+            reason += " (install the bcrypt package: pip install 'asyncssh[bcrypt]')"
+        elif "ncorrect passphrase" in reason or "nable to decrypt" in reason:
+            reason = "wrong passphrase (remote.private_key_passphrase)"
+        raise PermanentRemoteError(f"private key {path}: {reason}") from None
+
+
+def load_known_hosts(path: Path) -> asyncssh.SSHKnownHosts:
+    """The only host keys the agent trusts."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PermanentRemoteError(
+            f"known_hosts {path} not found: run `sftpd-agent trust-host` to fetch and confirm "
+            "the server's host key") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PermanentRemoteError(f"known_hosts {path}: {_one_line(str(exc))}") from None
+    try:
+        return asyncssh.import_known_hosts(text)
+    except ValueError as exc:
+        raise PermanentRemoteError(f"known_hosts {path}: {_one_line(str(exc))}") from None
+
+
+def describe_endpoint(settings: RemoteSettings) -> str:
+    """``user@host:port``, for messages."""
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    user = f"{settings.username}@" if settings.username else ""
+    return f"{user}{host}:{settings.port}"
+
+
+async def connect(settings: RemoteSettings, *, credentials_dir: Path | None = None) -> SftpRemote:
+    """A logged-in SFTP session, within ``connect_timeout_seconds``; no retry here."""
+    for name, value in (("host", settings.host), ("username", settings.username)):
+        if not value:
+            raise PermanentRemoteError(f"remote.{name} is not set")
+    known_hosts = load_known_hosts(settings.known_hosts)
+    # Decrypting an OpenSSH key runs bcrypt for a while: not on the event loop.
+    key = await asyncio.to_thread(load_client_key, key_file(settings, credentials_dir),
+                                  settings.private_key_passphrase)
+    where = describe_endpoint(settings)
+    timeout = settings.connect_timeout_seconds
+    with translated(where, timeout):
+        async with asyncio.timeout(timeout):
+            conn = await asyncssh.connect(
+                settings.host, settings.port, username=settings.username,
+                known_hosts=known_hosts, client_keys=[key], client_certs=(),
+                # Nothing from the environment or the home directory:
+                config=None, agent_path=None, agent_identities=None, agent_forwarding=False,
+                pkcs11_provider=None, x509_trusted_certs=None, x509_trusted_cert_paths=None,
+                password=None, password_auth=False, kbdint_auth=False, gss_auth=False,
+                gss_kex=False, gss_host=None, host_based_auth=False,
+                preferred_auth="publickey", encryption_algs=ENCRYPTION_ALGS,
+                compression_algs=None,
+                connect_timeout=timeout, keepalive_interval=settings.keepalive_seconds,
+                keepalive_count_max=KEEPALIVE_COUNT_MAX,
+            )
+            try:
+                sftp = await conn.start_sftp_client(sftp_version=3)
+            except BaseException:
+                conn.abort()
+                raise
+    return SftpRemote(conn, sftp, where=where, timeout=settings.operation_timeout_seconds)
+
+
+class SftpRemote:
+    """One SFTP session to the provider: the :class:`~sftpd_agent.remote.Remote` of production.
+
+    Not thread-safe; one event loop. After a timeout or a lost connection every call raises
+    :class:`RetryableRemoteError`: close it and connect again.
+    """
+
+    def __init__(self, conn: asyncssh.SSHClientConnection, sftp: asyncssh.SFTPClient, *,
+                 where: str, timeout: float) -> None:
+        self._conn = conn
+        self._sftp = sftp
+        self._where = where
+        self._timeout = timeout
+        limit = sftp.limits.max_write_len
+        self._block = min(BLOCK_SIZE, limit) if limit else BLOCK_SIZE
+
+    @property
+    def endpoint(self) -> str:
+        """``user@host:port``, for logs."""
+        return self._where
+
+    @contextlib.asynccontextmanager
+    async def _edge(self, what: str, *, bounded: bool = True) -> AsyncIterator[None]:
+        """Around every operation: the time bound, the translation, a stalled session dropped."""
+        with translated(what, self._timeout):
+            try:
+                if bounded:
+                    async with asyncio.timeout(self._timeout):
+                        yield
+                else:
+                    yield
+            except TimeoutError:
+                self._conn.abort()  # waiting on it again would only stall again
+                raise
+
+    async def list(self, directory: str) -> list[RemoteEntry]:
+        async with self._edge(f"list {directory}"):
+            names = await self._sftp.readdir(directory)
+        return [_entry(str(name.filename), name.attrs) for name in names
+                if name.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR]
+
+    async def upload(
+        self, local: Path, remote: str, *, progress: Callable[[int], None] | None = None
+    ) -> int:
+        with local.open("rb") as source:  # a missing local file is not the server's fault
+            async with self._edge(f"upload {remote}", bounded=False):
+                async with asyncio.timeout(self._timeout):
+                    handle = await self._sftp.open(remote, "wb", block_size=self._block,
+                                                   max_requests=MAX_REQUESTS)
+                try:
+                    written = await send(source, handle, block=self._block,
+                                         window=MAX_REQUESTS, stall=self._timeout,
+                                         progress=progress)
+                    async with asyncio.timeout(self._timeout):
+                        await flush_to_disk(handle)
+                except asyncssh.SFTPError as exc:
+                    if exc.code not in _LOST_SFTP:  # the session lives: free the handle
+                        await self._discard(handle)
+                    raise
+                async with asyncio.timeout(self._timeout):
+                    await handle.close()
+        return written
+
+    async def _discard(self, handle: asyncssh.SFTPClientFile) -> None:
+        """Close a handle after a failure, without hiding that failure."""
+        with contextlib.suppress(asyncssh.Error, OSError):
+            async with asyncio.timeout(self._timeout):
+                await handle.close()
+
+    async def rename(self, old: str, new: str) -> None:
+        async with self._edge(f"rename {old} -> {new}"):
+            try:
+                # SFTP v3 rename never replaces; posix-rename@openssh.com would.
+                await self._sftp.rename(old, new)
+            except asyncssh.SFTPError as exc:
+                if exc.code not in _LOST_SFTP and await self._exists(new):
+                    raise TargetExists(f"rename {old} -> {new}: {new} already exists") from None
+                raise
+
+    async def _exists(self, path: str) -> bool:
+        try:
+            await self._sftp.lstat(path)
+        except asyncssh.SFTPNoSuchFile:
+            return False
+        return True
+
+    async def stat(self, path: str) -> RemoteEntry | None:
+        async with self._edge(f"stat {path}"):
+            try:
+                attrs = await self._sftp.stat(path)
+            except asyncssh.SFTPNoSuchFile:
+                return None
+        return _entry(PurePosixPath(path).name, attrs)
+
+    async def read(self, path: str, offset: int, length: int | None = None) -> bytes:
+        async with self._edge(f"read {path}"), self._sftp.open(
+            path, "rb", block_size=self._block, max_requests=MAX_REQUESTS
+        ) as handle:
+            data = await handle.read(-1 if length is None else length, offset)
+        return cast(bytes, data)  # opened in binary mode
+
+    async def remove(self, path: str) -> None:
+        async with self._edge(f"remove {path}"):
+            with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+                await self._sftp.remove(path)
+
+    async def close(self) -> None:
+        """End the session; never raises, never waits longer than the operation timeout."""
+        self._sftp.exit()
+        self._conn.close()
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._conn.wait_closed()
+        except TimeoutError:
+            self._conn.abort()
+
+    async def __aenter__(self) -> SftpRemote:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+
+def _entry(name: str, attrs: asyncssh.SFTPAttrs) -> RemoteEntry:
+    return RemoteEntry(name, attrs.size or 0, float(attrs.mtime or 0))
+
+
+async def send(source: BinaryIO, handle: asyncssh.SFTPClientFile, *, block: int, window: int,
+               stall: float, progress: Callable[[int], None] | None = None) -> int:
+    """Copy ``source`` to ``handle`` with up to ``window`` writes in flight; bytes written.
+
+    Raises TimeoutError when no write is acknowledged for ``stall`` seconds: a slow link
+    still progresses, a dead one does not.
+    """
+    pending: set[asyncio.Future[int]] = set()
+    offset = written = 0
+    exhausted = False
+    try:
+        while True:  # each pass completes at least one write, or raises
+            while not exhausted and len(pending) < window:
+                data = source.read(block)
+                if not data:
+                    exhausted = True
+                    break
+                pending.add(asyncio.ensure_future(handle.write(data, offset)))
+                offset += len(data)
+            if not pending:
+                return written
+            done, pending = await asyncio.wait(pending, timeout=stall,
+                                               return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                raise TimeoutError(f"no write acknowledged for {stall:g} s")
+            failures = [error for task in done if (error := task.exception()) is not None]
+            if failures:
+                raise failures[0]
+            for task in done:  # one report per acknowledged write
+                written += task.result()
+                if progress is not None:
+                    progress(written)
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def flush_to_disk(handle: asyncssh.SFTPClientFile) -> bool:
+    """fsync@openssh.com where the server offers it; whether it was done."""
+    try:
+        await handle.fsync()
+    except asyncssh.SFTPOpUnsupported:
+        return False
+    return True
