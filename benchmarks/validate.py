@@ -60,8 +60,8 @@ LONG_TAIL = (" Profitez-en vite, les quantites sont limitees et l'offre s'arrete
 # Valid ranges only: the ~1% invalid rows are drawn from INVALID.
 FOREIGN = ["+32470{:06d}", "+4915123{:06d}", "+447400{:06d}", "+4179{:07d}", "+34612{:06d}",
            "+39347{:07d}", "+12025{:06d}"]
-OVERSEAS = ["069210{:04d}", "063920{:04d}", "069030{:04d}", "069420{:04d}", "069627{:04d}"]
-FRENCH_MOBILE_STARTS = ["61", "62", "63", "64", "65", "66", "67", "68", "75", "76", "77", "78"]
+OVERSEAS = ["0692{:06d}", "06392{:05d}", "0690{:06d}", "06940{:05d}", "0696{:06d}"]
+FRENCH_MOBILE_STARTS = ["61", "62", "64", "65", "66", "67", "68", "75", "76", "77", "78"]
 INVALID = ["0612", "+33123", "hello", "", "06123456789012", "+999123456"]
 
 
@@ -82,7 +82,7 @@ def generate(path: Path, rows: int, seed: int = 20261121) -> None:
             elif roll < 0.065:
                 msisdn = rng.choice(FOREIGN).format(rng.randrange(10**6))
             elif roll < 0.085:
-                msisdn = rng.choice(OVERSEAS).format(rng.randrange(10**4))
+                msisdn = rng.choice(OVERSEAS).format(rng.randrange(10**5))
             elif roll < 0.5:
                 msisdn = f"+33{rng.choice(FRENCH_MOBILE_STARTS)}{rng.randrange(10**7):07d}"
             else:
