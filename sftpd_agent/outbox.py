@@ -23,8 +23,12 @@ from .logs import get_logger
 
 log = get_logger("sftpd_agent.outbox")
 
-RESCAN_SECONDS = 30.0
-"""Full scan interval when nothing is pending: the safety net under the events."""
+RESCAN_SECONDS = 5.0
+"""Full scan interval when nothing is pending: the safety net under the events (one
+``scandir`` of the outbox, cheap)."""
+SETTLE_SECONDS = 0.5
+"""A second scan this soon after start: files dropped while the watch was being set up
+raise no event."""
 
 
 def eligible(name: str) -> bool:
@@ -103,6 +107,7 @@ async def watch(
             changed.set()
 
     watcher = asyncio.create_task(events(), name="outbox-events")
+    first = True
     try:
         while not stop.is_set():
             for path in outbox.scan():
@@ -116,8 +121,9 @@ async def watch(
                 progress()
             changed.clear()
             waits = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waits, timeout=outbox.next_wait(),
-                               return_when=asyncio.FIRST_COMPLETED)
+            wait = min(outbox.next_wait(), SETTLE_SECONDS) if first else outbox.next_wait()
+            first = False
+            await asyncio.wait(waits, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waits:
                 waiter.cancel()
     finally:

@@ -8,10 +8,10 @@ a :class:`~sftpd_agent.remote.Remote`.
 Every asyncssh, OS and timeout error is translated at one edge, :func:`translated`:
 :class:`RetryableRemoteError` for what may pass (network, timeout, busy server),
 :class:`PermanentRemoteError` for what a person must fix (host key, authentication,
-permission, missing path). Each operation is bounded by ``operation_timeout_seconds``; an
-upload instead by a stall watchdog (no write acknowledged for that long), so that a large file
-on a slow link finishes while a dead link is given up. A timed-out session is dropped: the
-caller reconnects.
+permission, missing path). Each operation is bounded by ``operation_timeout_seconds``; the
+transfer of an upload or a read instead by a stall watchdog (no request answered for that
+long), so that a large file on a slow link finishes while a dead link is given up. A timed-out
+session is dropped: the caller reconnects.
 """
 
 from __future__ import annotations
@@ -220,8 +220,9 @@ class SftpRemote:
         self._sftp = sftp
         self._where = where
         self._timeout = timeout
-        limit = sftp.limits.max_write_len
-        self._block = min(BLOCK_SIZE, limit) if limit else BLOCK_SIZE
+        limits = sftp.limits
+        self._write_block = min(BLOCK_SIZE, limits.max_write_len or BLOCK_SIZE)
+        self._read_block = min(BLOCK_SIZE, limits.max_read_len or BLOCK_SIZE)
 
     @property
     def endpoint(self) -> str:
@@ -252,29 +253,35 @@ class SftpRemote:
         self, local: Path, remote: str, *, progress: Callable[[int], None] | None = None
     ) -> int:
         with local.open("rb") as source:  # a missing local file is not the server's fault
-            async with self._edge(f"upload {remote}", bounded=False):
+            async with self._edge(f"upload {remote}", bounded=False), \
+                    self._opened(remote, "wb") as handle:
+                written = await send(source, handle, block=self._write_block,
+                                     window=MAX_REQUESTS, stall=self._timeout,
+                                     progress=progress)
                 async with asyncio.timeout(self._timeout):
-                    handle = await self._sftp.open(remote, "wb", block_size=self._block,
-                                                   max_requests=MAX_REQUESTS)
-                try:
-                    written = await send(source, handle, block=self._block,
-                                         window=MAX_REQUESTS, stall=self._timeout,
-                                         progress=progress)
-                    async with asyncio.timeout(self._timeout):
-                        await flush_to_disk(handle)
-                except asyncssh.SFTPError as exc:
-                    if exc.code not in _LOST_SFTP:  # the session lives: free the handle
-                        await self._discard(handle)
-                    raise
-                async with asyncio.timeout(self._timeout):
-                    await handle.close()
+                    await flush_to_disk(handle)
         return written
 
-    async def _discard(self, handle: asyncssh.SFTPClientFile) -> None:
-        """Close a handle after a failure, without hiding that failure."""
-        with contextlib.suppress(asyncssh.Error, OSError):
-            async with asyncio.timeout(self._timeout):
-                await handle.close()
+    @contextlib.asynccontextmanager
+    async def _opened(self, path: str, mode: str) -> AsyncIterator[asyncssh.SFTPClientFile]:
+        """A remote file, opened and closed within the operation timeout.
+
+        ``block_size=0``: each read or write is one request, issued by us (see :func:`send`),
+        so that nothing of asyncssh's is left running when an operation is given up. After a
+        failure the handle is closed only if the session lives: a dead one would stall again.
+        """
+        async with asyncio.timeout(self._timeout):
+            handle = await self._sftp.open(path, mode, block_size=0)
+        try:
+            yield handle
+        except asyncssh.SFTPError as exc:
+            if exc.code not in _LOST_SFTP:
+                with contextlib.suppress(asyncssh.Error, OSError):
+                    async with asyncio.timeout(self._timeout):
+                        await handle.close()
+            raise
+        async with asyncio.timeout(self._timeout):
+            await handle.close()
 
     async def rename(self, old: str, new: str) -> None:
         async with self._edge(f"rename {old} -> {new}"):
@@ -302,11 +309,14 @@ class SftpRemote:
         return _entry(PurePosixPath(path).name, attrs)
 
     async def read(self, path: str, offset: int, length: int | None = None) -> bytes:
-        async with self._edge(f"read {path}"), self._sftp.open(
-            path, "rb", block_size=self._block, max_requests=MAX_REQUESTS
-        ) as handle:
-            data = await handle.read(-1 if length is None else length, offset)
-        return cast(bytes, data)  # opened in binary mode
+        async with self._edge(f"read {path}", bounded=False), \
+                self._opened(path, "rb") as handle:
+            if length is None:  # to the end as it is now
+                async with asyncio.timeout(self._timeout):
+                    attrs = await handle.stat()
+                length = max(0, (attrs.size or 0) - offset)
+            return await receive(handle, offset, length, block=self._read_block,
+                                 window=MAX_REQUESTS, stall=self._timeout)
 
     async def remove(self, path: str) -> None:
         async with self._edge(f"remove {path}"):
@@ -338,6 +348,8 @@ def _entry(name: str, attrs: asyncssh.SFTPAttrs) -> RemoteEntry:
 async def send(source: BinaryIO, handle: asyncssh.SFTPClientFile, *, block: int, window: int,
                stall: float, progress: Callable[[int], None] | None = None) -> int:
     """Copy ``source`` to ``handle`` with up to ``window`` writes in flight; bytes written.
+
+    ``handle`` must be opened with ``block_size=0``: one request per write, none left behind.
 
     Raises TimeoutError when no write is acknowledged for ``stall`` seconds: a slow link
     still progresses, a dead one does not.
@@ -371,6 +383,52 @@ async def send(source: BinaryIO, handle: asyncssh.SFTPClientFile, *, block: int,
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def receive(handle: asyncssh.SFTPClientFile, offset: int, length: int, *, block: int,
+                  window: int, stall: float) -> bytes:
+    """``length`` bytes from ``offset`` (fewer at the end of the file), with up to ``window``
+    reads in flight; TimeoutError when no read is answered for ``stall`` seconds."""
+    pieces: dict[int, bytes] = {}
+    pending: dict[asyncio.Future[bytes], tuple[int, int]] = {}
+    cursor, end = offset, offset + length  # end: as far as the file is known to go
+    try:
+        while True:  # each pass answers at least one read, or raises
+            while cursor < end and len(pending) < window:
+                size = min(block, end - cursor)
+                pending[asyncio.ensure_future(_read_at(handle, cursor, size))] = (cursor, size)
+                cursor += size
+            if not pending:
+                break
+            done, _ = await asyncio.wait(pending, timeout=stall,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                raise TimeoutError(f"no read answered for {stall:g} s")
+            failures = [error for task in done if (error := task.exception()) is not None]
+            if failures:
+                raise failures[0]
+            for task in done:
+                start, size = pending.pop(task)
+                data = task.result()
+                pieces[start] = data
+                if not data:
+                    end = min(end, start)
+                elif len(data) < size:  # a short answer: ask for the rest
+                    rest = (start + len(data), size - len(data))
+                    pending[asyncio.ensure_future(_read_at(handle, *rest))] = rest
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    out = bytearray()
+    while piece := pieces.get(offset + len(out)):
+        out += piece
+    return bytes(out[:length])
+
+
+async def _read_at(handle: asyncssh.SFTPClientFile, offset: int, size: int) -> bytes:
+    """One read request; b"" at the end of the file."""
+    return cast(bytes, await handle.read(size, offset))  # opened in binary mode
 
 
 async def flush_to_disk(handle: asyncssh.SFTPClientFile) -> bool:

@@ -30,6 +30,9 @@ def wait_until(condition: Callable[[], Any], timeout: float = WAIT_SECONDS,
         if value:
             return value
         time.sleep(0.05)
+    value = condition()  # once more: the deadline may have passed during a pause
+    if value:
+        return value
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 

@@ -87,9 +87,10 @@ def test_an_unknown_host_key_is_refused_then_recovered_after_trust(
     daemon.start()
     daemon.drop("keyed.csv", rows(2))
     wait_until(lambda: daemon.events("remote.unreachable"), what="unreachable")
+    # The refusal may come before the file is taken in: wait for it, it must not be lost.
+    wait_until(lambda: daemon.state("keyed") == "uploading", what="keyed waiting to upload")
     report = daemon.status()
     assert report["agent"]["healthy"] is False and report["agent"]["remote_error"]
-    assert daemon.state("keyed") == "uploading"  # waiting, not lost
     first = len(daemon.logged("remote_failed"))
     # Permanent: no hot retry loop.
     wait_until(lambda: daemon.status()["agent"]["remote_error"], timeout=5)

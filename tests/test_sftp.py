@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import hashlib
+import logging
 import os
 import shutil
 import socket
@@ -468,7 +471,9 @@ async def _upload(session: SftpRemote, local: Path) -> object:
 @pytest.mark.parametrize("operation", [_list, _stat, _read, _rename, _remove, _upload],
                          ids=lambda op: op.__name__.lstrip("_"))
 async def test_a_stalled_link_fails_every_operation_within_the_timeout(
-        sftp_server: SftpServer, tmp_path: Path, operation: Any) -> None:
+        sftp_server: SftpServer, tmp_path: Path, operation: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="asyncio")
     (sftp_server.send_dir / "s.tmp").write_bytes(b"stalled")
     local = random_file(tmp_path / "u", 1000)
     async with FaultProxy(sftp_server.host, sftp_server.port) as proxy:
@@ -489,10 +494,12 @@ async def test_a_stalled_link_fails_every_operation_within_the_timeout(
             # A request the proxy held may reach the server late: compare with its disk.
             names = {entry.name for entry in await again.list("/Send")}
             assert names == {p.name for p in sftp_server.send_dir.iterdir() if p.is_file()}
+    assert_nothing_left_behind(caplog)
 
 
 async def test_a_link_stalled_mid_upload_trips_the_watchdog(
-        sftp_server: SftpServer, tmp_path: Path) -> None:
+        sftp_server: SftpServer, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="asyncio")
     local = random_file(tmp_path / "big", 24 * MB)
     async with FaultProxy(sftp_server.host, sftp_server.port) as proxy:
         settings = through(proxy, sftp_server, tmp_path, operation_timeout_seconds=1)
@@ -508,6 +515,7 @@ async def test_a_link_stalled_mid_upload_trips_the_watchdog(
                 await session.upload(local, "/Send/big.tmp", progress=stall_once)
             assert time.monotonic() - started < 4
             assert progress and progress[-1] < local.stat().st_size
+    assert_nothing_left_behind(caplog)
 
 
 async def test_a_slow_link_is_not_a_stalled_one(sftp_server: SftpServer,
@@ -523,7 +531,9 @@ async def test_a_slow_link_is_not_a_stalled_one(sftp_server: SftpServer,
     assert sha256(sftp_server.send_dir / "slow.tmp") == sha256(local)
 
 
-async def test_a_cut_mid_upload_is_retryable(sftp_server: SftpServer, tmp_path: Path) -> None:
+async def test_a_cut_mid_upload_is_retryable(sftp_server: SftpServer, tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="asyncio")
     local = random_file(tmp_path / "cut", 16 * MB)
     async with FaultProxy(sftp_server.host, sftp_server.port) as proxy:
         settings = through(proxy, sftp_server, tmp_path)
@@ -534,6 +544,7 @@ async def test_a_cut_mid_upload_is_retryable(sftp_server: SftpServer, tmp_path: 
         async with await connect(settings) as again:  # the next session finishes the job
             assert await again.upload(local, "/Send/cut.tmp") == local.stat().st_size
     assert sha256(sftp_server.send_dir / "cut.tmp") == sha256(local)
+    assert_nothing_left_behind(caplog)
 
 
 async def test_random_cuts_are_retryable_until_they_stop(sftp_server: SftpServer,
@@ -576,6 +587,51 @@ async def test_a_server_that_never_answers_bounds_the_connect(
             await connect(through(proxy, sftp_server, tmp_path, connect_timeout_seconds=1))
         assert time.monotonic() - started < 3
         assert proxy.accepted == 1
+
+
+def assert_nothing_left_behind(caplog: pytest.LogCaptureFixture) -> None:
+    """No task or future of ours or asyncssh's failed unseen (a leak after a given-up call)."""
+    gc.collect()
+    leaked = [r.getMessage() for r in caplog.records
+              if r.name == "asyncio" and "never retrieved" in r.getMessage()]
+    assert leaked == []
+
+
+class _ShortReads:
+    """A stand-in file handle whose reads answer at most ``most`` bytes, or never."""
+
+    def __init__(self, data: bytes, most: int, *, hang: bool = False) -> None:
+        self.data, self.most, self.hang = data, most, hang
+        self.requests = 0
+
+    async def read(self, size: int, offset: int) -> bytes:
+        self.requests += 1
+        if self.hang:
+            await asyncio.Event().wait()
+        return self.data[offset:offset + min(size, self.most)]
+
+
+@pytest.mark.parametrize(("offset", "length"), [(0, 10_000), (5, 9_995), (5, 100_000),
+                                                (9_999, 1), (10_000, 5), (20_000, 5),
+                                                (123, 0)])
+async def test_receive_assembles_short_answers(offset: int, length: int) -> None:
+    data = os.urandom(10_000)
+    handle = _ShortReads(data, most=700)
+    got = await sftp.receive(handle, offset, length, block=1024,  # type: ignore[arg-type]
+                             window=4, stall=5)
+    assert got == data[offset:offset + length]
+
+
+async def test_receive_gives_up_a_silent_server_and_leaves_nothing_running() -> None:
+    handle = _ShortReads(b"x" * 100, most=100, hang=True)
+    before = asyncio.all_tasks()
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await sftp.receive(handle, 0, 100_000, block=10, window=3,  # type: ignore[arg-type]
+                           stall=0.2)
+    assert 0.2 <= time.monotonic() - started < 2
+    assert handle.requests == 3
+    assert asyncio.all_tasks() == before
 
 
 # --- the edge -------------------------------------------------------------------------------
