@@ -28,10 +28,9 @@ from pathlib import Path
 from .config import Settings
 from .intake import rules_from, take_in, timing_from
 from .logs import bind_campaign, get_logger
-from .naming import Kind, ProviderName, part_ids, parts_needed
-from .plan import campaign_from_filename
+from .plan import campaign_from_filename, provider_names
 from .publication import Events
-from .states import FINAL, CampaignState, PartState
+from .states import CampaignState, PartState
 from .store import Campaign, Part, PartPlan, Store, private_dir, private_file
 from .validation import Row, Validator
 from .writer import UploadWriter
@@ -106,7 +105,7 @@ class Campaigns:
     # -- validation and planning ---------------------------------------------------------
 
     def validate(self, campaign: Campaign) -> Campaign:
-        """received -> validated -> held | scheduled."""
+        """received (or validated, after a crash) -> validated -> held | scheduled."""
         with bind_campaign(campaign.campaign_id):
             source = self.incoming / campaign.source
             folder = private_dir(self.folder(campaign))
@@ -217,16 +216,13 @@ class Campaigns:
                 kept += 1
         return kept, dropped
 
-    def _names(self, campaign: Campaign, rows: int) -> list[str]:
+    def _names(self, campaign: Campaign, rows: int) -> tuple[str, ...]:
         assert campaign.send_at is not None  # noqa: S101 - scheduled campaigns have one
-        local = campaign.send_at.astimezone(self.settings.tz).replace(tzinfo=None)
-        ids = part_ids(campaign.campaign_id,
-                       parts_needed(rows, self.settings.campaign.max_rows_per_file))
-        return [ProviderName(Kind.SEND, self.settings.service_id, local, part).filename(".csv")
-                for part in ids]
+        return provider_names(campaign.campaign_id, campaign.send_at, rows,
+                              timing_from(self.settings))
 
     def _write_parts(
-        self, campaign: Campaign, names: list[str], suppressed: set[str] | frozenset[str]
+        self, campaign: Campaign, names: tuple[str, ...], suppressed: set[str] | frozenset[str]
     ) -> list[PartPlan]:
         per_file = self.settings.campaign.max_rows_per_file
         rows = (r for r in self._rows(campaign) if r[1] not in suppressed)
@@ -260,7 +256,8 @@ class Campaigns:
         source = self.incoming / campaign.source
         if source.exists():
             source.replace(target / campaign.file)
-        for part in self.store.parts(campaign.id):
+        parts = self.store.parts(campaign.id)
+        for part in parts:
             if self.part_file(part).exists():
                 self.part_file(part).replace(target / part.remote_name)
         errors = folder / "errors.csv"
@@ -269,10 +266,10 @@ class Campaigns:
         summary = {
             **campaign.summary,
             "state": str(campaign.state),
-            "remote_names": [p.remote_name for p in self.store.parts(campaign.id)],
+            "remote_names": [p.remote_name for p in parts],
             "suppressed": campaign.suppressed,
             "uploaded": [{"name": p.remote_name, "rows": p.rows, "bytes": p.size,
-                          "sha256": p.sha256} for p in self.store.parts(campaign.id)],
+                          "sha256": p.sha256} for p in parts],
         }
         fd = private_file(target / f"{campaign.campaign_id}.summary.json")
         with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -295,5 +292,3 @@ def _sha256(path: Path) -> str:
             digest.update(chunk)
     return digest.hexdigest()
 
-
-__all__ = ["FINAL", "Campaigns"]

@@ -154,12 +154,9 @@ class Agent:
         self._heartbeat_fact()
         async with self.lock:
             self.campaigns.recover()
-            for campaign in self.store.campaigns(C.RECEIVED):
+            # Validated but not yet planned is validated again: pure and deterministic.
+            for campaign in self.store.campaigns(C.RECEIVED, C.VALIDATED):
                 await asyncio.to_thread(self.campaigns.validate, campaign)
-            for campaign in self.store.campaigns(C.VALIDATED):
-                # Validated but not yet planned: validate again (pure, deterministic).
-                self.store.move(campaign.id, C.RECEIVED, at=self.clock())
-                await asyncio.to_thread(self.campaigns.validate, self.store.campaign(campaign.id))
         self.scheduler.add_job(self.wake.set, IntervalTrigger(
             seconds=self.settings.remote.poll_seconds, timezone=self.settings.tz), id="poll")
         for campaign in self.store.campaigns(C.SCHEDULED):

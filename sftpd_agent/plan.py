@@ -80,13 +80,18 @@ def plan(filename: str, rows: int, *, now: datetime.datetime, timing: Timing) ->
     upload_at = max(now, send_at - timing.upload_lead)
     names: tuple[str, ...] = ()
     if campaign_id and problem is None:
-        local = send_at.replace(tzinfo=None, second=0, microsecond=0)
-        ids = part_ids(campaign_id, parts_needed(max(rows, 1), timing.max_rows_per_file))
-        names = tuple(
-            ProviderName(Kind.SEND, timing.service_id, local, part).filename(".csv")
-            for part in ids
-        )
+        names = provider_names(campaign_id, send_at, max(rows, 1), timing)
     return Plan(campaign_id, requested, send_at, upload_at, names, note, hold)
+
+
+def provider_names(
+    campaign_id: str, send_at: datetime.datetime, rows: int, timing: Timing
+) -> tuple[str, ...]:
+    """``SEND-`` file names for ``rows`` rows sent at ``send_at`` (parts when too many)."""
+    local = send_at.astimezone(timing.timezone).replace(tzinfo=None, second=0, microsecond=0)
+    ids = part_ids(campaign_id, parts_needed(rows, timing.max_rows_per_file))
+    return tuple(ProviderName(Kind.SEND, timing.service_id, local, part).filename(".csv")
+                 for part in ids)
 
 
 def _ceil_minute(instant: datetime.datetime) -> datetime.datetime:

@@ -16,7 +16,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from .errors import PermanentRemoteError, RemoteError, RetryableRemoteError
+from .errors import PermanentRemoteError, RemoteError
 from .logs import get_logger
 from .remote import Remote
 
@@ -98,5 +98,3 @@ class RemoteSession:
         self.next_attempt = None
         self.reported = False
 
-
-__all__ = ["Backoff", "RemoteSession", "RetryableRemoteError"]
