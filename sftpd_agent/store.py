@@ -81,6 +81,77 @@ MIGRATIONS: Sequence[str] = (
         campaign TEXT
     );
     """,
+    # 3: the provider's reports: read positions, delivery lines, opt-out lines, replies
+    """
+    CREATE TABLE report_cursors (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        campaign INTEGER REFERENCES campaigns(id),
+        size INTEGER NOT NULL DEFAULT 0,
+        mtime REAL NOT NULL DEFAULT 0,
+        offset INTEGER NOT NULL DEFAULT 0,
+        head_sha256 TEXT NOT NULL DEFAULT '',
+        tail_sha256 TEXT NOT NULL DEFAULT '',
+        lines INTEGER NOT NULL DEFAULT 0,
+        complete_at TEXT,
+        deleted_at TEXT,
+        seen_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE deliveries (
+        report TEXT NOT NULL,
+        msisdn TEXT NOT NULL,
+        idremote TEXT NOT NULL,
+        campaign INTEGER REFERENCES campaigns(id),
+        oadc TEXT NOT NULL,
+        idstatus TEXT NOT NULL,
+        status TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (report, msisdn, idremote)
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_campaign ON deliveries(campaign, status);
+    CREATE TABLE optouts (
+        report TEXT NOT NULL,
+        line TEXT NOT NULL,
+        occurrence INTEGER NOT NULL,
+        msisdn TEXT NOT NULL,
+        received_at TEXT,
+        campaign INTEGER REFERENCES campaigns(id),
+        at TEXT NOT NULL,
+        PRIMARY KEY (report, line, occurrence)
+    ) WITHOUT ROWID;
+    CREATE TABLE replies (
+        id INTEGER PRIMARY KEY,
+        report TEXT NOT NULL,
+        line TEXT NOT NULL,
+        occurrence INTEGER NOT NULL,
+        msisdn TEXT NOT NULL,
+        received_at TEXT,
+        message TEXT NOT NULL,
+        idremote TEXT NOT NULL,
+        campaign INTEGER REFERENCES campaigns(id),
+        opt_out INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        UNIQUE (report, line, occurrence)
+    );
+    CREATE INDEX replies_campaign ON replies(campaign);
+    """,
+    # 4: notifications waiting to be sent (one row per event and channel)
+    """
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY,
+        event TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at TEXT NOT NULL,
+        last_error TEXT,
+        sent_at TEXT
+    );
+    CREATE INDEX notifications_pending ON notifications(sent_at, next_at);
+    """,
 )
 
 
