@@ -245,14 +245,16 @@ class Campaigns:
 
     # -- after publication ---------------------------------------------------------------
 
+    def archive_folder(self, campaign: Campaign) -> Path:
+        stamp = campaign.received_at.astimezone(self.settings.tz).strftime("%Y%m%d-%H%M%S")
+        return self.settings.paths.archive / f"{stamp}-{campaign.campaign_id}-{campaign.id}"
+
     def archive(self, campaign: Campaign) -> Path | None:
         """Keep the original, the uploaded files and a summary; free the spool."""
         folder = self.folder(campaign)
         if not folder.exists():
             return None
-        stamp = campaign.received_at.astimezone(self.settings.tz).strftime("%Y%m%d-%H%M%S")
-        target = private_dir(self.settings.paths.archive / f"{stamp}-{campaign.campaign_id}"
-                                                           f"-{campaign.id}")
+        target = private_dir(self.archive_folder(campaign))
         source = self.incoming / campaign.source
         if source.exists():
             source.replace(target / campaign.file)
@@ -271,11 +273,31 @@ class Campaigns:
             "uploaded": [{"name": p.remote_name, "rows": p.rows, "bytes": p.size,
                           "sha256": p.sha256} for p in parts],
         }
-        fd = private_file(target / f"{campaign.campaign_id}.summary.json")
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(summary, out, ensure_ascii=False, indent=2, default=str)
+        self._write_summary(target, campaign, summary)
         shutil.rmtree(folder, ignore_errors=True)
         return target
+
+    def record_report(self, campaign: Campaign) -> None:
+        """A delivery report arrived: the archived summary gets its figures."""
+        target = self.archive_folder(campaign)
+        path = target / f"{campaign.campaign_id}.summary.json"
+        if not path.exists():
+            return
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary.update(state=str(campaign.state), acks=campaign.summary.get("acks", {}))
+        self._write_summary(target, campaign, summary)
+
+    @staticmethod
+    def _write_summary(target: Path, campaign: Campaign, summary: dict[str, object]) -> None:
+        """``<campaign>.summary.json`` in ``target``, replaced atomically."""
+        final = target / f"{campaign.campaign_id}.summary.json"
+        temporary = final.with_name(f".{final.name}.tmp")
+        fd = private_file(temporary)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(summary, out, ensure_ascii=False, indent=2, default=str)
+            out.flush()
+            os.fsync(out.fileno())
+        temporary.replace(final)
 
     def unarchived(self) -> list[Campaign]:
         """Campaigns on the provider's side whose spool is still here."""

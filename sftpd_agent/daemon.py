@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -34,9 +35,12 @@ from .clock import Clock
 from .config import Settings, load_settings
 from .errors import ConfigError
 from .logs import bind_campaign, get_logger
+from .metrics import write_textfile
 from .outbox import Outbox, watch
 from .publication import Publisher
 from .remote import Remote
+from .reports import Reports
+from .retention import purge
 from .sdnotify import Notifier
 from .session import Backoff, RemoteSession
 from .states import CampaignState, PartState
@@ -46,18 +50,20 @@ log = get_logger("sftpd_agent.daemon")
 C = CampaignState
 
 FAULT_ENV = "SFTPD_AGENT_FAULT"
-"""Test-only: ``<point>`` (before_upload, mid_upload, after_upload, after_rename) at which the
-process kills itself with SIGKILL, to prove crash safety. Never set in production."""
+"""Test-only: ``<point>`` (before_upload, mid_upload, after_upload, after_rename,
+report_chunk) at which the process kills itself with SIGKILL, to prove crash safety. Never set
+in production."""
 
 
-def fault_hook_from_environment() -> Callable[[str, Part], None] | None:
+def fault_hook_from_environment() -> Callable[[str, object], None] | None:
     point = os.environ.get(FAULT_ENV)
     if not point:
         return None
 
-    def hook(reached: str, part: Part) -> None:
+    def hook(reached: str, subject: object) -> None:
         if reached == point:
-            log.warning("fault_injected", point=point, remote_name=part.remote_name)
+            name = subject.remote_name if isinstance(subject, Part) else str(subject)
+            log.warning("fault_injected", point=point, remote_name=name)
             os.kill(os.getpid(), signal.SIGKILL)
 
     return hook
@@ -72,7 +78,7 @@ class Agent:
         config_path: str | None = None,
         connect: Callable[[Settings], Awaitable[Remote]] | None = None,
         notifier: Notifier | None = None,
-        fault_hook: Callable[[str, Part], None] | None = None,
+        fault_hook: Callable[[str, object], None] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -85,6 +91,8 @@ class Agent:
         self.publisher = Publisher(
             self.store, settings.remote.send_dir, self.campaigns.part_file, clock, self.emit,
             hooks=fault_hook, on_progress=self._remote_progress)
+        self.reports = Reports(self.store, settings, clock, self.emit,
+                               on_reported=self.campaigns.record_report, hooks=fault_hook)
         remote = settings.remote
         self.session = RemoteSession(
             lambda: self._connect(self.settings), clock, self.emit,
@@ -157,11 +165,14 @@ class Agent:
             # Validated but not yet planned is validated again: pure and deterministic.
             for campaign in self.store.campaigns(C.RECEIVED, C.VALIDATED):
                 await asyncio.to_thread(self.campaigns.validate, campaign)
-        self.scheduler.add_job(self.wake.set, IntervalTrigger(
+        self.scheduler.add_job(self._wake_job, IntervalTrigger(
             seconds=self.settings.remote.poll_seconds, timezone=self.settings.tz), id="poll")
         for campaign in self.store.campaigns(C.SCHEDULED):
             self._schedule(campaign)
+        self.scheduler.add_job(self._purge_job, CronTrigger(hour=4, minute=17,
+                                                        timezone=self.settings.tz), id="purge")
         self.scheduler.start()
+        self._purge()
 
     def _request_stop(self, name: str) -> None:
         log.info("signal_received", signal=name)
@@ -181,6 +192,7 @@ class Agent:
         self.settings = settings
         self.campaigns.settings = settings
         self.publisher.send_dir = settings.remote.send_dir
+        self.reports.settings = settings
         self.outbox.stable_seconds = settings.campaign.stable_seconds
         self.scheduler.reschedule_job("poll", trigger=IntervalTrigger(
             seconds=settings.remote.poll_seconds, timezone=settings.tz))
@@ -207,7 +219,7 @@ class Agent:
         delay = (campaign.upload_at - self.clock()).total_seconds()
         run_at = datetime.datetime.now(self.settings.tz) + datetime.timedelta(
             seconds=max(0.0, delay))
-        self.scheduler.add_job(self.wake.set, DateTrigger(run_date=run_at),
+        self.scheduler.add_job(self._wake_job, DateTrigger(run_date=run_at),
                                id=f"upload-{campaign.id}", replace_existing=True,
                                misfire_grace_time=None)
 
@@ -223,11 +235,33 @@ class Agent:
                     await asyncio.to_thread(self.campaigns.prepare, campaign)
             if not self.stop.is_set() and self.session.ready():
                 async with self.lock:
-                    ok = await self.session.attempt(self.publisher.round)
+                    ok = await self.session.attempt(self._round)
                 self._after_round(ok)
+            async with self.lock:
+                self._write_metrics()
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=self._idle_wait())
+
+    async def _round(self, remote: Remote) -> None:
+        """One poll of the provider: ``Send/`` (publish, outcomes), then ``report_dir``."""
+        await self.publisher.round(remote)
+        self._mark("remote")
+        await self.reports.round(remote)
+
+    # Scheduler jobs are coroutines: APScheduler runs them on the event loop, where the
+    # journal and the events live (a plain function would run in a worker thread).
+    async def _wake_job(self) -> None:
+        self.wake.set()
+
+    async def _purge_job(self) -> None:
+        async with self.lock:
+            self._purge()
+
+    def _purge(self) -> None:
+        """The daily retention purge (the suppression list is never purged)."""
+        purge(self.store, self.settings.paths, self.settings.paths.retention_days,
+              now=self.clock())
 
     def _idle_wait(self) -> float:
         wait = self.settings.remote.poll_seconds
@@ -239,6 +273,9 @@ class Agent:
         now = self.clock()
         if ok:
             self.store.set_fact("last_poll", now_iso(now))
+        else:
+            self.store.set_fact("remote_errors_total",
+                                int(self.store.fact("remote_errors_total", 0)) + 1)
         self.store.set_fact("remote_error", self.session.last_error)
         for campaign in self.campaigns.unarchived():
             self.campaigns.archive(campaign)
@@ -251,6 +288,16 @@ class Agent:
                 with bind_campaign(campaign.campaign_id):
                     log.warning("campaign_overdue", remote_name=part.remote_name)
                 self.emit("campaign.overdue", campaign, remote_name=part.remote_name)
+
+    def _write_metrics(self) -> None:
+        """The Prometheus text file, when configured: after every poll, even a failed one."""
+        if not self.settings.metrics.textfile:
+            return
+        try:
+            write_textfile(Path(self.settings.metrics.textfile), self.store, now=self.clock(),
+                           pending_notifications=0)
+        except (ConfigError, OSError) as exc:
+            log.warning("metrics_write_failed", error=str(exc))
 
     def _remote_progress(self) -> None:
         self._mark("remote")

@@ -17,6 +17,7 @@ moves parts ``published -> processing -> done | rejected``.
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,9 @@ class Publisher:
             await remote.remove(tmp)
         local = self.local_file(part)
         self._point("before_upload", part)
+        started = time.monotonic()
         written = await remote.upload(local, tmp, progress=self._progress(part))
+        self._count_upload(written, time.monotonic() - started)
         self._point("after_upload", part)
         entry = await remote.stat(tmp)
         if entry is None or entry.size != part.size or written != part.size:
@@ -94,6 +97,13 @@ class Publisher:
         self._point("after_rename", part)
         self._move(part, PartState.PUBLISHED)
         with_log.info("part_published", bytes=part.size, rows=part.rows)
+
+    def _count_upload(self, written: int, seconds: float) -> None:
+        """Running totals for the metrics: every byte sent, re-uploads included."""
+        self.store.set_fact("upload_bytes_total",
+                            int(self.store.fact("upload_bytes_total", 0)) + written)
+        self.store.set_fact("upload_seconds_total",
+                            float(self.store.fact("upload_seconds_total", 0.0)) + seconds)
 
     def _progress(self, part: Part) -> Callable[[int], None]:
         hooks, alive = self.hooks, self.on_progress

@@ -119,8 +119,10 @@ MIGRATIONS: Sequence[str] = (
         received_at TEXT,
         campaign INTEGER REFERENCES campaigns(id),
         at TEXT NOT NULL,
+        notified INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (report, line, occurrence)
     ) WITHOUT ROWID;
+    CREATE INDEX optouts_unnotified ON optouts(notified) WHERE notified = 0;
     CREATE TABLE replies (
         id INTEGER PRIMARY KEY,
         report TEXT NOT NULL,
@@ -133,8 +135,10 @@ MIGRATIONS: Sequence[str] = (
         campaign INTEGER REFERENCES campaigns(id),
         opt_out INTEGER NOT NULL,
         at TEXT NOT NULL,
+        notified INTEGER NOT NULL DEFAULT 0,
         UNIQUE (report, line, occurrence)
     );
+    CREATE INDEX replies_unnotified ON replies(notified) WHERE notified = 0;
     CREATE INDEX replies_campaign ON replies(campaign);
     """,
     # 4: notifications waiting to be sent (one row per event and channel)
@@ -237,6 +241,35 @@ class Part:
             remote_name=row["remote_name"], state=PartState(row["state"]), size=row["size"],
             sha256=row["sha256"], rows=row["rows"],
             published_at=parse_iso(row["published_at"]), outcome_at=parse_iso(row["outcome_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReportCursor:
+    """How far a remote report file has been read: the bytes up to ``offset`` (whole lines)
+    are ingested; ``head_sha256``/``tail_sha256`` hash the first and last 4 KiB of them."""
+
+    name: str
+    kind: str
+    campaign: int | None
+    seen_at: datetime.datetime
+    size: int = 0
+    mtime: float = 0.0
+    offset: int = 0
+    head_sha256: str = ""
+    tail_sha256: str = ""
+    lines: int = 0
+    complete_at: datetime.datetime | None = None
+    deleted_at: datetime.datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> ReportCursor:
+        return cls(
+            name=row["name"], kind=row["kind"], campaign=row["campaign"],
+            seen_at=datetime.datetime.fromisoformat(row["seen_at"]), size=row["size"],
+            mtime=row["mtime"], offset=row["offset"], head_sha256=row["head_sha256"],
+            tail_sha256=row["tail_sha256"], lines=row["lines"],
+            complete_at=parse_iso(row["complete_at"]), deleted_at=parse_iso(row["deleted_at"]),
         )
 
 
@@ -445,13 +478,106 @@ class Store:
                 "VALUES (?,?,?,?,?)", (part.campaign, part.id, part.state, to, now_iso(at)),
             )
 
-    # -- delivery figures (filled by the reports) ------------------------------------------
+    # -- the provider's reports ---------------------------------------------------------
 
     def acks(self, pk: int) -> dict[str, int]:
-        """Delivery figures per ACK status for a campaign (empty until an ACK is ingested)."""
+        """Delivery figures per ACK status, as last counted (kept after retention purges)."""
         summary = self.campaign(pk).summary
         figures = summary.get("acks", {})
         return {str(k): int(v) for k, v in figures.items()}
+
+    def count_acks(self, pk: int) -> dict[str, int]:
+        """Delivery figures per ACK status counted from the delivery lines."""
+        rows = self._db.execute(
+            "SELECT status, count(*) FROM deliveries WHERE campaign = ? GROUP BY status "
+            "ORDER BY status", (pk,))
+        return {row[0]: int(row[1]) for row in rows}
+
+    def part_named(self, remote_name: str) -> Part | None:
+        row = self._db.execute("SELECT * FROM parts WHERE remote_name = ?",
+                               (remote_name,)).fetchone()
+        return Part.from_row(row) if row else None
+
+    def report_cursor(self, name: str) -> ReportCursor | None:
+        row = self._db.execute("SELECT * FROM report_cursors WHERE name = ?",
+                               (name,)).fetchone()
+        return ReportCursor.from_row(row) if row else None
+
+    def report_cursors(self) -> list[ReportCursor]:
+        rows = self._db.execute("SELECT * FROM report_cursors ORDER BY name").fetchall()
+        return [ReportCursor.from_row(row) for row in rows]
+
+    @staticmethod
+    def save_cursor(db: sqlite3.Connection, cursor: ReportCursor, at: datetime.datetime) -> None:
+        """Write ``cursor`` inside the caller's transaction (with the lines it accounts for)."""
+        db.execute(
+            "INSERT INTO report_cursors (name, kind, campaign, size, mtime, offset, head_sha256,"
+            " tail_sha256, lines, complete_at, deleted_at, seen_at, updated_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
+            "kind=excluded.kind, campaign=excluded.campaign, size=excluded.size, "
+            "mtime=excluded.mtime, offset=excluded.offset, head_sha256=excluded.head_sha256, "
+            "tail_sha256=excluded.tail_sha256, lines=excluded.lines, "
+            "complete_at=excluded.complete_at, deleted_at=excluded.deleted_at, "
+            "seen_at=excluded.seen_at, updated_at=excluded.updated_at",
+            (cursor.name, cursor.kind, cursor.campaign, cursor.size, cursor.mtime, cursor.offset,
+             cursor.head_sha256, cursor.tail_sha256, cursor.lines,
+             now_iso(cursor.complete_at) if cursor.complete_at else None,
+             now_iso(cursor.deleted_at) if cursor.deleted_at else None,
+             now_iso(cursor.seen_at), now_iso(at)))
+
+    def live_report_names(self, cutoff: datetime.datetime) -> set[str]:
+        """Report files still on the server, seen since ``cutoff``: their copies are kept."""
+        rows = self._db.execute(
+            "SELECT name FROM report_cursors WHERE deleted_at IS NULL AND seen_at >= ?",
+            (now_iso(cutoff),))
+        return {row[0] for row in rows}
+
+    def purge_rows(self, cutoff: datetime.datetime) -> dict[str, int]:
+        """Delete personal data recorded before ``cutoff``; rows deleted per table."""
+        before = now_iso(cutoff)
+        statements = {
+            "deliveries": "DELETE FROM deliveries WHERE at < ?",
+            "optouts": "DELETE FROM optouts WHERE at < ? AND notified = 1",
+            "replies": "DELETE FROM replies WHERE at < ? AND notified = 1",
+            "report_cursors": "DELETE FROM report_cursors WHERE coalesce(deleted_at, seen_at) < ?",
+            "notifications": "DELETE FROM notifications WHERE sent_at < ?",
+        }
+        with self.transaction() as db:
+            return {table: db.execute(sql, (before,)).rowcount
+                    for table, sql in statements.items()}
+
+    def line_counts(self, report: str, *, stop: bool) -> dict[str, int]:
+        """Occurrences of each line of a STOP (or SMS-MO) file ingested so far."""
+        table = "optouts" if stop else "replies"
+        rows = self._db.execute(
+            f"SELECT line, max(occurrence) FROM {table} WHERE report = ? GROUP BY line",  # noqa: S608
+            (report,))
+        return {row[0]: int(row[1]) for row in rows}
+
+    def replies(self, campaign: str | None = None) -> list[dict[str, Any]]:
+        query = ("SELECT r.msisdn, r.received_at, r.message, r.idremote, r.opt_out, r.report, "
+                 "c.campaign_id FROM replies r LEFT JOIN campaigns c ON c.id = r.campaign")
+        args: tuple[Any, ...] = ()
+        if campaign is not None:
+            query += " WHERE c.campaign_id = ?"
+            args = (campaign,)
+        rows = self._db.execute(query + " ORDER BY r.received_at, r.id", args)
+        return [{**dict(row), "opt_out": bool(row["opt_out"])} for row in rows]
+
+    def unnotified_reports(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Opt-out lines and replies not yet announced by an event."""
+        optouts = [dict(row) for row in self._db.execute(
+            "SELECT o.msisdn, o.report, c.campaign_id FROM optouts o LEFT JOIN campaigns c "
+            "ON c.id = o.campaign WHERE o.notified = 0 ORDER BY o.at")]
+        replies = [{**dict(row), "opt_out": bool(row["opt_out"])} for row in self._db.execute(
+            "SELECT r.msisdn, r.report, r.opt_out, c.campaign_id FROM replies r "
+            "LEFT JOIN campaigns c ON c.id = r.campaign WHERE r.notified = 0 ORDER BY r.id")]
+        return optouts, replies
+
+    def mark_notified(self) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE optouts SET notified = 1 WHERE notified = 0")
+            db.execute("UPDATE replies SET notified = 1 WHERE notified = 0")
 
     # -- the suppression list ------------------------------------------------------------
 

@@ -1,0 +1,533 @@
+"""The provider's reports in ``report_dir``: ACK, STOP and SMS-MO files, read incrementally.
+
+One listing per poll. Each remote report file has a cursor in the journal: the byte offset
+just after the last complete line ingested, the size and mtime last listed, and hashes of the
+first and last 4 KiB before the offset. A poll reads only the bytes after the offset (SFTP
+random access), ingests the complete lines (a trailing partial line waits for the next
+poll) and commits them with the cursor in one transaction per chunk. A file that shrank,
+whose checked bytes changed, or whose local copy does not match the cursor is read again from
+the start: every line has a key in the journal, so reading twice counts nothing twice.
+
+- ``ACK-<name>.csv``: ``IDREMOTE;MSISDN;OADC;MSG;IDSTATUS;STATUS;ACKOPERATOR``, unquoted, so
+  MSG may hold ``;``: three fields from the left, three from the right. One delivery line
+  per (file, MSISDN, IDREMOTE). Linked to the campaign whose part is ``SEND-<name>.csv``;
+  complete once it holds as many lines as the part had rows (or is unchanged over a poll),
+  then the campaign is ``reported`` and the remote file deleted when configured.
+- ``STOP-<name>.csv`` and ``SMSMO-<name>.csv``: ``MSISDN;DATE;HOUR;MESSAGE;IDREMOTE``,
+  appended in place while the campaign lives, never deleted. A line's key is its text and
+  its occurrence (the 2nd identical line is a second line, wherever a rewrite moves it).
+  STOP numbers join the suppression list; so does a reply that is a stop keyword.
+
+Raw copies of exactly the bytes ingested are kept in ``inbox/ack|stop|mo/``, replaced
+atomically after each read.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import sqlite3
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+from .config import Settings
+from .errors import PermanentRemoteError
+from .logs import get_logger
+from .numbers import NumberNormalizer
+from .remote import Remote, RemoteEntry, join
+from .states import CampaignState, PartState
+from .store import Campaign, ReportCursor, Store, now_iso, private_dir, private_file
+
+log = get_logger("sftpd_agent.reports")
+C = CampaignState
+
+CHUNK = 8 << 20
+"""Bytes read (and committed) at a time: bounds memory for a 1M-line ACK."""
+WINDOW = 4096
+"""Bytes hashed at each end of what was read, to notice a rewritten file."""
+MAX_LINE = 1 << 16
+"""A "line" longer than this without a line end is not a report line: skipped, logged."""
+MAX_WARNINGS = 10
+"""Unreadable lines logged one by one per file and read; the rest are counted."""
+
+
+class Kind(StrEnum):
+    ACK = "ack"
+    STOP = "stop"
+    MO = "mo"
+
+
+_PREFIXES = (("ACK-", Kind.ACK), ("STOP-", Kind.STOP), ("SMSMO-", Kind.MO))
+
+
+class Events(Protocol):
+    def __call__(self, event: str, campaign: Campaign | None = None, **data: object) -> None: ...
+
+
+def report_kind(name: str) -> Kind | None:
+    """The kind of a report file by its name, or None for anything else."""
+    if not name.endswith(".csv"):
+        return None
+    for prefix, kind in _PREFIXES:
+        if name.startswith(prefix) and len(name) > len(prefix) + len(".csv"):
+            return kind
+    return None
+
+
+def send_name(report: str) -> str:
+    """``ACK-12345-20261123-1000-promo.csv`` -> ``SEND-12345-20261123-1000-promo.csv``."""
+    return "SEND-" + report.split("-", 1)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class AckLine:
+    idremote: str
+    msisdn: str
+    oadc: str
+    msg: str
+    idstatus: str
+    status: str
+    operator: str
+
+
+def parse_ack(line: str) -> AckLine | None:
+    """An ACK line, or None when it has fewer than the seven fields."""
+    fields = line.split(";")
+    if len(fields) < 7:
+        return None
+    return AckLine(
+        idremote=fields[0].strip(), msisdn=fields[1].strip(), oadc=fields[2].strip(),
+        msg=";".join(fields[3:-3]).strip(), idstatus=fields[-3].strip(),
+        status=fields[-2].strip(), operator=fields[-1].strip(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReportLine:
+    msisdn: str
+    date: str
+    hour: str
+    message: str
+    idremote: str
+
+
+def parse_report_line(line: str) -> ReportLine | None:
+    """A STOP or SMS-MO line (MESSAGE may hold ``;``), or None with fewer than five fields."""
+    fields = line.split(";")
+    if len(fields) < 5:
+        return None
+    return ReportLine(
+        msisdn=fields[0].strip(), date=fields[1].strip(), hour=fields[2].strip(),
+        message=";".join(fields[3:-1]).strip(), idremote=fields[-1].strip(),
+    )
+
+
+def fold(text: str) -> str:
+    """``text`` trimmed, without case or accents: " Arrêt " -> "arret"."""
+    decomposed = unicodedata.normalize("NFKD", text.strip())
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class _RawCopy:
+    """The local copy of a report: the bytes kept so far, plus the new ones, replaced
+    atomically on ``commit``."""
+
+    def __init__(self, final: Path, keep: int) -> None:
+        self.final = final
+        self.temporary = final.with_name(f".{final.name}.tmp")
+        fd = private_file(self.temporary)
+        self._out = os.fdopen(fd, "wb")
+        if keep:
+            with final.open("rb") as old:
+                remaining = keep
+                while remaining and (block := old.read(min(remaining, 1 << 20))):
+                    self._out.write(block)
+                    remaining -= len(block)
+
+    def write(self, data: bytes) -> None:
+        self._out.write(data)
+
+    def commit(self) -> None:
+        self._out.flush()
+        os.fsync(self._out.fileno())
+        self._out.close()
+        self.temporary.replace(self.final)
+
+    def discard(self) -> None:
+        self._out.close()
+        self.temporary.unlink(missing_ok=True)
+
+
+@dataclass
+class _Read:
+    """One pass over a report file's new bytes."""
+
+    cursor: ReportCursor
+    head: bytes = b""
+    tail: bytes = b""
+    counts: dict[str, int] = field(default_factory=dict)
+    warnings: int = 0
+    unreadable: int = 0
+
+
+@dataclass
+class Reports:
+    store: Store
+    settings: Settings
+    clock: Callable[[], datetime.datetime]
+    events: Events
+    on_reported: Callable[[Campaign], None] | None = None
+    hooks: Callable[[str, str], None] | None = None  # test fault points: ("report_chunk", name)
+    _numbers: NumberNormalizer | None = None
+    _dir_error: str | None = None
+    _touched: set[int] = field(default_factory=set)
+
+    # -- a poll ----------------------------------------------------------------------------
+
+    async def round(self, remote: Remote) -> None:
+        """One listing of ``report_dir``; read what is new in every report file."""
+        directory = self.settings.remote.report_dir
+        try:
+            entries = await remote.list(directory)
+        except PermanentRemoteError as exc:
+            # A missing report folder must not stop uploads: said once, tried every poll.
+            if self._dir_error != str(exc):
+                log.error("report_dir_unavailable", error=str(exc))  # noqa: TRY400
+                self._dir_error = str(exc)
+            return
+        self._dir_error = None
+        reports = sorted((e for e in entries if report_kind(e.name)), key=lambda e: e.name)
+        for entry in reports:
+            await self._file(remote, entry)
+        self._report_campaigns()
+        self.announce()
+        self._touched.clear()
+
+    async def _file(self, remote: Remote, entry: RemoteEntry) -> None:
+        now = self.clock()
+        kind = report_kind(entry.name)
+        if kind is None:
+            return
+        path = join(self.settings.remote.report_dir, entry.name)
+        cursor = self.store.report_cursor(entry.name)
+        if cursor is None or cursor.deleted_at is not None:
+            # New, or one we deleted uploaded again: read whole (the line keys dedupe).
+            cursor = ReportCursor(entry.name, kind, self._campaign_pk(entry.name), seen_at=now)
+        else:
+            cursor = replace(cursor, seen_at=now)
+        if entry.size == cursor.size and entry.mtime == cursor.mtime:
+            if kind == Kind.ACK:
+                await self._settle_ack(remote, path, entry, cursor)
+            else:
+                self._save(cursor)
+            return
+        start = await self._resume_at(remote, path, entry, cursor)
+        cursor = await self._read(remote, path, entry, cursor, start)
+        if kind == Kind.ACK:
+            await self._settle_ack(remote, path, entry, cursor, fresh=True)
+
+    async def _resume_at(self, remote: Remote, path: str, entry: RemoteEntry,
+                         cursor: ReportCursor) -> int:
+        """Where to read from: the cursor's offset, or 0 when what was read has changed."""
+        if cursor.offset == 0:
+            return 0
+        reason = None
+        copy = self._copy_path(cursor)
+        if entry.size < cursor.offset:
+            reason = "shrank"
+        elif not copy.exists() or copy.stat().st_size != cursor.offset:
+            reason = "local copy out of step"
+        else:
+            head = await remote.read(path, 0, min(WINDOW, cursor.offset))
+            if _sha256(head) != cursor.head_sha256:
+                reason = "rewritten"
+            elif cursor.offset > WINDOW:
+                tail = await remote.read(path, cursor.offset - WINDOW, WINDOW)
+                if _sha256(tail) != cursor.tail_sha256:
+                    reason = "rewritten"
+        if reason is None:
+            return cursor.offset
+        log.info("report_reread", file=entry.name, reason=reason, offset=cursor.offset,
+                 size=entry.size)
+        return 0
+
+    async def _read(self, remote: Remote, path: str, entry: RemoteEntry,
+                    cursor: ReportCursor, start: int) -> ReportCursor:
+        """Ingest the complete lines of ``[start, entry.size)``; the cursor after them."""
+        if start == 0:
+            cursor = replace(cursor, offset=0, lines=0, head_sha256="", tail_sha256="",
+                             complete_at=None, deleted_at=None)
+        state = _Read(cursor)
+        if start:
+            state.head = await remote.read(path, 0, min(WINDOW, start))
+            state.tail = await remote.read(path, max(0, start - WINDOW), min(WINDOW, start))
+            state.counts = self._line_counts(cursor)
+        copy = _RawCopy(self._copy_path(cursor), keep=start)
+        try:
+            position, carry = start, b""
+            while position < entry.size:
+                data = await remote.read(path, position, min(CHUNK, entry.size - position))
+                if not data:
+                    break  # shorter than listed: the next poll looks again
+                position += len(data)
+                buffer = carry + data
+                cut = buffer.rfind(b"\n") + 1
+                complete, carry = buffer[:cut], buffer[cut:]
+                if len(carry) > MAX_LINE:
+                    complete, carry = buffer, b""  # no line end in sight: not a report line
+                if complete:
+                    self._ingest(state, complete)
+                    copy.write(complete)
+                    self._point("report_chunk", entry.name)
+            if position >= entry.size:
+                state.cursor = replace(state.cursor, size=entry.size, mtime=entry.mtime)
+            self._save(state.cursor)
+            copy.commit()
+        except BaseException:
+            copy.discard()
+            raise
+        if state.unreadable:
+            log.warning("report_lines_unreadable", file=entry.name, count=state.unreadable)
+        return state.cursor
+
+    def _ingest(self, state: _Read, complete: bytes) -> None:
+        """Record the lines of ``complete`` and move the cursor past them, atomically."""
+        cursor = state.cursor
+        try:
+            text = complete.decode("utf-8")
+        except UnicodeDecodeError:
+            text = complete.decode("cp1252", errors="replace")
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        first = cursor.lines + 1
+        now = self.clock()
+        with self.store.transaction() as db:
+            if cursor.kind == Kind.ACK:
+                self._acks(db, state, lines, first, now)
+            else:
+                self._replies(db, state, lines, first, now)
+            if len(state.head) < WINDOW:
+                state.head = (state.head + complete)[:WINDOW]
+            state.tail = (state.tail + complete)[-WINDOW:]
+            state.cursor = replace(
+                cursor, offset=cursor.offset + len(complete), lines=cursor.lines + len(lines),
+                head_sha256=_sha256(state.head), tail_sha256=_sha256(state.tail))
+            self.store.save_cursor(db, state.cursor, now)
+
+    def _acks(self, db: sqlite3.Connection, state: _Read, lines: list[str], first: int,
+              now: datetime.datetime) -> None:
+        name, campaign, at = state.cursor.name, state.cursor.campaign, now_iso(now)
+        if campaign is not None:
+            self._touched.add(campaign)
+        rows = []
+        for number, raw in enumerate(lines, start=first):
+            line = raw.rstrip("\r")
+            if not line.strip():
+                continue
+            ack = parse_ack(line)
+            if ack is None or not ack.msisdn:
+                self._unreadable(state, number, "IDSTATUS" if ack is None else "MSISDN",
+                                 "fewer than 7 fields" if ack is None else "empty")
+                continue
+            rows.append((name, ack.msisdn, ack.idremote, campaign, ack.oadc, ack.idstatus,
+                         ack.status or ack.idstatus, ack.operator, at))
+        db.executemany("INSERT OR IGNORE INTO deliveries (report, msisdn, idremote, campaign, "
+                       "oadc, idstatus, status, operator, at) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+
+    def _replies(self, db: sqlite3.Connection, state: _Read, lines: list[str], first: int,
+                 now: datetime.datetime) -> None:
+        cursor = state.cursor
+        campaign_id = self._campaign_id(cursor.campaign)
+        keywords = {fold(word) for word in self.settings.reports.stop_keywords}
+        at = now_iso(now)
+        for number, raw in enumerate(lines, start=first):
+            line = raw.rstrip("\r").strip()
+            if not line:
+                continue
+            record = parse_report_line(line)
+            if record is None:
+                self._unreadable(state, number, "IDREMOTE", "fewer than 5 fields")
+                continue
+            occurrence = state.counts[line] = state.counts.get(line, 0) + 1
+            msisdn = self._number(record.msisdn)
+            if msisdn is None:
+                self._unreadable(state, number, "MSISDN", "not a phone number")
+            received = self._received_at(record.date, record.hour)
+            opt_out = cursor.kind == Kind.STOP or fold(record.message) in keywords
+            if cursor.kind == Kind.STOP:
+                added = db.execute(
+                    "INSERT OR IGNORE INTO optouts (report, line, occurrence, msisdn, "
+                    "received_at, campaign, at) VALUES (?,?,?,?,?,?,?)",
+                    (cursor.name, line, occurrence, msisdn or record.msisdn, received,
+                     cursor.campaign, at)).rowcount
+            else:
+                added = db.execute(
+                    "INSERT OR IGNORE INTO replies (report, line, occurrence, msisdn, "
+                    "received_at, message, idremote, campaign, opt_out, at) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (cursor.name, line, occurrence, msisdn or record.msisdn, received,
+                     record.message, record.idremote, cursor.campaign, int(opt_out), at)
+                ).rowcount
+            if added and opt_out and msisdn is not None:
+                db.execute("INSERT INTO suppression (msisdn, added_at, source, campaign) "
+                           "VALUES (?,?,?,?) ON CONFLICT(msisdn) DO NOTHING",
+                           (msisdn, received or at, cursor.name, campaign_id))
+
+    # -- ACK files: complete, reported, deleted ----------------------------------------------
+
+    async def _settle_ack(self, remote: Remote, path: str, entry: RemoteEntry,
+                          cursor: ReportCursor, *, fresh: bool = False) -> None:
+        """Complete an ACK that holds every row, or is unchanged over a poll; then delete it."""
+        if cursor.complete_at is None:
+            expected = self._expected_rows(cursor)
+            stable = not fresh
+            if stable and cursor.offset < entry.size:
+                # Unchanged over a poll with a last line that has no line end: take it.
+                cursor = await self._last_line(remote, path, entry, cursor)
+            if cursor.offset >= entry.size and (
+                    stable or (expected is not None and cursor.lines >= expected)):
+                cursor = replace(cursor, complete_at=self.clock())
+                log.info("ack_ingested", file=entry.name, lines=cursor.lines)
+        self._save(cursor)
+        if (cursor.complete_at is not None and cursor.campaign is not None
+                and self.settings.reports.delete_remote_after_ingest):
+            await remote.remove(path)
+            self._save(replace(cursor, deleted_at=self.clock()))
+            log.info("ack_deleted", file=entry.name)
+
+    async def _last_line(self, remote: Remote, path: str, entry: RemoteEntry,
+                         cursor: ReportCursor) -> ReportCursor:
+        data = await remote.read(path, cursor.offset, entry.size - cursor.offset)
+        if len(data) != entry.size - cursor.offset:
+            return cursor
+        state = _Read(cursor, head=await remote.read(path, 0, min(WINDOW, cursor.offset)),
+                      tail=await remote.read(path, max(0, cursor.offset - WINDOW),
+                                             min(WINDOW, cursor.offset)))
+        copy = _RawCopy(self._copy_path(cursor), keep=cursor.offset)
+        try:
+            self._ingest(state, data)
+            copy.write(data)
+            copy.commit()
+        except BaseException:
+            copy.discard()
+            raise
+        return state.cursor
+
+    def _expected_rows(self, cursor: ReportCursor) -> int | None:
+        part = self.store.part_named(send_name(cursor.name))
+        return part.rows if part is not None else None
+
+    def _report_campaigns(self) -> None:
+        """Refresh delivery figures; a campaign whose every done part has its ACK: reported."""
+        waiting = {c.id: c for c in self.store.campaigns(C.DONE, C.REJECTED)}
+        for pk in self._touched - waiting.keys():
+            waiting[pk] = self.store.campaign(pk)
+        for campaign in waiting.values():
+            parts = self.store.parts(campaign.id)
+            done = [p for p in parts if p.state == PartState.DONE]
+            cursors = [self.store.report_cursor("ACK-" + p.remote_name.split("-", 1)[1])
+                       for p in done]
+            if not any(cursors):
+                continue
+            figures = self.store.count_acks(campaign.id)
+            if figures and figures != campaign.summary.get("acks"):
+                self.store.update_campaign(campaign.id,
+                                           summary={**campaign.summary, "acks": figures})
+            complete = all(c is not None and c.complete_at is not None for c in cursors)
+            if campaign.state != C.REPORTED and complete and done:
+                moved = self.store.move(campaign.id, C.REPORTED, at=self.clock(),
+                                        detail="ACK ingested")
+                log.info("campaign_state", campaign_id=campaign.campaign_id, state="reported",
+                         acks=figures)
+                self.events("campaign.reported", moved, acks=figures)
+                if self.on_reported is not None:
+                    self.on_reported(moved)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def announce(self) -> None:
+        """One ``optout.received`` and one ``reply.received`` for what this poll brought."""
+        optouts, replies = self.store.unnotified_reports()
+        if not optouts and not replies:
+            return
+        opted = [*optouts, *(r for r in replies if r["opt_out"])]
+        if opted:
+            numbers = _unique(o["msisdn"] for o in opted)
+            self.events("optout.received", None, count=len(numbers), numbers=numbers,
+                        campaigns=_unique(o["campaign_id"] for o in opted),
+                        files=_unique(o["report"] for o in opted))
+        if replies:
+            self.events("reply.received", None, count=len(replies),
+                        opt_outs=sum(1 for r in replies if r["opt_out"]),
+                        campaigns=_unique(r["campaign_id"] for r in replies if r["campaign_id"]))
+        self.store.mark_notified()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _campaign_pk(self, report: str) -> int | None:
+        part = self.store.part_named(send_name(report))
+        return part.campaign if part is not None else None
+
+    def _campaign_id(self, pk: int | None) -> str | None:
+        return self.store.campaign(pk).campaign_id if pk is not None else None
+
+    def _copy_path(self, cursor: ReportCursor) -> Path:
+        return private_dir(self.settings.paths.inbox / cursor.kind) / cursor.name
+
+    def _line_counts(self, cursor: ReportCursor) -> dict[str, int]:
+        if cursor.kind == Kind.ACK:
+            return {}
+        return self.store.line_counts(cursor.name, stop=cursor.kind == Kind.STOP)
+
+    def _number(self, raw: str) -> str | None:
+        """The E.164 form of a number in a report; digits the library cannot place are kept
+        as ``+<digits>`` rather than lose an opt-out."""
+        if self._numbers is None or self._numbers.default_region != (
+                self.settings.campaign.default_region):
+            self._numbers = NumberNormalizer(self.settings.campaign.default_region)
+        found = self._numbers.normalize(raw)
+        if found is None and raw and not raw.startswith("+"):
+            found = self._numbers.normalize("+" + raw)
+        if found is None:
+            digits = raw.removeprefix("+").removeprefix("00")
+            if digits.isdigit() and digits.isascii() and 8 <= len(digits) <= 15:
+                found = "+" + digits
+        return found
+
+    def _received_at(self, date: str, hour: str) -> str | None:
+        try:
+            local = datetime.datetime.strptime(date + hour.zfill(4), "%Y%m%d%H%M")
+        except ValueError:
+            return None
+        return now_iso(local.replace(tzinfo=self.settings.tz))
+
+    def _unreadable(self, state: _Read, line: int, field_name: str, detail: str) -> None:
+        state.unreadable += 1
+        if state.warnings < MAX_WARNINGS:
+            state.warnings += 1
+            log.warning("report_line_unreadable", file=state.cursor.name, line=line,
+                        field=field_name, detail=detail)
+
+    def _save(self, cursor: ReportCursor) -> None:
+        with self.store.transaction() as db:
+            self.store.save_cursor(db, cursor, self.clock())
+
+    def _point(self, name: str, subject: str) -> None:
+        if self.hooks is not None:
+            self.hooks(name, subject)
+
+
+def _unique(values: Iterable[str | None]) -> list[str]:
+    return [v for v in dict.fromkeys(values) if v]
+
+

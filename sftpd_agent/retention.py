@@ -1,0 +1,57 @@
+"""The daily purge of personal data older than ``paths.retention_days``.
+
+Purged: ``archive/`` folders, ``failed/`` files, raw reports in ``inbox/`` (not those of a
+report file the provider still shows), delivery lines, opt-out lines and replies already
+announced, cursors of report files gone from the server, sent notifications. Never purged:
+the suppression list, campaigns and their figures (delivery figures stay in the campaign's
+summary), and anything a campaign still in progress needs (the spool).
+"""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import PathsSettings
+from .logs import get_logger
+from .store import Store
+
+log = get_logger("sftpd_agent.retention")
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    files: int
+    rows: dict[str, int]
+
+
+def _newest_mtime(path: Path) -> float:
+    if path.is_dir():
+        return max((p.stat().st_mtime for p in path.rglob("*")), default=path.stat().st_mtime)
+    return path.stat().st_mtime
+
+
+def purge(store: Store, paths: PathsSettings, days: int, *,
+          now: datetime.datetime) -> Purged:
+    cutoff = now - datetime.timedelta(days=days)
+    stamp = cutoff.timestamp()
+    live = store.live_report_names(cutoff)
+    removed = 0
+    for folder in (paths.archive, paths.failed, *(paths.inbox / kind for kind in
+                                                  ("ack", "stop", "mo"))):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.name in live or _newest_mtime(path) >= stamp:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed += 1
+    rows = store.purge_rows(cutoff)
+    if removed or any(rows.values()):
+        log.info("retention_purged", days=days, files=removed, **rows)
+    return Purged(removed, rows)

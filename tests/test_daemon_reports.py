@@ -1,0 +1,164 @@
+"""The real daemon reading the provider's reports from a real OpenSSH sshd.
+
+The simulator writes the reports as the provider does: an unquoted ACK (raw ``;`` in MSG,
+``2 `` style IDSTATUS), STOP and SMS-MO files appended in place over three steps with lines
+torn across writes, one of them rewritten once. Its clock is the test's: each step of the
+provider's time is brought on by hand, and the daemon is given time to read it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from sftpd_agent.numbers import mask
+from sftpd_agent.reports import fold
+from sftpd_agent.simulator import SimulatorOptions
+from tests.daemon_harness import Daemon, wait_until, write_config
+from tests.servers import SftpServer
+
+PARIS = ZoneInfo("Europe/Paris")
+ROWS = 40
+KEYWORDS = {fold(word) for word in ("STOP", "ARRET", "ARRÊT", "UNSUBSCRIBE")}
+
+
+@pytest.fixture
+def simulator_options() -> SimulatorOptions:
+    return SimulatorOptions(seed=5, lock_seconds=0, ack_delay=5, report_steps=3,
+                            report_interval=5, rewrite_step=2, rewrite_kind="STOP",
+                            torn_writes=True, stop_share=0.25, mo_share=0.4)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, openssh: SftpServer) -> Iterator[Daemon]:
+    agent = Daemon(write_config(tmp_path, openssh), tmp_path / "agent", openssh,
+                   env={"SFTPD_AGENT_CLOCK_OFFSET_FILE": str(tmp_path / "offset")})
+    yield agent
+    agent.kill()
+
+
+def campaign_rows(count: int = ROWS, start: int = 0) -> str:
+    return "".join(f'R{i};+3361{i:07d};Shop;"Promo; -20% ; ce soir {i}"\r\n'
+                   for i in range(start, start + count))
+
+
+def query(daemon: Daemon, sql: str) -> list[tuple[Any, ...]]:
+    db = sqlite3.connect(f"file:{daemon.root / 'state.db'}?mode=ro", uri=True)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def count(daemon: Daemon, table: str) -> int:
+    return int(query(daemon, f"SELECT count(*) FROM {table}")[0][0])  # noqa: S608
+
+
+def complete_lines(daemon: Daemon, prefix: str) -> list[str]:
+    lines: list[str] = []
+    for path in sorted(daemon.server.report_dir.glob(f"{prefix}-*.csv")):
+        lines += path.read_bytes().decode().split("\r\n")[:-1]
+    return lines
+
+
+def caught_up(daemon: Daemon) -> bool:
+    return (count(daemon, "optouts") == len(complete_lines(daemon, "STOP"))
+            and count(daemon, "replies") == len(complete_lines(daemon, "SMSMO")))
+
+
+def provider_behind(daemon: Daemon) -> bool:
+    due = daemon.server.processor.next_due()
+    return due is not None and due <= daemon.server.clock()
+
+
+def provider_steps(daemon: Daemon, steps: int = 4) -> None:
+    """Bring on the provider's report writes one at a time, letting the daemon read each."""
+    for _ in range(steps):
+        daemon.server.clock.advance(5)
+        wait_until(lambda: not provider_behind(daemon), what="the provider's writes")
+        wait_until(lambda: caught_up(daemon), what="the daemon to read the reports")
+
+
+def assert_exactly_once(daemon: Daemon, campaign_id: str) -> None:
+    stops = complete_lines(daemon, "STOP")
+    replies = complete_lines(daemon, "SMSMO")
+    assert len(stops) >= 3 and len(replies) >= 3
+    assert count(daemon, "optouts") == len(stops)
+    assert count(daemon, "replies") == len(replies)
+    expected = {line.split(";")[0] for line in stops}
+    expected |= {line.split(";")[0] for line in replies if fold(line.split(";")[3]) in KEYWORDS}
+    suppressed = {row[0] for row in query(daemon, "SELECT msisdn FROM suppression")}
+    assert suppressed == expected
+    announced = [n for e in daemon.events("optout.received") for n in e["numbers"]]
+    assert set(announced) == {mask(n) for n in expected}  # the log masks them
+    assert len(announced) <= len(stops) + sum(
+        1 for line in replies if fold(line.split(";")[3]) in KEYWORDS)
+    campaign = daemon.campaign(campaign_id)
+    assert campaign is not None and campaign["state"] == "reported"
+    assert sum(campaign["acks"].values()) == ROWS
+    assert set(campaign["acks"]) == {"sent", "failed"}
+    assert count(daemon, "deliveries") == ROWS
+    assert not list(daemon.server.report_dir.glob("ACK-*.csv")), "the ACK is deleted"
+
+
+def test_reports_are_ingested_exactly_once(daemon: Daemon) -> None:
+    daemon.start()
+    daemon.drop("rep.csv", campaign_rows())
+    wait_until(lambda: daemon.state("rep") == "done", what="done")
+    provider_steps(daemon)
+    wait_until(lambda: daemon.state("rep") == "reported", what="reported")
+    assert_exactly_once(daemon, "rep")
+    assert len(daemon.events("campaign.reported")) == 1
+    (ack,) = (daemon.root / "inbox" / "ack").glob("ACK-*.csv")
+    lines = ack.read_bytes().decode().split("\r\n")[:-1]
+    assert len(lines) == ROWS
+    assert all(";Promo; -20% ; ce soir " in line for line in lines)
+    assert all(line.split(";")[-3] in ("2 ", "3 ") for line in lines)
+    rows = query(daemon, "SELECT idstatus, status FROM deliveries")
+    assert set(rows) <= {("2", "sent"), ("3", "failed")}
+    assert daemon.logged("report_reread", reason="rewritten")
+
+
+def test_killed_mid_ingestion_and_restarted_still_exactly_once(daemon: Daemon) -> None:
+    daemon.start(SFTPD_AGENT_FAULT="report_chunk")
+    daemon.drop("killed.csv", campaign_rows())
+    wait_until(lambda: daemon.state("killed") == "done", what="done")
+    daemon.server.clock.advance(30)  # the ACK and every STOP/SMS-MO step at once
+    assert daemon.wait_exit(timeout=30) != 0
+    assert daemon.logged("fault_injected", point="report_chunk")
+    daemon.start()
+    wait_until(lambda: caught_up(daemon) and daemon.state("killed") == "reported",
+               what="reported after the restart")
+    assert daemon.logged("report_reread")
+    assert_exactly_once(daemon, "killed")
+
+
+def test_a_stop_received_while_a_campaign_waits_removes_the_number(
+    tmp_path: Path, daemon: Daemon,
+) -> None:
+    daemon.start()
+    daemon.drop("first.csv", campaign_rows())
+    wait_until(lambda: daemon.state("first") == "done", what="done")
+    send_at = (dt.datetime.now(PARIS) + dt.timedelta(hours=2)).replace(second=0, microsecond=0)
+    later = f"SEND-12345-{send_at:%Y%m%d-%H%M}-later.csv"
+    daemon.drop(later, campaign_rows())  # the same recipients, two hours later
+    wait_until(lambda: daemon.state("later") == "scheduled", what="scheduled")
+    provider_steps(daemon)
+    stopped = {line.split(";")[0] for line in complete_lines(daemon, "STOP")}
+    assert stopped
+    (tmp_path / "offset").write_text(
+        str((send_at - dt.datetime.now(PARIS)).total_seconds()))
+    wait_until(lambda: daemon.state("later") in ("processing", "done", "reported"),
+               what="the later campaign uploaded")
+    (uploaded,) = (daemon.root / "archive").glob(f"*/{later}")
+    body = uploaded.read_bytes().decode()
+    assert not [n for n in stopped if n in body]
+    campaign = daemon.campaign("later")
+    assert campaign is not None and campaign["suppressed"] >= len(stopped)
+    assert body.count("\r\n") == ROWS - campaign["suppressed"]

@@ -1,0 +1,61 @@
+"""The daily purge: personal data older than ``retention_days`` goes, opt-outs never do."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from sftpd_agent.config import Settings
+from sftpd_agent.retention import purge
+from sftpd_agent.store import ReportCursor, Store
+
+NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
+OLD = NOW - dt.timedelta(days=91)
+RECENT = NOW - dt.timedelta(days=89)
+
+
+def aged(path: Path, when: dt.datetime) -> Path:
+    os.utime(path, (when.timestamp(), when.timestamp()))
+    return path
+
+
+def test_old_personal_data_is_purged_and_the_suppression_list_kept(tmp_path: Path) -> None:
+    paths = Settings(service_id="12345", paths={"root": tmp_path}).paths
+    store = Store(paths.state_db)
+    for folder in (paths.archive / "old-campaign", paths.archive / "new-campaign", paths.failed,
+                   paths.inbox / "stop", paths.inbox / "ack"):
+        folder.mkdir(parents=True, exist_ok=True)
+    (paths.archive / "old-campaign" / "a.csv").write_text("x")
+    aged(paths.archive / "old-campaign" / "a.csv", OLD)
+    (paths.archive / "new-campaign" / "b.csv").write_text("x")
+    aged(paths.archive / "new-campaign" / "b.csv", RECENT)
+    for name, when in (("old.csv", OLD), ("new.csv", RECENT)):
+        (paths.failed / name).write_text("x")
+        aged(paths.failed / name, when)
+    # A STOP file the provider still shows is kept even when its copy is old.
+    for name in ("STOP-live.csv", "STOP-gone.csv"):
+        (paths.inbox / "stop" / name).write_text("x")
+        aged(paths.inbox / "stop" / name, OLD)
+    with store.transaction() as db:
+        store.save_cursor(db, ReportCursor("STOP-live.csv", "stop", None, seen_at=NOW), NOW)
+        store.save_cursor(db, ReportCursor("STOP-gone.csv", "stop", None, seen_at=OLD), OLD)
+        for at, number in ((OLD, "+33612345678"), (RECENT, "+33612345679")):
+            db.execute("INSERT INTO deliveries VALUES ('ACK-x.csv', ?, 'R', NULL, 'S', '2', "
+                       "'sent', 'op', ?)", (number, at.isoformat()))
+            db.execute("INSERT INTO replies (report, line, occurrence, msisdn, message, "
+                       "idremote, opt_out, at, notified) VALUES ('SMSMO-x.csv', ?, 1, ?, 'Stop', "
+                       "'R', 1, ?, 1)", (number, number, at.isoformat()))
+    store.suppress(["+33612345678"], source="STOP-x.csv", at=OLD - dt.timedelta(days=400))
+
+    purged = purge(store, paths, 90, now=NOW)
+
+    assert not (paths.archive / "old-campaign").exists()
+    assert (paths.archive / "new-campaign" / "b.csv").exists()
+    assert sorted(p.name for p in paths.failed.iterdir()) == ["new.csv"]
+    assert sorted(p.name for p in (paths.inbox / "stop").iterdir()) == ["STOP-live.csv"]
+    assert purged.rows["deliveries"] == 1 and purged.rows["replies"] == 1
+    assert purged.rows["report_cursors"] == 1
+    assert store.report_cursor("STOP-live.csv") is not None
+    assert store.suppressed() == {"+33612345678"}
+    assert purged.files == 3
