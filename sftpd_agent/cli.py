@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from . import __version__
+from . import __version__, lists
 from .config import Settings, load_settings
 from .errors import ConfigError
 from .gsm import Counted, Policy, count
@@ -64,13 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     suppress = command("suppress", "the local suppression list (opted-out numbers)")
     actions = suppress.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    listing = actions.add_parser("list", help="every suppressed number")
-    listing.add_argument("--json", action="store_true")
-    for name, text in (("add", "add numbers"), ("remove", "remove numbers")):
-        action = actions.add_parser(name, help=text)
-        action.add_argument("numbers", nargs="+", metavar="MSISDN")
+    lists.add_arguments(actions)
     for action in actions.choices.values():
         action.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS)
+
+    replies = command("replies", "received SMS-MO replies")
+    replies.add_argument("--json", action="store_true")
+    replies.add_argument("--campaign", metavar="ID", help="only this campaign's replies")
 
     from . import trust  # noqa: PLC0415  (asyncssh only when needed)
 
@@ -100,7 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "submit":
             return _submit(args, sys.stdout)
         if args.command == "suppress":
-            return _suppress(args, sys.stdout)
+            return lists.suppress(args, load_settings(args.config), sys.stdout)
+        if args.command == "replies":
+            return lists.replies(args, load_settings(args.config), sys.stdout)
         if args.command == "trust-host":
             from . import trust  # noqa: PLC0415
 
@@ -191,41 +193,6 @@ def _submit(args: argparse.Namespace, out: TextIO) -> int:
         temporary.unlink()
     print(f"submitted {source} as {target}", file=out)
     return EXIT_OK
-
-
-def _suppress(args: argparse.Namespace, out: TextIO) -> int:
-    from .numbers import NumberNormalizer  # noqa: PLC0415
-    from .store import Store  # noqa: PLC0415
-
-    settings = load_settings(args.config)
-    store = Store(settings.paths.state_db)
-    try:
-        if args.action == "list":
-            entries = store.suppression_entries()
-            if args.json:
-                print(json.dumps(entries, ensure_ascii=False), file=out)
-            else:
-                for entry in entries:
-                    print(f"{entry['msisdn']}  {entry['added_at']}  {entry['source']}", file=out)
-            return EXIT_OK
-        normalize = NumberNormalizer(settings.campaign.default_region).normalize
-        numbers: list[str] = []
-        bad: list[str] = []
-        for raw in args.numbers:
-            e164 = normalize(raw.strip())
-            (numbers if e164 else bad).append(e164 or raw)
-        for raw in bad:
-            print(f"sftpd-agent: {raw!r} is not a valid phone number", file=sys.stderr)
-        now = datetime.datetime.now(datetime.UTC)
-        if args.action == "add":
-            changed = store.suppress(numbers, source="manual", at=now)
-            print(f"added {len(changed)}, already there {len(numbers) - len(changed)}", file=out)
-        else:
-            changed = store.unsuppress(numbers)
-            print(f"removed {len(changed)}, not there {len(numbers) - len(changed)}", file=out)
-        return EXIT_NOT_OK if bad else EXIT_OK
-    finally:
-        store.close()
 
 
 def _check(args: argparse.Namespace, out: TextIO) -> int:

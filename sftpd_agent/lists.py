@@ -1,0 +1,184 @@
+"""``sftpd-agent suppress ...`` and ``sftpd-agent replies``: the journal's lists, for people.
+
+The suppression list is read and changed beside a running daemon (SQLite WAL lets both work);
+numbers are normalised to E.164 exactly as campaign rows are, so an import matches the rows it
+must drop. An import takes a CSV export (the first column holding phone numbers, any
+delimiter of ``;``, ``,`` or tab, a header row skipped) or one number per line, and says which
+lines it could not read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import io
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from .config import Settings
+from .errors import ConfigError
+from .numbers import NumberNormalizer
+from .store import Store, private_file
+
+EXIT_OK, EXIT_NOT_OK = 0, 1
+SHOWN_PROBLEMS = 20
+"""Unreadable import lines named one by one; the rest are counted."""
+
+
+def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """The ``suppress`` actions (on the ``suppress`` parser's sub-commands)."""
+    listing = commands.add_parser("list", help="every suppressed number")
+    listing.add_argument("--json", action="store_true", help="one JSON array of entries")
+    for name, text in (("add", "add numbers"), ("remove", "remove numbers")):
+        action = commands.add_parser(name, help=text)
+        action.add_argument("numbers", nargs="+", metavar="MSISDN")
+    importing = commands.add_parser(
+        "import", help="add the numbers of a CSV file or of a file with one number per line")
+    importing.add_argument("file", metavar="FILE")
+    exporting = commands.add_parser(
+        "export", help="write the list as CSV (msisdn;added_at;source;campaign)")
+    exporting.add_argument("file", nargs="?", metavar="FILE", help="default: standard output")
+
+
+def suppress(args: argparse.Namespace, settings: Settings, out: TextIO,
+             err: TextIO = sys.stderr) -> int:
+    store = Store(settings.paths.state_db)
+    try:
+        if args.action == "list":
+            return _list(store, out, as_json=args.json)
+        if args.action == "export":
+            return _export(store, Path(args.file) if args.file else None, out)
+        normalize = NumberNormalizer(settings.campaign.default_region).normalize
+        now = datetime.datetime.now(datetime.UTC)
+        if args.action == "import":
+            return _import(store, Path(args.file), normalize, now=now, out=out, err=err)
+        numbers: list[str] = []
+        bad = 0
+        for raw in args.numbers:
+            e164 = normalize(raw.strip())
+            if e164 is None:
+                print(f"sftpd-agent: {raw!r} is not a valid phone number", file=err)
+                bad += 1
+            else:
+                numbers.append(e164)
+        if args.action == "add":
+            changed = store.suppress(numbers, source="manual", at=now)
+            print(f"added {len(changed)}, already there {len(numbers) - len(changed)}", file=out)
+        else:
+            changed = store.unsuppress(numbers)
+            print(f"removed {len(changed)}, not there {len(numbers) - len(changed)}", file=out)
+        return EXIT_NOT_OK if bad else EXIT_OK
+    finally:
+        store.close()
+
+
+def _list(store: Store, out: TextIO, *, as_json: bool) -> int:
+    entries = store.suppression_entries()
+    if as_json:
+        print(json.dumps(entries, ensure_ascii=False), file=out)
+        return EXIT_OK
+    for entry in entries:
+        campaign = f"  {entry['campaign']}" if entry["campaign"] else ""
+        print(f"{entry['msisdn']:<16}  {entry['added_at']}  {entry['source']}{campaign}",
+              file=out)
+    print(f"{len(entries)} number{'s' if len(entries) != 1 else ''}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _export(store: Store, target: Path | None, out: TextIO) -> int:
+    entries = store.suppression_entries()
+    if target is None:
+        _write_csv(out, entries)
+        return EXIT_OK
+    temporary = target.with_name(f".{target.name}.tmp")
+    try:
+        fd = private_file(temporary)  # personal data: 0600
+    except OSError as exc:
+        raise ConfigError(f"export: cannot write {target}: {exc.strerror}") from None
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        _write_csv(handle, entries)
+        handle.flush()
+        os.fsync(handle.fileno())
+    temporary.replace(target)
+    print(f"exported {len(entries)} numbers to {target}", file=out)
+    return EXIT_OK
+
+
+def _write_csv(handle: TextIO, entries: Sequence[dict[str, object]]) -> None:
+    writer = csv.writer(handle, delimiter=";", lineterminator="\r\n")
+    writer.writerow(["msisdn", "added_at", "source", "campaign"])
+    for entry in entries:
+        writer.writerow([entry["msisdn"], entry["added_at"], entry["source"],
+                         entry["campaign"] or ""])
+
+
+def read_numbers(path: Path) -> Iterator[tuple[int, str]]:
+    """(line, value) for the number of every line of a CSV or one-number-per-line file."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"import: cannot read {path}: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252", errors="replace")
+    first = text.split("\n", 1)[0]
+    delimiter = next((d for d in (";", ",", "\t") if d in first), None)
+    lines = io.StringIO(text, newline="")
+    if delimiter is None:
+        for number, line in enumerate(lines, start=1):
+            yield number, line.strip()
+        return
+    reader = csv.reader(lines, delimiter=delimiter)
+    for record in reader:
+        if record:
+            yield reader.line_num, record[0].strip()
+
+
+def _import(store: Store, path: Path, normalize: Callable[[str], str | None], *,
+            now: datetime.datetime, out: TextIO, err: TextIO) -> int:
+    numbers: list[str] = []
+    bad = 0
+    for line, value in read_numbers(path):
+        if not value:
+            continue
+        e164 = normalize(value)
+        if e164 is None:
+            if line == 1:
+                continue  # a header row
+            bad += 1
+            if bad <= SHOWN_PROBLEMS:
+                print(f"{path}:{line}: MSISDN {value!r} is not a phone number", file=err)
+            continue
+        numbers.append(e164)
+    if bad > SHOWN_PROBLEMS:
+        print(f"{path}: {bad - SHOWN_PROBLEMS} more unreadable lines", file=err)
+    added = store.suppress(numbers, source=f"import:{path.name}", at=now)
+    print(f"imported {len(added)} new, {len(numbers) - len(added)} already there "
+          f"or repeated, {bad} unreadable", file=out)
+    return EXIT_NOT_OK if bad else EXIT_OK
+
+
+def replies(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    if not settings.paths.state_db.exists():
+        raise ConfigError(f"{settings.paths.state_db}: no journal yet (has the agent run?)")
+    store = Store(settings.paths.state_db, readonly=True)
+    try:
+        found = store.replies(args.campaign)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(found, ensure_ascii=False), file=out)
+        return EXIT_OK
+    for reply in found:
+        when = datetime.datetime.fromisoformat(reply["received_at"]).astimezone(
+            settings.tz).strftime("%Y-%m-%d %H:%M") if reply["received_at"] else "?"
+        flag = "  [opt-out]" if reply["opt_out"] else ""
+        print(f"{when}  {reply['msisdn']:<16}  {reply['campaign_id'] or '-':<20}  "
+              f"{reply['message']}{flag}", file=out)
+    return EXIT_OK

@@ -1,0 +1,81 @@
+"""``suppress list|add|remove|import|export`` and ``replies``, as users type them."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from sftpd_agent.store import Store
+
+
+def agent(tmp_path: Path) -> Path:
+    config = tmp_path / "agent.toml"
+    config.write_text(f'service_id = "12345"\n[paths]\nroot = "{tmp_path / "root"}"\n')
+    return config
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sftpd_agent", *args, "--config", str(config)],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_import_reads_csv_exports_and_says_what_it_could_not_read(tmp_path: Path) -> None:
+    config = agent(tmp_path)
+    export = tmp_path / "crm.csv"
+    export.write_text("telephone;nom\n06 12 34 56 78;Léa\n+33612345679;Jo\nabc;X\n"
+                      "0612345678;again\n\n33612345680;intl\n", encoding="cp1252")
+    done = cli(config, "suppress", "import", str(export))
+    assert done.returncode == 1  # one line could not be read
+    assert f"{export}:4: MSISDN 'abc' is not a phone number" in done.stderr
+    assert "imported 3 new, 1 already there or repeated, 1 unreadable" in done.stdout
+    listed = json.loads(cli(config, "suppress", "list", "--json").stdout)
+    assert sorted(e["msisdn"] for e in listed) == ["+33612345678", "+33612345679",
+                                                    "+33612345680"]
+    assert {e["source"] for e in listed} == {"import:crm.csv"}
+
+
+def test_import_one_number_per_line_then_export_round_trips(tmp_path: Path) -> None:
+    config = agent(tmp_path)
+    plain = tmp_path / "stops.txt"
+    plain.write_text("\ufeff0612345678\r\n+447911123456\r\n")
+    assert cli(config, "suppress", "import", str(plain)).returncode == 0
+    assert cli(config, "suppress", "add", "0712345678").returncode == 0
+    assert cli(config, "suppress", "remove", "+447911123456").returncode == 0
+    target = tmp_path / "out" / "list.csv"
+    target.parent.mkdir()
+    done = cli(config, "suppress", "export", str(target))
+    assert done.returncode == 0, done.stderr
+    assert target.stat().st_mode & 0o777 == 0o600
+    with target.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle, delimiter=";"))
+    assert rows[0] == ["msisdn", "added_at", "source", "campaign"]
+    assert sorted(r[0] for r in rows[1:]) == ["+33612345678", "+33712345678"]
+    to_stdout = cli(config, "suppress", "export")
+    assert to_stdout.stdout.splitlines()[1:] == [";".join(r) for r in rows[1:]]
+    # And what was exported imports back into another agent unchanged.
+    other = agent(tmp_path / "other")
+    assert cli(other, "suppress", "import", str(target)).returncode == 0
+    assert cli(other, "suppress", "list", "--json").stdout.count("+33") == 2
+
+
+def test_replies_lists_what_recipients_answered(tmp_path: Path) -> None:
+    config = agent(tmp_path)
+    store = Store(tmp_path / "root" / "state.db")
+    at = dt.datetime(2026, 11, 23, 9, 15, tzinfo=dt.UTC).isoformat()
+    with store.transaction() as db:
+        for n, (text, opt_out) in enumerate((("Merci !", 0), ("Arrêt", 1))):
+            db.execute("INSERT INTO replies (report, line, occurrence, msisdn, received_at, "
+                       "message, idremote, opt_out, at) VALUES ('SMSMO-x.csv', ?, 1, ?, ?, ?, "
+                       "'R1', ?, ?)", (str(n), f"+3361234567{n}", at, text, opt_out, at))
+    store.close()
+    done = cli(config, "replies")
+    assert done.returncode == 0
+    assert "2026-11-23 10:15  +33612345670" in done.stdout and "Merci !" in done.stdout
+    assert "Arrêt  [opt-out]" in done.stdout
+    listed = json.loads(cli(config, "replies", "--json").stdout)
+    assert [r["opt_out"] for r in listed] == [False, True]
+    assert json.loads(cli(config, "replies", "--json", "--campaign", "nope").stdout) == []
