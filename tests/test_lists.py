@@ -13,6 +13,7 @@ from sftpd_agent.store import Store
 
 
 def agent(tmp_path: Path) -> Path:
+    tmp_path.mkdir(exist_ok=True)
     config = tmp_path / "agent.toml"
     config.write_text(f'service_id = "12345"\n[paths]\nroot = "{tmp_path / "root"}"\n')
     return config
