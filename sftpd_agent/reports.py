@@ -29,7 +29,7 @@ import hashlib
 import os
 import sqlite3
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -52,6 +52,10 @@ WINDOW = 4096
 """Bytes hashed at each end of what was read, to notice a rewritten file."""
 MAX_LINE = 1 << 16
 """A "line" longer than this without a line end is not a report line: skipped, logged."""
+MAX_EVENT_NUMBERS = 1000
+"""Opt-outs named in one ``optout.received`` event (the count is always whole)."""
+UNANNOUNCED = "unannounced_reports"
+"""The agent fact adding up opt-outs and replies read but not yet announced."""
 MAX_WARNINGS = 10
 """Unreadable lines logged one by one per file and read; the rest are counted."""
 
@@ -133,6 +137,12 @@ def fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
+def line_key(line: str) -> int:
+    """A line's identity in the journal: a signed 64-bit hash of its text."""
+    digest = hashlib.blake2b(line.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -174,7 +184,8 @@ class _Read:
     cursor: ReportCursor
     head: bytes = b""
     tail: bytes = b""
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[int, int] = field(default_factory=dict)
+    first_read: bool = False  # nothing of this file recorded yet: bulk inserts
     warnings: int = 0
     unreadable: int = 0
 
@@ -190,6 +201,7 @@ class Reports:
     _numbers: NumberNormalizer | None = None
     _dir_error: str | None = None
     _touched: set[int] = field(default_factory=set)
+    _times: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
     # -- a poll ----------------------------------------------------------------------------
 
@@ -266,7 +278,12 @@ class Reports:
         if start == 0:
             cursor = replace(cursor, offset=0, lines=0, head_sha256="", tail_sha256="",
                              complete_at=None, deleted_at=None)
+        if cursor.id is None:
+            with self.store.transaction() as db:
+                cursor = replace(cursor, id=self.store.save_cursor(db, cursor, self.clock()))
         state = _Read(cursor)
+        if cursor.kind != Kind.ACK and cursor.id is not None:
+            state.first_read = not self.store.has_lines(cursor.id, stop=cursor.kind == Kind.STOP)
         if start:
             state.head = await remote.read(path, 0, min(WINDOW, start))
             state.tail = await remote.read(path, max(0, start - WINDOW), min(WINDOW, start))
@@ -326,30 +343,40 @@ class Reports:
 
     def _acks(self, db: sqlite3.Connection, state: _Read, lines: list[str], first: int,
               now: datetime.datetime) -> None:
-        name, campaign, at = state.cursor.name, state.cursor.campaign, now_iso(now)
+        campaign, at = state.cursor.campaign, now_iso(now)
         if campaign is not None:
             self._touched.add(campaign)
+        report = state.cursor.id
         rows = []
         for number, raw in enumerate(lines, start=first):
-            line = raw.rstrip("\r")
-            if not line.strip():
+            fields = raw.rstrip("\r").split(";")
+            if len(fields) < 7 or not fields[1].strip():
+                if raw.strip():
+                    self._unreadable(state, number, "IDSTATUS" if len(fields) < 7 else "MSISDN",
+                                     "fewer than 7 fields" if len(fields) < 7 else "empty")
                 continue
-            ack = parse_ack(line)
-            if ack is None or not ack.msisdn:
-                self._unreadable(state, number, "IDSTATUS" if ack is None else "MSISDN",
-                                 "fewer than 7 fields" if ack is None else "empty")
-                continue
-            rows.append((name, ack.msisdn, ack.idremote, campaign, ack.oadc, ack.idstatus,
-                         ack.status or ack.idstatus, ack.operator, at))
+            # As ``parse_ack``, without the message (not kept) and with no object per line.
+            status = fields[-2].strip() or fields[-3].strip()
+            rows.append((report, fields[1].strip(), fields[0].strip(), campaign,
+                         fields[2].strip(), fields[-3].strip(), status, fields[-1].strip(), at))
         db.executemany("INSERT OR IGNORE INTO deliveries (report, msisdn, idremote, campaign, "
                        "oadc, idstatus, status, operator, at) VALUES (?,?,?,?,?,?,?,?,?)", rows)
 
     def _replies(self, db: sqlite3.Connection, state: _Read, lines: list[str], first: int,
                  now: datetime.datetime) -> None:
+        """STOP or SMS-MO lines: each new line recorded once; its opt-out suppressed once.
+
+        A line already recorded (read again after a rewrite) changes nothing, so a number an
+        operator removed from the list does not come back with an old line. A file read for
+        the first time has nothing recorded: its lines are inserted in bulk.
+        """
         cursor = state.cursor
+        stop = cursor.kind == Kind.STOP
         campaign_id = self._campaign_id(cursor.campaign)
         keywords = {fold(word) for word in self.settings.reports.stop_keywords}
         at = now_iso(now)
+        records: list[tuple[object, ...]] = []
+        optouts: list[tuple[str, str, str, str | None]] = []
         for number, raw in enumerate(lines, start=first):
             line = raw.rstrip("\r").strip()
             if not line:
@@ -358,30 +385,44 @@ class Reports:
             if record is None:
                 self._unreadable(state, number, "IDREMOTE", "fewer than 5 fields")
                 continue
-            occurrence = state.counts[line] = state.counts.get(line, 0) + 1
+            key = line_key(line)
+            occurrence = state.counts[key] = state.counts.get(key, 0) + 1
             msisdn = self._number(record.msisdn)
             if msisdn is None:
                 self._unreadable(state, number, "MSISDN", "not a phone number")
             received = self._received_at(record.date, record.hour)
-            opt_out = cursor.kind == Kind.STOP or fold(record.message) in keywords
-            if cursor.kind == Kind.STOP:
-                added = db.execute(
-                    "INSERT OR IGNORE INTO optouts (report, line, occurrence, msisdn, "
-                    "received_at, campaign, at) VALUES (?,?,?,?,?,?,?)",
-                    (cursor.name, line, occurrence, msisdn or record.msisdn, received,
-                     cursor.campaign, at)).rowcount
+            opt_out = stop or fold(record.message) in keywords
+            if stop:
+                records.append((cursor.id, key, occurrence, msisdn or record.msisdn, received,
+                                cursor.campaign, at))
             else:
-                added = db.execute(
-                    "INSERT OR IGNORE INTO replies (report, line, occurrence, msisdn, "
-                    "received_at, message, idremote, campaign, opt_out, at) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (cursor.name, line, occurrence, msisdn or record.msisdn, received,
-                     record.message, record.idremote, cursor.campaign, int(opt_out), at)
-                ).rowcount
-            if added and opt_out and msisdn is not None:
-                db.execute("INSERT INTO suppression (msisdn, added_at, source, campaign) "
-                           "VALUES (?,?,?,?) ON CONFLICT(msisdn) DO NOTHING",
-                           (msisdn, received or at, cursor.name, campaign_id))
+                records.append((cursor.id, key, occurrence, msisdn or record.msisdn, received,
+                                record.message, record.idremote, cursor.campaign,
+                                int(opt_out), at))
+            optouts.append((msisdn, received or at, cursor.name, campaign_id)
+                           if opt_out and msisdn is not None else ("", "", "", None))
+        insert = (
+            "INSERT OR IGNORE INTO optouts (report, key, occurrence, msisdn, received_at, "
+            "campaign, at) VALUES (?,?,?,?,?,?,?)" if stop else
+            "INSERT OR IGNORE INTO replies (report, key, occurrence, msisdn, received_at, "
+            "message, idremote, campaign, opt_out, at) VALUES (?,?,?,?,?,?,?,?,?,?)")
+        suppress = ("INSERT INTO suppression (msisdn, added_at, source, campaign) "
+                    "VALUES (?,?,?,?) ON CONFLICT(msisdn) DO NOTHING")
+        if state.first_read:
+            db.executemany(insert, records)
+            db.executemany(suppress, [o for o in optouts if o[0]])
+            new_optouts = [o[0] for o in optouts if o[0]]
+            new_replies = 0 if stop else len(records)
+        else:
+            new_optouts, new_replies = [], 0
+            for record_row, optout in zip(records, optouts, strict=True):
+                if db.execute(insert, record_row).rowcount:
+                    new_replies += 0 if stop else 1
+                    if optout[0]:
+                        db.execute(suppress, optout)
+                        new_optouts.append(optout[0])
+        self._tally(db, cursor, optouts=new_optouts, replies=new_replies,
+                    reply_optouts=0 if stop else len(new_optouts))
 
     # -- ACK files: complete, reported, deleted ----------------------------------------------
 
@@ -456,21 +497,50 @@ class Reports:
     # -- events ----------------------------------------------------------------------------
 
     def announce(self) -> None:
-        """One ``optout.received`` and one ``reply.received`` for what this poll brought."""
-        optouts, replies = self.store.unnotified_reports()
+        """One ``optout.received`` and one ``reply.received`` for what this poll brought.
+
+        What is new is added up in the same transaction as the lines (the ``unannounced``
+        fact), so a crash between reading and announcing delays the events, never loses them.
+        """
+        found = self.store.fact(UNANNOUNCED)
+        if not found:
+            return
+        if found["optouts"]:
+            # An event names at most MAX_EVENT_NUMBERS; ``suppress export`` has them all.
+            self.events("optout.received", None, count=found["optouts"],
+                        numbers=found["numbers"],
+                        truncated=found["optouts"] > len(found["numbers"]),
+                        campaigns=found["campaigns"], files=found["files"])
+        if found["replies"]:
+            self.events("reply.received", None, count=found["replies"],
+                        opt_outs=found["reply_optouts"], campaigns=found["reply_campaigns"])
+        self.store.set_fact(UNANNOUNCED, None)
+
+    def _tally(self, db: sqlite3.Connection, cursor: ReportCursor, *, optouts: list[str],
+               replies: int, reply_optouts: int) -> None:
+        """Add new opt-outs and replies to what the next ``announce`` tells (same transaction)."""
         if not optouts and not replies:
             return
-        opted = [*optouts, *(r for r in replies if r["opt_out"])]
-        if opted:
-            numbers = _unique(o["msisdn"] for o in opted)
-            self.events("optout.received", None, count=len(numbers), numbers=numbers,
-                        campaigns=_unique(o["campaign_id"] for o in opted),
-                        files=_unique(o["report"] for o in opted))
+        found = self.store.fact_in(db, UNANNOUNCED) or {
+            "optouts": 0, "numbers": [], "campaigns": [], "files": [], "replies": 0,
+            "reply_optouts": 0, "reply_campaigns": []}
+        campaign = self._campaign_id(cursor.campaign)
+        if optouts:
+            found["optouts"] += len(optouts)
+            room = MAX_EVENT_NUMBERS - len(found["numbers"])
+            if room > 0:
+                found["numbers"] += [n for n in dict.fromkeys(optouts)
+                                     if n not in found["numbers"]][:room]
+            if campaign and campaign not in found["campaigns"]:
+                found["campaigns"].append(campaign)
+            if cursor.name not in found["files"]:
+                found["files"].append(cursor.name)
         if replies:
-            self.events("reply.received", None, count=len(replies),
-                        opt_outs=sum(1 for r in replies if r["opt_out"]),
-                        campaigns=_unique(r["campaign_id"] for r in replies if r["campaign_id"]))
-        self.store.mark_notified()
+            found["replies"] += replies
+            found["reply_optouts"] += reply_optouts
+            if campaign and campaign not in found["reply_campaigns"]:
+                found["reply_campaigns"].append(campaign)
+        self.store.put_fact(db, UNANNOUNCED, found)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -482,12 +552,13 @@ class Reports:
         return self.store.campaign(pk).campaign_id if pk is not None else None
 
     def _copy_path(self, cursor: ReportCursor) -> Path:
+        private_dir(self.settings.paths.inbox)
         return private_dir(self.settings.paths.inbox / cursor.kind) / cursor.name
 
-    def _line_counts(self, cursor: ReportCursor) -> dict[str, int]:
-        if cursor.kind == Kind.ACK:
+    def _line_counts(self, cursor: ReportCursor) -> dict[int, int]:
+        if cursor.kind == Kind.ACK or cursor.id is None:
             return {}
-        return self.store.line_counts(cursor.name, stop=cursor.kind == Kind.STOP)
+        return self.store.line_counts(cursor.id, stop=cursor.kind == Kind.STOP)
 
     def _number(self, raw: str) -> str | None:
         """The E.164 form of a number in a report; digits the library cannot place are kept
@@ -505,6 +576,14 @@ class Reports:
         return found
 
     def _received_at(self, date: str, hour: str) -> str | None:
+        key = (date, hour)
+        if key not in self._times:
+            if len(self._times) > 100_000:
+                self._times.clear()
+            self._times[key] = self._parse_time(date, hour)
+        return self._times[key]
+
+    def _parse_time(self, date: str, hour: str) -> str | None:
         try:
             local = datetime.datetime.strptime(date + hour.zfill(4), "%Y%m%d%H%M")
         except ValueError:
@@ -527,7 +606,5 @@ class Reports:
             self.hooks(name, subject)
 
 
-def _unique(values: Iterable[str | None]) -> list[str]:
-    return [v for v in dict.fromkeys(values) if v]
 
 

@@ -15,6 +15,7 @@ import datetime
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,7 +85,8 @@ MIGRATIONS: Sequence[str] = (
     # 3: the provider's reports: read positions, delivery lines, opt-out lines, replies
     """
     CREATE TABLE report_cursors (
-        name TEXT PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
         kind TEXT NOT NULL,
         campaign INTEGER REFERENCES campaigns(id),
         size INTEGER NOT NULL DEFAULT 0,
@@ -99,10 +101,10 @@ MIGRATIONS: Sequence[str] = (
         updated_at TEXT NOT NULL
     );
     CREATE TABLE deliveries (
-        report TEXT NOT NULL,
+        report INTEGER NOT NULL,  -- report_cursors.id (never reused)
         msisdn TEXT NOT NULL,
         idremote TEXT NOT NULL,
-        campaign INTEGER REFERENCES campaigns(id),
+        campaign INTEGER,
         oadc TEXT NOT NULL,
         idstatus TEXT NOT NULL,
         status TEXT NOT NULL,
@@ -110,23 +112,21 @@ MIGRATIONS: Sequence[str] = (
         at TEXT NOT NULL,
         PRIMARY KEY (report, msisdn, idremote)
     ) WITHOUT ROWID;
-    CREATE INDEX deliveries_campaign ON deliveries(campaign, status);
     CREATE TABLE optouts (
-        report TEXT NOT NULL,
-        line TEXT NOT NULL,
+        id INTEGER PRIMARY KEY,
+        report INTEGER NOT NULL,  -- report_cursors.id
+        key INTEGER NOT NULL,     -- a 64-bit hash of the line's text
         occurrence INTEGER NOT NULL,
         msisdn TEXT NOT NULL,
         received_at TEXT,
         campaign INTEGER REFERENCES campaigns(id),
         at TEXT NOT NULL,
-        notified INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (report, line, occurrence)
-    ) WITHOUT ROWID;
-    CREATE INDEX optouts_unnotified ON optouts(notified) WHERE notified = 0;
+        UNIQUE (report, key, occurrence)
+    );
     CREATE TABLE replies (
         id INTEGER PRIMARY KEY,
-        report TEXT NOT NULL,
-        line TEXT NOT NULL,
+        report INTEGER NOT NULL,
+        key INTEGER NOT NULL,
         occurrence INTEGER NOT NULL,
         msisdn TEXT NOT NULL,
         received_at TEXT,
@@ -135,10 +135,8 @@ MIGRATIONS: Sequence[str] = (
         campaign INTEGER REFERENCES campaigns(id),
         opt_out INTEGER NOT NULL,
         at TEXT NOT NULL,
-        notified INTEGER NOT NULL DEFAULT 0,
-        UNIQUE (report, line, occurrence)
+        UNIQUE (report, key, occurrence)
     );
-    CREATE INDEX replies_unnotified ON replies(notified) WHERE notified = 0;
     CREATE INDEX replies_campaign ON replies(campaign);
     """,
     # 4: notifications waiting to be sent (one row per event and channel)
@@ -253,6 +251,7 @@ class ReportCursor:
     kind: str
     campaign: int | None
     seen_at: datetime.datetime
+    id: int | None = None
     size: int = 0
     mtime: float = 0.0
     offset: int = 0
@@ -266,7 +265,8 @@ class ReportCursor:
     def from_row(cls, row: sqlite3.Row) -> ReportCursor:
         return cls(
             name=row["name"], kind=row["kind"], campaign=row["campaign"],
-            seen_at=datetime.datetime.fromisoformat(row["seen_at"]), size=row["size"],
+            seen_at=datetime.datetime.fromisoformat(row["seen_at"]), id=row["id"],
+            size=row["size"],
             mtime=row["mtime"], offset=row["offset"], head_sha256=row["head_sha256"],
             tail_sha256=row["tail_sha256"], lines=row["lines"],
             complete_at=parse_iso(row["complete_at"]), deleted_at=parse_iso(row["deleted_at"]),
@@ -288,6 +288,9 @@ class Store:
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
+        # Validation and upload preparation run in worker threads and record events: one
+        # transaction at a time on the shared connection.
+        self._lock = threading.RLock()
         if readonly:
             # For ``status`` and friends beside a running daemon: WAL lets both read.
             self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
@@ -302,6 +305,7 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB: million-line reports
         self._migrate()
         for suffix in ("-wal", "-shm"):
             sidecar = path.with_name(path.name + suffix)
@@ -326,13 +330,14 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic, durable unit: committed (fsynced) when the block ends."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     # -- campaigns -----------------------------------------------------------------------
 
@@ -489,7 +494,8 @@ class Store:
     def count_acks(self, pk: int) -> dict[str, int]:
         """Delivery figures per ACK status counted from the delivery lines."""
         rows = self._db.execute(
-            "SELECT status, count(*) FROM deliveries WHERE campaign = ? GROUP BY status "
+            "SELECT status, count(*) FROM deliveries WHERE report IN (SELECT id FROM "
+            "report_cursors WHERE campaign = ? AND kind = 'ack') GROUP BY status "
             "ORDER BY status", (pk,))
         return {row[0]: int(row[1]) for row in rows}
 
@@ -508,8 +514,9 @@ class Store:
         return [ReportCursor.from_row(row) for row in rows]
 
     @staticmethod
-    def save_cursor(db: sqlite3.Connection, cursor: ReportCursor, at: datetime.datetime) -> None:
-        """Write ``cursor`` inside the caller's transaction (with the lines it accounts for)."""
+    def save_cursor(db: sqlite3.Connection, cursor: ReportCursor, at: datetime.datetime) -> int:
+        """Write ``cursor`` inside the caller's transaction (with the lines it accounts for);
+        its id, the same for a name as long as the cursor is kept."""
         db.execute(
             "INSERT INTO report_cursors (name, kind, campaign, size, mtime, offset, head_sha256,"
             " tail_sha256, lines, complete_at, deleted_at, seen_at, updated_at) "
@@ -524,6 +531,8 @@ class Store:
              now_iso(cursor.complete_at) if cursor.complete_at else None,
              now_iso(cursor.deleted_at) if cursor.deleted_at else None,
              now_iso(cursor.seen_at), now_iso(at)))
+        return int(db.execute("SELECT id FROM report_cursors WHERE name = ?",
+                              (cursor.name,)).fetchone()[0])
 
     def live_report_names(self, cutoff: datetime.datetime) -> set[str]:
         """Report files still on the server, seen since ``cutoff``: their copies are kept."""
@@ -537,8 +546,8 @@ class Store:
         before = now_iso(cutoff)
         statements = {
             "deliveries": "DELETE FROM deliveries WHERE at < ?",
-            "optouts": "DELETE FROM optouts WHERE at < ? AND notified = 1",
-            "replies": "DELETE FROM replies WHERE at < ? AND notified = 1",
+            "optouts": "DELETE FROM optouts WHERE at < ?",
+            "replies": "DELETE FROM replies WHERE at < ?",
             "report_cursors": "DELETE FROM report_cursors WHERE coalesce(deleted_at, seen_at) < ?",
             "notifications": "DELETE FROM notifications WHERE sent_at < ?",
         }
@@ -546,17 +555,24 @@ class Store:
             return {table: db.execute(sql, (before,)).rowcount
                     for table, sql in statements.items()}
 
-    def line_counts(self, report: str, *, stop: bool) -> dict[str, int]:
-        """Occurrences of each line of a STOP (or SMS-MO) file ingested so far."""
+    def line_counts(self, report: int, *, stop: bool) -> dict[int, int]:
+        """Occurrences of each line (by key) of a STOP (or SMS-MO) file ingested so far."""
         table = "optouts" if stop else "replies"
         rows = self._db.execute(
-            f"SELECT line, max(occurrence) FROM {table} WHERE report = ? GROUP BY line",  # noqa: S608
+            f"SELECT key, max(occurrence) FROM {table} WHERE report = ? GROUP BY key",  # noqa: S608
             (report,))
         return {row[0]: int(row[1]) for row in rows}
 
+    def has_lines(self, report: int, *, stop: bool) -> bool:
+        table = "optouts" if stop else "replies"
+        return self._db.execute(f"SELECT 1 FROM {table} WHERE report = ? LIMIT 1",  # noqa: S608
+                                (report,)).fetchone() is not None
+
     def replies(self, campaign: str | None = None) -> list[dict[str, Any]]:
-        query = ("SELECT r.msisdn, r.received_at, r.message, r.idremote, r.opt_out, r.report, "
-                 "c.campaign_id FROM replies r LEFT JOIN campaigns c ON c.id = r.campaign")
+        query = ("SELECT r.msisdn, r.received_at, r.message, r.idremote, r.opt_out, "
+                 "k.name AS report, c.campaign_id FROM replies r "
+                 "LEFT JOIN report_cursors k ON k.id = r.report "
+                 "LEFT JOIN campaigns c ON c.id = r.campaign")
         args: tuple[Any, ...] = ()
         if campaign is not None:
             query += " WHERE c.campaign_id = ?"
@@ -564,20 +580,15 @@ class Store:
         rows = self._db.execute(query + " ORDER BY r.received_at, r.id", args)
         return [{**dict(row), "opt_out": bool(row["opt_out"])} for row in rows]
 
-    def unnotified_reports(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Opt-out lines and replies not yet announced by an event."""
-        optouts = [dict(row) for row in self._db.execute(
-            "SELECT o.msisdn, o.report, c.campaign_id FROM optouts o LEFT JOIN campaigns c "
-            "ON c.id = o.campaign WHERE o.notified = 0 ORDER BY o.at")]
-        replies = [{**dict(row), "opt_out": bool(row["opt_out"])} for row in self._db.execute(
-            "SELECT r.msisdn, r.report, r.opt_out, c.campaign_id FROM replies r "
-            "LEFT JOIN campaigns c ON c.id = r.campaign WHERE r.notified = 0 ORDER BY r.id")]
-        return optouts, replies
+    @staticmethod
+    def put_fact(db: sqlite3.Connection, key: str, value: Any) -> None:
+        """``set_fact`` inside the caller's transaction."""
+        db.execute("INSERT INTO agent (key, value) VALUES (?, ?) ON CONFLICT(key) "
+                   "DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
 
-    def mark_notified(self) -> None:
-        with self.transaction() as db:
-            db.execute("UPDATE optouts SET notified = 1 WHERE notified = 0")
-            db.execute("UPDATE replies SET notified = 1 WHERE notified = 0")
+    def fact_in(self, db: sqlite3.Connection, key: str, default: Any = None) -> Any:
+        row = db.execute("SELECT value FROM agent WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
 
     # -- the suppression list ------------------------------------------------------------
 

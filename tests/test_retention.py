@@ -41,11 +41,11 @@ def test_old_personal_data_is_purged_and_the_suppression_list_kept(tmp_path: Pat
         store.save_cursor(db, ReportCursor("STOP-live.csv", "stop", None, seen_at=NOW), NOW)
         store.save_cursor(db, ReportCursor("STOP-gone.csv", "stop", None, seen_at=OLD), OLD)
         for at, number in ((OLD, "+33612345678"), (RECENT, "+33612345679")):
-            db.execute("INSERT INTO deliveries VALUES ('ACK-x.csv', ?, 'R', NULL, 'S', '2', "
+            db.execute("INSERT INTO deliveries VALUES (1, ?, 'R', NULL, 'S', '2', "
                        "'sent', 'op', ?)", (number, at.isoformat()))
-            db.execute("INSERT INTO replies (report, line, occurrence, msisdn, message, "
-                       "idremote, opt_out, at, notified) VALUES ('SMSMO-x.csv', ?, 1, ?, 'Stop', "
-                       "'R', 1, ?, 1)", (number, number, at.isoformat()))
+            db.execute("INSERT INTO replies (report, key, occurrence, msisdn, message, "
+                       "idremote, opt_out, at) VALUES (1, ?, 1, ?, 'Stop', "
+                       "'R', 1, ?)", (number, number, at.isoformat()))
     store.suppress(["+33612345678"], source="STOP-x.csv", at=OLD - dt.timedelta(days=400))
 
     purged = purge(store, paths, 90, now=NOW)

@@ -1,0 +1,189 @@
+"""Benchmark: report ingestion and the suppression check, against baselines, in one run.
+
+    python benchmarks/reports.py [--lines 1000000] [--keep DIR]
+
+Generates a 1,000,000-line ACK file (unquoted, raw ``;`` in MSG, ``2 `` style IDSTATUS), a
+1,000,000-number STOP file and a 1,000,000-row campaign, then times, each in a fresh process
+so that peak RSS is its own:
+
+- ACK ingest: ``Reports.round`` over the provider folder (``LocalRemote``: the same code as
+  over SFTP, without the network), into a fresh ``state.db``;
+- STOP ingest: the same for the STOP file (1M numbers into the suppression list);
+- the naive baseline for the same ACK file: read it whole, split each line, and for each one
+  look up whether it is already there and insert it (one transaction);
+- ``check`` of the campaign without a suppression list, then with the 1M-number list that the
+  STOP ingest built (loading the list included): the difference is what the list costs.
+
+Targets (issue 6): ACK ingest <= 10 s; the suppression check adds <= 2 s to ``check``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+TARGET_ACK_SECONDS = 10.0
+TARGET_CHECK_EXTRA = 2.0
+NAME = "12345-20261123-1000-bench"
+NOW = datetime.datetime(2026, 11, 23, 9, 0, tzinfo=datetime.UTC)
+
+
+def generate_reports(folder: Path, lines: int) -> None:
+    report = folder / "provider" / "Report"
+    report.mkdir(parents=True, exist_ok=True)
+    with (report / f"ACK-{NAME}.csv").open("w", encoding="utf-8", newline="") as out:
+        for i in range(lines):
+            status = "3 ;failed" if i % 20 == 0 else "2 ;sent"
+            out.write(f"R{i};+3366{i:07d};Shop;Bonjour {i}; -20% ce soir ; a bientot;{status};"
+                      f"{uuid.UUID(int=i, version=4)}\r\n")
+    with (report / f"STOP-{NAME}.csv").open("w", encoding="utf-8", newline="") as out:
+        for i in range(lines):
+            out.write(f"+3367{i:07d};20261123;{10 + i % 10:02d}{i % 60:02d};STOP;R{i}\r\n")
+
+
+def ingest(folder: Path, kind: str) -> dict[str, float]:
+    from sftpd_agent.config import Settings
+    from sftpd_agent.remote import LocalRemote
+    from sftpd_agent.reports import Reports
+    from sftpd_agent.store import Store
+
+    provider = folder / f"provider-{kind}"
+    (provider / "Report").mkdir(parents=True, exist_ok=True)
+    source = folder / "provider" / "Report" / f"{kind.upper()}-{NAME}.csv"
+    target = provider / "Report" / source.name
+    target.unlink(missing_ok=True)
+    target.hardlink_to(source)
+    shutil.rmtree(folder / f"agent-{kind}", ignore_errors=True)  # a fresh journal each run
+    settings = Settings(service_id="12345", paths={"root": folder / f"agent-{kind}"},
+                        reports={"delete_remote_after_ingest": False})
+    store = Store(settings.paths.state_db)
+    reports = Reports(store, settings, lambda: NOW, lambda *_, **__: None)
+    start = time.perf_counter()
+    asyncio.run(reports.round(LocalRemote(provider)))
+    elapsed = time.perf_counter() - start
+    table = "deliveries" if kind == "ack" else "suppression"
+    rows = store._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+    store.close()
+    return {"seconds": elapsed, "rows": rows}
+
+
+def naive_ack(folder: Path) -> dict[str, float]:
+    db = sqlite3.connect(folder / "naive.db")
+    db.execute("DROP TABLE IF EXISTS acks")
+    db.execute("CREATE TABLE acks (report TEXT, msisdn TEXT, idremote TEXT, status TEXT)")
+    start = time.perf_counter()
+    text = (folder / "provider" / "Report" / f"ACK-{NAME}.csv").read_text(encoding="utf-8")
+    with db:
+        for line in text.splitlines():
+            fields = line.split(";")
+            seen = db.execute("SELECT 1 FROM acks WHERE report = ? AND msisdn = ? AND "
+                              "idremote = ?", (NAME, fields[1], fields[0])).fetchone()
+            if not seen:
+                db.execute("INSERT INTO acks VALUES (?,?,?,?)",
+                           (NAME, fields[1].strip(), fields[0].strip(), fields[-2].strip()))
+    elapsed = time.perf_counter() - start
+    rows = db.execute("SELECT count(*) FROM acks").fetchone()[0]
+    db.close()
+    return {"seconds": elapsed, "rows": rows}
+
+
+def check(folder: Path, with_list: bool) -> dict[str, float]:
+    from sftpd_agent.config import Settings
+    from sftpd_agent.intake import take_in
+    from sftpd_agent.store import Store
+
+    settings = Settings(service_id="12345")
+    start = time.perf_counter()
+    if with_list:
+        store = Store(folder / "agent-stop" / "state.db", readonly=True)
+        suppressed = store.suppressed()
+        store.close()
+        result = take_in(folder / "campaign.csv", settings, now=NOW, suppressed=suppressed)
+    else:
+        result = take_in(folder / "campaign.csv", settings, now=NOW)
+    elapsed = time.perf_counter() - start
+    return {"seconds": elapsed, "rows": result.summary.rows,
+            "suppressed": getattr(result.summary, "suppressed", 0)}
+
+
+def child(which: str, folder: Path) -> None:
+    if which in ("ack", "stop"):
+        result = ingest(folder, which)
+    elif which == "naive":
+        result = naive_ack(folder)
+    else:
+        result = check(folder, with_list=which == "check-list")
+    result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def measure(which: str, folder: Path) -> dict[str, float]:
+    done = subprocess.run([sys.executable, __file__, "--child", which, str(folder)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"{which} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--keep", type=Path, help="keep the generated files in this folder")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]))
+        return 0
+
+    from validate import generate  # the validation benchmark's campaign generator
+
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="sftpd-bench-reports-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        t0 = time.perf_counter()
+        generate_reports(folder, args.lines)
+        generate(folder / "campaign.csv", args.lines)
+        print(f"generated {args.lines:,} ACK lines, {args.lines:,} STOP lines and a "
+              f"{args.lines:,}-row campaign in {time.perf_counter() - t0:.1f} s")
+        ack, naive = measure("ack", folder), measure("naive", folder)
+        stop = measure("stop", folder)
+        plain, listed = measure("check", folder), measure("check-list", folder)
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    print(f"{'':34}{'seconds':>9}{'lines/s':>12}{'peak RSS MB':>13}")
+    for label, result in (("ACK ingest (ours)", ack), ("ACK ingest (naive baseline)", naive),
+                          ("STOP ingest (ours)", stop), ("check, no list", plain),
+                          ("check + 1M-number list", listed)):
+        rate = args.lines / result["seconds"]
+        print(f"{label:34}{result['seconds']:9.2f}{rate:12,.0f}{result['rss_mb']:13.0f}")
+    assert ack["rows"] == naive["rows"] == args.lines, (ack, naive)
+    assert stop["rows"] == args.lines, stop
+    extra = listed["seconds"] - plain["seconds"]
+    print(f"ACK ingest: {ack['seconds']:.2f} s for {args.lines:,} lines "
+          f"(target <= {TARGET_ACK_SECONDS:g} s), {naive['seconds'] / ack['seconds']:.1f}x "
+          f"the naive baseline")
+    print(f"suppression check adds {extra:.2f} s to check (target <= {TARGET_CHECK_EXTRA:g} s);"
+          f" {listed['suppressed']:,.0f} rows would be dropped")
+    met = ack["seconds"] <= TARGET_ACK_SECONDS and extra <= TARGET_CHECK_EXTRA
+    print("targets met" if met else "TARGETS MISSED")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
