@@ -93,9 +93,9 @@ def populate(store: Store) -> None:
     store.suppress(["+33612345678", "+33612345679"], source="optout", at=T0)
     with store.transaction() as db:
         db.executemany(
-            "INSERT INTO optouts (report, line, occurrence, msisdn, received_at, campaign, at)"
+            "INSERT INTO optouts (report, key, occurrence, msisdn, received_at, campaign, at)"
             " VALUES (?,?,?,?,?,?,?)",
-            [("stop.csv", f"line {n}", 1, f"+3361234567{n}", None, promo, now_iso(T0))
+            [(1, n, 1, f"+3361234567{n}", None, promo, now_iso(T0))
              for n in range(3)],
         )
     store.set_fact("last_poll", now_iso(T0 + 4 * HOUR))
@@ -223,8 +223,8 @@ def test_large_tables_are_aggregated_in_sqlite(store: Store, tmp_path: Path) -> 
             "INSERT INTO suppression (msisdn, added_at, source) VALUES (?,?,?)",
             ((f"+336{n:08d}", now_iso(T0), "import") for n in range(rows)))
         db.executemany(
-            "INSERT INTO optouts (report, line, occurrence, msisdn, at) VALUES (?,?,?,?,?)",
-            (("stop.csv", f"line {n}", 1, f"+336{n:08d}", now_iso(T0)) for n in range(rows)))
+            "INSERT INTO optouts (report, key, occurrence, msisdn, at) VALUES (?,?,?,?,?)",
+            ((1, n, 1, f"+336{n:08d}", now_iso(T0)) for n in range(rows)))
     path = tmp_path / "m.prom"
     tracemalloc.start()
     try:
