@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate", help="the provider simulator: an SFTP server processing Send/ like MTarget",
         description="the provider simulator: an SFTP server processing Send/ like MTarget",
     ))
+    from . import demo  # noqa: PLC0415
+
+    demo.add_arguments(commands.add_parser(
+        "demo", help="two sample campaigns' whole life against the embedded simulator",
+        description="two sample campaigns' whole life against the embedded simulator "
+                    "(temporary folder, 127.0.0.1 only, no account)"))
     return parser
 
 
@@ -108,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return trust.run(args, load_settings(args.config), stdin=sys.stdin,
                              stdout=sys.stdout)
+        if args.command == "demo":
+            from . import demo  # noqa: PLC0415
+
+            return demo.run(args)
         if args.command == "simulate":
             from .simulator import command as simulate  # noqa: PLC0415
 

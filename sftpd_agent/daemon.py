@@ -20,6 +20,7 @@ import contextlib
 import datetime
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -36,6 +37,7 @@ from .config import Settings, load_settings
 from .errors import ConfigError
 from .logs import bind_campaign, get_logger
 from .metrics import write_textfile
+from .notify import Notifications, event_payload
 from .outbox import Outbox, watch
 from .publication import Publisher
 from .remote import Remote
@@ -100,6 +102,9 @@ class Agent:
                     remote.permanent_retry_seconds))
         self.outbox = Outbox(settings.paths.outbox, settings.campaign.stable_seconds)
         self.scheduler = AsyncIOScheduler(timezone=settings.tz)
+        self.notifications = Notifications(self.store, lambda: self.settings, clock)
+        self.notify_wake = asyncio.Event()  # its own: the sender clears it
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()
         self.lock = asyncio.Lock()
@@ -108,17 +113,27 @@ class Agent:
     # -- events --------------------------------------------------------------------------
 
     def emit(self, event: str, campaign: Campaign | None = None, **data: Any) -> None:
-        """An event of the contract: logged now (notifications are queued from here)."""
+        """An event of the contract: logged, and queued durably for e-mail and hooks.
+
+        Called from the event loop and from worker threads (validation, preparation)."""
         if campaign is not None:
             with bind_campaign(campaign.campaign_id):
                 log.info("event", name=event, state=str(campaign.state), **data)
         else:
             log.info("event", name=event, **data)
+        payload = event_payload(event, at=self.clock(), campaign=campaign, data=data)
+        try:
+            queued = self.notifications.enqueue(event, payload)
+        except sqlite3.Error as exc:
+            log.error("notification_enqueue_failed", name=event, error=str(exc))  # noqa: TRY400
+            return
+        if queued and self._loop is not None:
+            self._loop.call_soon_threadsafe(self.notify_wake.set)
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def run(self) -> int:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._request_stop, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, self._request_stop, "SIGINT")
         loop.add_signal_handler(signal.SIGHUP, self._request_reload)
@@ -132,6 +147,8 @@ class Agent:
                                           progress=lambda: self._mark("outbox")), name="outbox"),
                 asyncio.create_task(self._remote_loop(), name="remote"),
                 asyncio.create_task(self._heartbeat(), name="heartbeat"),
+                asyncio.create_task(self.notifications.run(self.stop, self.notify_wake),
+                                    name="notify"),
             ]
             await self.stop.wait()
             self.notifier.stopping()
@@ -295,7 +312,7 @@ class Agent:
             return
         try:
             write_textfile(Path(self.settings.metrics.textfile), self.store, now=self.clock(),
-                           pending_notifications=0)
+                           pending_notifications=self.notifications.pending())
         except (ConfigError, OSError) as exc:
             log.warning("metrics_write_failed", error=str(exc))
 

@@ -11,6 +11,7 @@ import datetime
 from typing import Any
 
 from .config import Settings
+from .notify import queue_status
 from .store import Store, parse_iso
 
 
@@ -39,6 +40,7 @@ def health(store: Store, settings: Settings, now: datetime.datetime) -> dict[str
         "heartbeat": heartbeat.astimezone(local).isoformat() if heartbeat else None,
         "pid": store.fact("pid"),
         "problems": problems,
+        "notifications": queue_status(store),
     }
 
 
@@ -81,6 +83,11 @@ def render(report: dict[str, Any]) -> str:
         f"  (pid {agent['pid']}, last poll {agent['last_poll'] or 'never'})",
     ]
     lines += [f"  ! {problem}" for problem in agent["problems"]]
+    queue = agent["notifications"]
+    if queue["pending"]:
+        lines.append(f"  notifications waiting: {queue['pending']}"
+                     + (f" ({queue['failing']} failing: {queue['last_error']})"
+                        if queue["failing"] else ""))
     header = f"{'campaign':<20} {'state':<10} {'send at':<16} {'rows':>7} {'valid':>7} " \
              f"{'invalid':>7} {'dup':>5} {'supp':>5} {'segments':>8}  acks"
     lines += ["", header, "-" * len(header)]
