@@ -69,8 +69,8 @@ def test_replies_lists_what_recipients_answered(tmp_path: Path) -> None:
     at = dt.datetime(2026, 11, 23, 9, 15, tzinfo=dt.UTC).isoformat()
     with store.transaction() as db:
         for n, (text, opt_out) in enumerate((("Merci !", 0), ("Arrêt", 1))):
-            db.execute("INSERT INTO replies (report, line, occurrence, msisdn, received_at, "
-                       "message, idremote, opt_out, at) VALUES ('SMSMO-x.csv', ?, 1, ?, ?, ?, "
+            db.execute("INSERT INTO replies (report, key, occurrence, msisdn, received_at, "
+                       "message, idremote, opt_out, at) VALUES (1, ?, 1, ?, ?, ?, "
                        "'R1', ?, ?)", (str(n), f"+3361234567{n}", at, text, opt_out, at))
     store.close()
     done = cli(config, "replies")
