@@ -148,6 +148,14 @@ class ReportsSettings(_Section):
 class MetricsSettings(_Section):
     textfile: str = ""
 
+    @field_validator("textfile")
+    @classmethod
+    def _prom(cls, value: str) -> str:
+        if value and not value.endswith(".prom"):
+            raise ValueError("must end in .prom (node_exporter's textfile collector reads "
+                             "only those)")
+        return value
+
 
 def _check_events(events: tuple[str, ...]) -> tuple[str, ...]:
     unknown = sorted(set(events) - EVENTS)

@@ -123,3 +123,10 @@ def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1
     assert "remote.port" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_metrics_file_must_be_one_node_exporter_reads(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text('service_id = "12345"\n[metrics]\ntextfile = "/var/lib/x/agent.txt"\n')
+    with pytest.raises(ConfigError, match=r"metrics\.textfile.*\.prom"):
+        load_settings(config)
