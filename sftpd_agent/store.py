@@ -470,8 +470,9 @@ class Store:
         with self.transaction() as db:
             fields = ["state = ?", "updated_at = ?"]
             values: list[Any] = [to, now_iso(at)]
-            if to == PartState.PUBLISHED:
-                fields.append("published_at = ?")
+            if to != PartState.UPLOADING:
+                # Seen as .lock or later without our rename recorded: published by then.
+                fields.append("published_at = coalesce(published_at, ?)")
                 values.append(now_iso(at))
             if to in (PartState.DONE, PartState.REJECTED):
                 fields.append("outcome_at = ?")
