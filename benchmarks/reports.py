@@ -9,8 +9,8 @@ so that peak RSS is its own:
 - ACK ingest: ``Reports.round`` over the provider folder (``LocalRemote``: the same code as
   over SFTP, without the network), into a fresh ``state.db``;
 - STOP ingest: the same for the STOP file (1M numbers into the suppression list);
-- the naive baseline for the same ACK file: read it whole, split each line, and for each one
-  look up whether it is already there and insert it (one transaction);
+- the naive baseline for the same ACK file: read it whole, split each line, look up whether
+  it is already there and insert it, one statement a line (one transaction);
 - ``check`` of the campaign without a suppression list, then with the 1M-number list that the
   STOP ingest built (loading the list included): the difference is what the list costs.
 
@@ -83,7 +83,8 @@ def ingest(folder: Path, kind: str) -> dict[str, float]:
 def naive_ack(folder: Path) -> dict[str, float]:
     db = sqlite3.connect(folder / "naive.db")
     db.execute("DROP TABLE IF EXISTS acks")
-    db.execute("CREATE TABLE acks (report TEXT, msisdn TEXT, idremote TEXT, status TEXT)")
+    db.execute("CREATE TABLE acks (report TEXT, msisdn TEXT, idremote TEXT, status TEXT, "
+               "UNIQUE (report, msisdn, idremote))")
     start = time.perf_counter()
     text = (folder / "provider" / "Report" / f"ACK-{NAME}.csv").read_text(encoding="utf-8")
     with db:

@@ -218,6 +218,7 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
         if not Path(name).is_file():
             raise ConfigError(f"{name}: no such file")
     now = datetime.datetime.now(datetime.UTC)
+    suppressed = _suppression_list(settings)
     worst = EXIT_OK
     for name in args.files:
         path = Path(name)
@@ -226,11 +227,25 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
             errors_path = (errors_dir / f"{path.name}.errors.csv") if errors_dir else Path(
                 args.errors)
         result = take_in(path, settings, now=now, errors_to=errors_path,
-                         progress=sys.stderr if sys.stderr.isatty() else None)
+                         progress=sys.stderr if sys.stderr.isatty() else None,
+                         suppressed=suppressed)
         _print_check(result, settings, out, as_json=args.json)
         if result.hold_reason:
             worst = EXIT_NOT_OK
     return worst
+
+
+def _suppression_list(settings: Settings) -> set[str] | None:
+    """The agent's suppression list when its journal is here (read-only), else None."""
+    from .store import Store  # noqa: PLC0415
+
+    if not settings.paths.state_db.exists():
+        return None
+    store = Store(settings.paths.state_db, readonly=True)
+    try:
+        return store.suppressed()
+    finally:
+        store.close()
 
 
 def _print_check(result: Intake, settings: Settings, out: TextIO, *, as_json: bool) -> None:
@@ -260,6 +275,8 @@ def render_check(result: Intake, settings: Settings) -> str:
         for e in examples:
             lines.append(f"      line {e.line:<6} {e.field:<9} {e.value!r}: {code}, {e.detail}")
     row("duplicates", s.duplicates)
+    if s.suppressed is not None:
+        row("suppressed", f"{s.suppressed}  (on the suppression list: dropped at upload)")
     row("segments", s.segments)
     if s.replaced:
         row("transliterated", ", ".join(f"{k} x{n}" for k, n in s.replaced.most_common(8)))

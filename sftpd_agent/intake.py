@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import datetime
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,24 +75,32 @@ def take_in(
     on_row: RowSink | None = None,
     errors_to: Path | None = None,
     progress: TextIO | None = None,
+    suppressed: Collection[str] | None = None,
 ) -> Intake:
     """Validate ``path`` and plan it as if it had been dropped under ``name`` at ``now``.
 
     Rejected rows go to ``errors_to`` (``line;code;field;value;detail``) when given; the file
-    is written only if there is an error to put in it.
+    is written only if there is an error to put in it. ``suppressed`` (E.164 numbers, the
+    suppression list) makes the summary count the valid rows it would drop at upload; give
+    it here or to the ``validator``, not both.
     """
     rules = rules_from(settings)
-    validator = validator or Validator(rules)
+    if validator is None:
+        validator = Validator(rules, suppressed=suppressed)
+    elif suppressed is not None:
+        raise ValueError("give the suppression list to take_in or to its validator, not both")
     name = name or path.name
+    bar = _Bar(progress, name) if progress else None
     with _errors_file(errors_to) as on_error:
         summary = None
         if on_row is None:
-            wrap = (lambda raw, size: _Progress(raw, progress, name, size)) if progress else None
             summary = validate_in_parallel(path, validator, file=name, on_error=on_error,
-                                           wrap_first=wrap)  # type: ignore[arg-type]
+                                           progress=bar.draw if bar else None)
+            if summary is not None and bar:
+                bar.finish()  # other cores read the rest
         if summary is None:
             with path.open("rb") as raw:
-                stream = cast(BinaryIO, _Progress(raw, progress, name)) if progress else raw
+                stream = cast(BinaryIO, _Progress(raw, bar)) if bar else raw
                 summary = validator.validate(stream, file=name, on_row=on_row,
                                              on_error=on_error)
     planned = plan(name, summary.valid, now=now, timing=timing_from(settings))
@@ -123,36 +131,53 @@ def _errors_file(path: Path | None) -> Iterator[Any]:
             handle.close()
 
 
-class _Progress:
-    """A read-through wrapper drawing a progress bar on a terminal for big files.
+BAR_BYTES = 8 << 20
+"""Files over this get a progress bar (when there is a terminal to draw it on)."""
 
-    ``size`` is the number of bytes to be read from the last seek (a slice), by default the
-    whole file.
-    """
 
-    def __init__(self, raw: BinaryIO, out: TextIO, name: str, size: int | None = None) -> None:
-        self._raw = raw
+class _Bar:
+    """A progress bar drawn on a terminal, for files over :data:`BAR_BYTES`."""
+
+    def __init__(self, out: TextIO, name: str) -> None:
         self._out = out
         self._name = name
-        self._size = max(size or os.fstat(raw.fileno()).st_size, 1)
-        self._base = 0
         self._shown = -1
+
+    def draw(self, done: int, total: int) -> None:
+        if total <= BAR_BYTES:
+            return
+        percent = min(100, int(100 * done / total))
+        if percent != self._shown:
+            self._shown = percent
+            end = "\n" if percent >= 100 else ""
+            self._out.write(f"\r{self._name}: [{'#' * (percent // 4):<25}] {percent:3d}%{end}")
+            self._out.flush()
+
+    def restart(self) -> None:
+        self._shown = -1
+
+    def finish(self) -> None:
+        if 0 <= self._shown < 100:
+            self.draw(BAR_BYTES + 1, BAR_BYTES + 1)
+
+
+class _Progress:
+    """A read-through wrapper drawing ``bar`` for the whole file, from its last seek."""
+
+    def __init__(self, raw: BinaryIO, bar: _Bar) -> None:
+        self._raw = raw
+        self._bar = bar
+        self._size = max(os.fstat(raw.fileno()).st_size, 1)
+        self._base = 0
 
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
-        if self._size > 8 << 20:
-            done = self._raw.tell() - self._base
-            percent = min(100, int(100 * done / self._size))
-            if percent != self._shown:
-                self._shown = percent
-                end = "\n" if percent >= 100 else ""
-                self._out.write(f"\r{self._name}: [{'#' * (percent // 4):<25}] {percent:3d}%{end}")
-                self._out.flush()
+        self._bar.draw(self._raw.tell() - self._base, self._size)
         return data
 
     def seek(self, offset: int, whence: int = 0) -> int:
         self._base = self._raw.seek(offset, whence)
-        self._shown = -1
+        self._bar.restart()
         return self._base
 
     def __getattr__(self, name: str) -> Any:

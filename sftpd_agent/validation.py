@@ -6,6 +6,14 @@ sinks as they are found, so a million invalid rows never sit in memory.
 
 Codes (the contract's): ``field_count``, ``idremote``, ``msisdn``, ``oadc``, ``msg_empty``,
 ``msg_non_gsm``, ``msg_too_long``; ``duplicate`` drops a later row without being an error.
+Given the suppression list, validation also counts the valid rows it would drop at upload
+(``suppressed``: not an error, and those rows stay counted as valid).
+
+Speed: a million rows must take a couple of seconds, so the row loop calls as little Python
+as it can. The usual number is decided by one regex from a table of number heads
+(:meth:`NumberNormalizer.shortcuts`), the usual message by two C calls (its characters
+outside the basic table's ASCII, usually none) or by a verdict kept per such sequence of
+characters (:func:`gsm.specials`): the exact full paths remain for everything else.
 """
 
 from __future__ import annotations
@@ -13,25 +21,26 @@ from __future__ import annotations
 import re
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from itertools import chain
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO
 
 from .errors import InputError
-from .gsm import Policy, basic_segments, count
-from .numbers import NumberNormalizer
-from .reader import ENCODINGS, Record, WrongEncoding, is_header, read_records, undecodable
+from .gsm import BASIC, BASIC_ASCII, Policy, Specials, count, specials
+from .numbers import NumberNormalizer, Shortcut
+from .reader import ENCODINGS, WrongEncoding, is_header, quoted_record, read_lines, undecodable
 
 CODES = ("field_count", "idremote", "msisdn", "oadc", "msg_empty", "msg_non_gsm", "msg_too_long")
 FIELDS = ("IDREMOTE", "MSISDN", "OADC", "MSG")
 EXAMPLES_PER_CODE = 3
 MESSAGE_CACHE = 65_536
-"""Distinct message texts remembered with their verdict (templates repeat; bounded)."""
+"""Verdicts remembered, per message text or per sequence of special characters (bounded)."""
 
 _IDREMOTE = re.compile(r"[A-Za-z0-9]{1,40}")
 _OADC = re.compile(r"[A-Za-z0-9]{1,11}|[0-9]{1,15}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_NO_SHORTCUT: Shortcut = (re.compile("(?!)").fullmatch, 0, 0)  # a check that always fails
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +80,11 @@ class Row:
 
 @dataclass(slots=True)
 class Summary:
-    """What validation found; ``unreadable`` is set when the file could not be read at all."""
+    """What validation found; ``unreadable`` is set when the file could not be read at all.
+
+    ``suppressed`` is None unless a suppression list was given: then the valid rows (counted
+    in ``valid``, duplicates not) whose number is on it.
+    """
 
     file: str
     encoding: str = ""
@@ -85,6 +98,7 @@ class Summary:
     examples: dict[str, list[RowError]] = field(default_factory=dict)
     replaced: Counter[str] = field(default_factory=Counter)
     unreadable: str | None = None
+    suppressed: int | None = None
 
     def hold_reason(self, rules: Rules) -> str | None:
         """Why the whole file must be held back, or None."""
@@ -101,6 +115,8 @@ class Summary:
         return None
 
     def as_dict(self) -> dict[str, Any]:
+        """The summary as JSON data; "suppressed" only when a suppression list was given."""
+        suppressed = {} if self.suppressed is None else {"suppressed": self.suppressed}
         return {
             "file": self.file,
             "encoding": self.encoding,
@@ -109,6 +125,7 @@ class Summary:
             "valid": self.valid,
             "invalid": self.invalid,
             "duplicates": self.duplicates,
+            **suppressed,
             "segments": self.segments,
             "invalid_by_code": dict(self.invalid_by_code),
             "examples": {
@@ -126,20 +143,23 @@ class Summary:
 RowSink = Callable[[Row], None]
 ErrorSink = Callable[[RowError], None]
 
+_Judged = tuple[str, int, str | None, str, tuple[str, ...]]
+"""A message text's verdict, from :func:`gsm.count`: text sent, segments, code, detail,
+replacements ("ê->e")."""
 
-class _Verdict(NamedTuple):
-    """The cached outcome of one message text (a tuple: built once per distinct text)."""
-
-    text: str
-    segments: int
-    code: str | None
-    detail: str
-    replaced: tuple[str, ...]
+_Verdict = tuple[bool, str | None, str, tuple[str, ...], int, int, int, Specials | None]
+"""The verdict for every message whose characters outside the basic table's ASCII are the
+same (a plain tuple: the row loop unpacks it). Blankable (those characters are all white
+space: the message itself must be looked at), code, detail, replacements, extra units, units
+in one SMS, units per part when parts follow from the units alone (else 0), and the
+:class:`gsm.Specials` (None: each message is judged whole)."""
 
 
 class Tracker:
     """The valid rows of a slice, kept compactly, so that duplicates across slices can be
     found and taken off exactly when the slices' summaries are merged."""
+
+    __slots__ = ("keys", "parts", "replaced")
 
     def __init__(self) -> None:
         self.keys = array("q")
@@ -154,12 +174,29 @@ class Tracker:
 
 
 class Validator:
-    """Applies the row rules; holds only per-run caches (numbers, message verdicts)."""
+    """Applies the row rules; holds only per-run caches (numbers, message verdicts).
 
-    def __init__(self, rules: Rules, normalizer: NumberNormalizer | None = None) -> None:
+    ``suppressed``: the suppression list, when the summary should count the valid rows it
+    would drop at upload: numbers in E.164 as validation writes them ("+33612345678"; anything
+    else matches no row). A set is used as it is, not copied: do not change it meanwhile.
+    """
+
+    def __init__(
+        self,
+        rules: Rules,
+        normalizer: NumberNormalizer | None = None,
+        *,
+        suppressed: Collection[str] | None = None,
+    ) -> None:
         self.rules = rules
-        self._normalize = (normalizer or NumberNormalizer(rules.default_region)).normalize
-        self._messages: dict[str, _Verdict] = {}
+        normalizer = normalizer or NumberNormalizer(rules.default_region)
+        self._normalize = normalizer.normalize
+        self._shortcuts = normalizer.shortcuts()
+        self._messages: dict[str, _Judged] = {}
+        self._verdicts: dict[bytes, _Verdict] = {}
+        self.suppressed: AbstractSet[str] | None = (
+            suppressed if suppressed is None or isinstance(suppressed, AbstractSet)
+            else frozenset(suppressed))
 
     def validate(
         self,
@@ -178,7 +215,7 @@ class Validator:
             stream.seek(0)
             summary = Summary(file=file, encoding=encoding.removesuffix("-sig"))
             try:
-                self._run(read_records(stream, encoding), summary, on_row, on_error)
+                self._run(read_lines(stream, encoding), 1, summary, on_row, on_error)
             except WrongEncoding:
                 if encoding == ENCODINGS[-1]:
                     line, byte = undecodable(stream, encoding)
@@ -200,33 +237,36 @@ class Validator:
         file: str,
         start: int,
         limit: int | None,
-        first_line: int,
         on_error: ErrorSink | None = None,
         track: Tracker | None = None,
         seen: set[int] | None = None,
-    ) -> Summary:
-        """Check the UTF-8 rows of ``limit`` bytes of ``stream`` from byte ``start``.
+    ) -> tuple[Summary, int]:
+        """Check the UTF-8 rows of ``limit`` bytes of ``stream`` from byte ``start``; return
+        the summary and the number of physical lines read.
 
-        For validating a big file on several cores: ``start`` must be a line start and
-        ``first_line`` its line number; a header is looked for only at the file's start.
-        Raises :class:`WrongEncoding` (the caller falls back to :meth:`validate`); anything
-        else unreadable is in ``unreadable``. ``seen`` receives the valid rows' number keys.
+        For validating a big file on several cores: ``start`` must be a line start. Lines are
+        numbered from the slice's start (the caller adds the lines of the slices before); a
+        BOM and a header are looked for only at the file's start. Raises
+        :class:`WrongEncoding` (the caller falls back to :meth:`validate`); anything else
+        unreadable is in ``unreadable``. ``seen`` receives the valid rows' number keys.
         """
         stream.seek(start)
         summary = Summary(file=file, encoding="utf-8")
-        records = read_records(stream, ENCODINGS[0], limit=limit, first_line=first_line)
+        lines = read_lines(stream, ENCODINGS[0], limit=limit, at_start=start == 0)
+        read = 0
         try:
-            self._run(records, summary, None, on_error, header=start == 0, track=track,
-                      seen=seen)
+            read = self._run(lines, 1, summary, None, on_error, header=start == 0,
+                             track=track, seen=seen)
         except WrongEncoding:
             raise
         except InputError as exc:
             summary.unreadable = f"line {exc.line}: {exc.reason}" if exc.line else exc.reason
-        return summary
+        return summary, read
 
     def _run(
         self,
-        records: Iterator[Record],
+        lines: Iterator[str],
+        first_line: int,
         summary: Summary,
         on_row: RowSink | None,
         on_error: ErrorSink | None,
@@ -234,34 +274,50 @@ class Validator:
         header: bool = True,
         track: Tracker | None = None,
         seen: set[int] | None = None,
-    ) -> None:
-        # The hot loop of the product: a million rows must take a couple of seconds, so
-        # lookups are hoisted into locals and the common row (plain GSM text, a number on the
-        # fast path) builds no object but its number key.
-        normalize = self._normalize
-        cached = self._messages.get
+    ) -> int:
+        """Check the records of ``lines`` (numbered from ``first_line``) into ``summary``;
+        return the number of lines read."""
+        # The hot loop of the product: lookups are hoisted into locals, and the common row (a
+        # number from the shortcut table, a message of basic characters or with a known
+        # sequence of special ones) builds no object but its number key.
+        shortcuts = self._shortcuts
+        number_key = self._number_key
+        verdicts = self._verdicts
+        verdict_for = self._verdict_for
+        judged = self._messages.get
         judge = self._judge
         seen = set() if seen is None else seen
         add_seen = seen.add
+        known = len(seen)  # valid rows: len(seen) - known
+        suppressed_numbers = self.suppressed
         sender = self.rules.default_sender
         max_segments = self.rules.max_segments
         idremote_ok = _IDREMOTE.fullmatch
         oadc_ok = _OADC.fullmatch
-        rows = valid = invalid = duplicates = segments = 0
+        basic_ascii = BASIC_ASCII
+        ok_oadc = None  # the last OADC that passed as it is: most files have one
+        tracking = track is not None
+        tracker = track if track is not None else Tracker()  # (unused when not tracking)
+        tracked, track_key, track_parts = tracker.keys, tracker.keys.append, tracker.parts.append
+        invalid = duplicates = segments = suppressed = 0
         errors: list[RowError] = []
         replaced_rows: dict[tuple[str, ...], int] = {}  # counted per distinct tuple: cheaper
+        shift = 0  # lines read by quoted records beyond their first: line = number + shift
+        number = first_line - 1
+        quoted_end = 0  # the last line of the last quoted record
 
-        for line, fields in records if header else ():
-            if is_header(fields):
-                summary.header = True
+        for number, line in enumerate(lines, first_line):
+            if '"' in line:
+                fields, more = quoted_record(line, lines, number + shift)
+                quoted_end = number + shift + more
+                shift += more
+                number -= more  # noqa: PLW2901 - the record's line stays number + shift
             else:
-                records = chain([(line, fields)], records)
-            break
-
-        for line, fields in records:
-            rows += 1
+                fields = line.split(";")
             if len(fields) != 4:
-                errors.append(_field_count_error(line, fields))
+                if not line.strip():
+                    continue  # a blank line
+                errors.append(_field_count_error(number + shift, fields))
             else:
                 idremote, raw_number, oadc, message = fields
                 # [A-Za-z0-9]{1,40}, with str methods: cheaper than a regex per row.
@@ -269,58 +325,98 @@ class Validator:
                     idremote = idremote.strip()
                     if not idremote_ok(idremote):
                         errors.append(RowError(
-                            line, "idremote", "IDREMOTE", idremote, "1 to 40 letters or digits"
+                            number + shift, "idremote", "IDREMOTE", idremote,
+                            "1 to 40 letters or digits",
                         ))
-                msisdn = normalize(raw_number.strip())
-                if msisdn is None:
-                    errors.append(RowError(
-                        line, "msisdn", "MSISDN", raw_number.strip(),
-                        "not a valid phone number" if raw_number.strip() else "empty",
-                    ))
-                if not (oadc.isalnum() and oadc.isascii() and (
-                        len(oadc) <= 11 or (oadc.isdigit() and len(oadc) <= 15))):
-                    oadc = oadc.strip() or sender
-                    if oadc and not oadc_ok(oadc):
+                check, offset, base = shortcuts.get(raw_number[:4], _NO_SHORTCUT)
+                if check(nsn := raw_number[offset:]):
+                    key = base + int(nsn)
+                else:
+                    key = number_key(raw_number.strip())
+                    if key < 0:
                         errors.append(RowError(
-                            line, "oadc", "OADC", oadc,
-                            "1 to 11 letters or digits, or up to 15 digits",
+                            number + shift, "msisdn", "MSISDN", raw_number.strip(),
+                            "not a valid phone number" if raw_number.strip() else "empty",
                         ))
-                parts = basic_segments(message)
-                if parts and not message.isspace():
-                    text = message
+                if oadc != ok_oadc:
+                    if oadc.isalnum() and oadc.isascii() and (
+                            len(oadc) <= 11 or (oadc.isdigit() and len(oadc) <= 15)):
+                        ok_oadc = oadc
+                    else:
+                        oadc = oadc.strip() or sender
+                        if oadc and not oadc_ok(oadc):
+                            errors.append(RowError(
+                                number + shift, "oadc", "OADC", oadc,
+                                "1 to 11 letters or digits, or up to 15 digits",
+                            ))
+                specials_utf8 = message.encode().translate(None, basic_ascii)
+                if not specials_utf8 and message and not message.isspace():
+                    parts = len(message)
+                    parts = 1 if parts <= 160 else -(-parts // 153)
                     replaced: tuple[str, ...] = ()
                     if parts > max_segments:
-                        errors.append(_too_long(line, message, parts, max_segments))
+                        errors.append(_too_long(number + shift, message, parts, max_segments))
                 else:
-                    text, parts, code, detail, replaced = cached(message) or judge(message)
+                    blankable, code, detail, replaced, extra, single, part, how = (
+                        verdicts.get(specials_utf8) or verdict_for(specials_utf8))
+                    if how is None or (blankable and not message.strip()):
+                        _, parts, code, detail, replaced = judged(message) or judge(message)
+                    elif code is None:
+                        parts = len(message) + extra  # units
+                        if 0 < parts <= single:
+                            parts = 1
+                        elif part:
+                            parts = -(-parts // part)
+                        else:  # an escape or surrogate pair to keep whole: placed one by one
+                            parts = how.segments(message)
                     if code is not None:
-                        errors.append(RowError(line, code, "MSG", message[:40], detail))
+                        errors.append(RowError(number + shift, code, "MSG", message[:40], detail))
                     elif parts > max_segments:
-                        errors.append(_too_long(line, message, parts, max_segments))
-                if not errors and msisdn is not None:
-                    key = int(msisdn[1:])
+                        errors.append(_too_long(number + shift, message, parts, max_segments))
+                if not errors:
                     if key in seen:
                         duplicates += 1
                         continue
                     add_seen(key)
-                    valid += 1
                     segments += parts
                     if replaced:
                         replaced_rows[replaced] = replaced_rows.get(replaced, 0) + 1
+                    if suppressed_numbers is not None and f"+{key}" in suppressed_numbers:
+                        suppressed += 1
                     if on_row is not None:
-                        on_row(Row(line, idremote, msisdn, oadc, text, parts))
-                    if track is not None:
-                        track.add(key, parts, replaced)
+                        on_row(Row(number + shift, idremote, f"+{key}", oadc,
+                                   self._sent(message), parts))
+                    if tracking:  # Tracker.add, inlined
+                        if replaced:
+                            tracker.replaced[len(tracked)] = replaced
+                        track_key(key)
+                        track_parts(parts)
+                    continue
+            if header and len(seen) == known and not (invalid or duplicates):  # the first
+                header = False
+                if is_header(fields):  # names, not values: skipped
+                    summary.header = True
+                    errors.clear()
                     continue
             invalid += 1
             self._record_errors(summary, fields, errors, on_error)
             errors.clear()
 
+        valid = len(seen) - known
         for replaced, times in replaced_rows.items():
             for change in replaced:
                 summary.replaced[change] += times
-        summary.rows, summary.valid, summary.invalid = rows, valid, invalid
+        summary.rows = valid + invalid + duplicates
+        summary.valid, summary.invalid = valid, invalid
         summary.duplicates, summary.segments = duplicates, segments
+        if suppressed_numbers is not None:
+            summary.suppressed = suppressed
+        return max(number + shift, quoted_end) - first_line + 1
+
+    def _number_key(self, raw: str) -> int:
+        """The E.164 digits of ``raw`` as an int, or -1 if it is not a valid number."""
+        msisdn = self._normalize(raw)
+        return -1 if msisdn is None else int(msisdn[1:])
 
     @staticmethod
     def _record_errors(
@@ -336,20 +432,54 @@ class Validator:
             if on_error is not None:
                 on_error(error)
 
-    def _judge(self, message: str) -> _Verdict:
+    def _verdict_for(self, specials_utf8: bytes) -> _Verdict:
+        """The verdict for messages whose characters outside the basic table's ASCII are
+        ``specials_utf8`` (UTF-8), in order."""
+        chars = specials_utf8.decode()
+        blankable = chars.isspace() or not chars
+        how = specials("".join(c for c in chars if c not in BASIC), self.rules.policy)
+        verdict: _Verdict
+        if how is None:
+            verdict = (blankable, None, "", (), 0, 0, 0, None)
+        else:
+            replaced = tuple(f"{old}->{new}" for old, new in how.replaced)
+            code, detail = None, ""
+            if how.unsendable:
+                code, detail = "msg_non_gsm", self._non_gsm_detail(how.unsendable)
+            part = 0 if how.wide else how.part
+            verdict = (blankable, code, detail, replaced, how.extra, how.single, part, how)
+        if len(self._verdicts) >= MESSAGE_CACHE:
+            self._verdicts.clear()
+        self._verdicts[specials_utf8] = verdict
+        return verdict
+
+    def _sent(self, message: str) -> str:
+        """The text of a valid row as it will be sent."""
+        specials_utf8 = message.encode().translate(None, BASIC_ASCII)
+        if not specials_utf8:
+            return message
+        how = (self._verdicts.get(specials_utf8) or self._verdict_for(specials_utf8))[-1]
+        if how is None:
+            return (self._messages.get(message) or self._judge(message))[0]
+        return how.sent(message)
+
+    def _non_gsm_detail(self, unsendable: tuple[str, ...]) -> str:
+        shown = " ".join(f"{c!r} (U+{ord(c):04X})" for c in unsendable[:5])
+        return f"not in GSM 03.38 under non_gsm = {self.rules.policy}: {shown}"
+
+    def _judge(self, message: str) -> _Judged:
+        """The exact verdict for one message text, from :func:`gsm.count`."""
+        verdict: _Judged
         if not message.strip():
-            verdict = _Verdict(message, 0, "msg_empty", "message is empty", ())
+            verdict = (message, 0, "msg_empty", "message is empty", ())
         else:
             counted = count(message, self.rules.policy)
             replaced = tuple(f"{old}->{new}" for old, new in counted.replaced)
             if counted.unsendable:
-                shown = " ".join(f"{c!r} (U+{ord(c):04X})" for c in counted.unsendable[:5])
-                verdict = _Verdict(
-                    counted.text, counted.segments, "msg_non_gsm",
-                    f"not in GSM 03.38 under non_gsm = {self.rules.policy}: {shown}", replaced,
-                )
+                verdict = (counted.text, counted.segments, "msg_non_gsm",
+                           self._non_gsm_detail(counted.unsendable), replaced)
             else:
-                verdict = _Verdict(counted.text, counted.segments, None, "", replaced)
+                verdict = (counted.text, counted.segments, None, "", replaced)
         if len(self._messages) >= MESSAGE_CACHE:
             self._messages.clear()
         self._messages[message] = verdict

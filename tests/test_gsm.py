@@ -26,6 +26,7 @@ from sftpd_agent.gsm import (
     gsm_parts,
     is_gsm,
     septets,
+    specials,
     ucs2_parts,
 )
 
@@ -409,3 +410,30 @@ def test_basic_segments_agrees_with_count_or_declines(text: str) -> None:
         assert count(text).segments == fast and count(text).text == text
     else:
         assert not text or any(c not in BASIC for c in text)
+
+
+SPECIALS_ALPHABET = st.one_of(
+    st.sampled_from(GSM_CHARS),
+    st.sampled_from(EXTENSION_CHARS + "çêœ…«»\u2019\u00a0\u200b\t\u212bǘ\u0301🎄жΩ"),
+    st.characters(codec="utf-8"),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(long_texts(SPECIALS_ALPHABET, 700), st.sampled_from(list(Policy)))
+def test_specials_agree_with_count(text: str, policy: Policy) -> None:
+    """What validation keeps per sequence of special characters is count()'s answer for any
+    text holding them, whatever surrounds them."""
+    how = specials("".join(c for c in text if c not in BASIC), policy)
+    counted = count(text, policy)
+    if how is None:  # a combining mark: only the whole text tells
+        assert policy == Policy.TRANSLITERATE
+        assert any(unicodedata.combining(c) for c in text)
+        return
+    assert how.encoding == counted.encoding
+    assert len(text) + how.extra == counted.units
+    assert how.sent(text) == counted.text
+    assert how.segments(text) == counted.segments
+    assert (how.non_gsm, how.replaced, how.unsendable) == (
+        counted.non_gsm, counted.replaced, counted.unsendable)
+    assert how.single == (160 if how.encoding == Encoding.GSM7 else 70)

@@ -80,3 +80,18 @@ def test_replies_lists_what_recipients_answered(tmp_path: Path) -> None:
     listed = json.loads(cli(config, "replies", "--json").stdout)
     assert [r["opt_out"] for r in listed] == [False, True]
     assert json.loads(cli(config, "replies", "--json", "--campaign", "nope").stdout) == []
+
+
+def test_check_says_how_many_rows_the_list_would_drop(tmp_path: Path) -> None:
+    config = agent(tmp_path)
+    campaign = tmp_path / "promo.csv"
+    campaign.write_text("a;0612345678;Shop;Bonjour\nb;+33612345679;Shop;Bonjour\n"
+                        "c;06 12 34 56 78;Shop;Bonjour\n")
+    before = json.loads(cli(config, "check", "--json", str(campaign)).stdout)
+    assert "suppressed" not in before  # no journal yet: nothing to count against
+    assert cli(config, "suppress", "add", "+33612345678").returncode == 0
+    after = json.loads(cli(config, "check", "--json", str(campaign)).stdout)
+    assert after["suppressed"] == 1  # the duplicate of the same number counts once
+    assert after["valid"] == 2 and after["duplicates"] == 1
+    text = cli(config, "check", str(campaign)).stdout
+    assert "suppressed      1" in text

@@ -532,3 +532,51 @@ def test_shared_code_takes_the_first_region_that_claims_the_number() -> None:
     assert shared.matches("3681234567")
     assert shared.matches("368123")
     assert not shared.matches("36812")
+
+
+# --- the shortcut table (numbers decided inline by the row loop) ---------------------------
+
+def inline(normalizer: NumberNormalizer, raw: str) -> str | None:
+    """What the row loop decides with the table: the E.164 form, or None for "ask normalize"."""
+    shortcut = normalizer.shortcuts().get(raw[:4])
+    if shortcut is None:
+        return None
+    check, offset, base = shortcut
+    return f"+{base + int(raw[offset:])}" if check(raw[offset:]) else None
+
+
+def test_shortcuts_hold_the_french_shapes() -> None:
+    table = NumberNormalizer("FR").shortcuts()
+    assert {"+336", "+337", "+331", "0612", "0712", "0145"} <= set(table)
+    # The overseas departments parse in their own regions; 00 and +330 start other shapes.
+    assert not {"0692", "0639", "0690", "0033", "+330"} & set(table)
+    assert inline(NumberNormalizer("FR"), "0612345678") == "+33612345678"
+    assert inline(NumberNormalizer("FR"), "+33612345678") == "+33612345678"
+
+
+@pytest.mark.parametrize("region", ["FR", *MAIN_REGIONS[1:], "YT", "MQ"])
+def test_shortcuts_agree_with_the_reference(region: str) -> None:
+    normalizer = NumberNormalizer(region)
+    table = normalizer.shortcuts()
+    rng = random.Random(f"shortcuts-{region}")
+    decided = 0
+    for _ in range(6_000 if table else 0):
+        head = rng.choice(sorted(table))
+        length = rng.choice([9, 9, 9, 8, 10, 11]) + (3 if head[0] == "+" else 1)
+        raw = head + "".join(rng.choice(string.digits) for _ in range(length - 4))
+        if rng.random() < 0.05:  # not ASCII digits: never decided inline
+            position = rng.randrange(4, len(raw))
+            raw = raw[:position] + rng.choice(["\u0663", " ", "a", "-"]) + raw[position + 1:]
+        got = inline(normalizer, raw)
+        if got is not None:
+            decided += 1
+            assert got == normalize_reference(raw, region) == normalizer.normalize(raw), raw
+    assert decided > 100 or not table
+
+
+def test_only_french_default_region_has_shortcuts_today() -> None:
+    # Regions whose numbers have several lengths, or shared calling codes, have none: their
+    # numbers go through normalize(), as before. (Not a rule: a metadata update may add some.)
+    assert NumberNormalizer("FR").shortcuts()
+    assert not NumberNormalizer("DE").shortcuts()
+    assert not NumberNormalizer("RE").shortcuts()

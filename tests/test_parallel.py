@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sftpd_agent import parallel
 from sftpd_agent.parallel import validate_in_parallel
 from sftpd_agent.validation import RowError, Rules, Summary, Validator
 
@@ -70,13 +71,24 @@ def test_not_utf8_falls_back(tmp_path: Path) -> None:
     assert validate_in_parallel(path, Validator(Rules()), file="c.csv", workers=2) is None
 
 
-def test_lone_cr_line_ends_fall_back(tmp_path: Path) -> None:
+def test_lone_cr_line_ends_are_exact_or_fall_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "c.csv"
     path.write_text(campaign(2000, seed=2, line_end="\r"), encoding="utf-8")
+    expected = single(path, [])
+    # No LF to cut after: the first slice runs to the end of the file...
+    got = validate_in_parallel(path, Validator(Rules()), file="c.csv", workers=2)
+    assert got is not None and got.as_dict() == expected.as_dict()
+    # ... unless the file is longer than the window searched for one: the single pass.
+    monkeypatch.setattr(parallel, "CHUNK", 1024)
     assert validate_in_parallel(path, Validator(Rules()), file="c.csv", workers=2) is None
 
 
-def test_a_cut_inside_a_quoted_field_falls_back(tmp_path: Path) -> None:
+def test_a_cut_inside_a_quoted_field_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "TAIL_SHARE", 0.0)  # two slices, cut in the middle
     path = tmp_path / "c.csv"
     head = "a;+33612345678;S;ok\n" * 50
     # One quoted message over 11 lines straddles the middle of the file.
@@ -92,3 +104,70 @@ def test_small_files_are_not_split(tmp_path: Path) -> None:
     path = tmp_path / "c.csv"
     path.write_text(campaign(10, seed=3), encoding="utf-8")
     assert validate_in_parallel(path, Validator(Rules()), file="c.csv") is None
+
+
+def test_line_ends_of_every_kind_are_exact_across_slices(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    text = campaign(3000, seed=7)
+    # Some lone CRs among the CRLFs: each slice numbers its own lines, so none drift.
+    lines = text.split("\r\n")
+    text = "".join(line + ("\r" if i % 97 == 0 else "\r\n") for i, line in enumerate(lines))
+    path.write_text(text, encoding="utf-8")
+    errors_single: list[RowError] = []
+    expected = single(path, errors_single)
+    errors_parallel: list[RowError] = []
+    got = validate_in_parallel(path, Validator(Rules()), file=path.name,
+                               on_error=errors_parallel.append, workers=3)
+    assert got is not None
+    assert got.as_dict() == expected.as_dict()
+    assert errors_parallel == errors_single
+    assert max(e.line for e in errors_single) > 2000
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_the_suppressed_count_is_the_single_passs(tmp_path: Path, workers: int) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text(campaign(3000, seed=workers), encoding="utf-8")
+    rng = random.Random(workers)
+    listed = {"+33612345678"} | {f"+336{rng.randrange(10**8):08d}" for _ in range(200)}
+    # Every number of the file's first rows, and a few of its duplicates across slices.
+    with path.open("rb") as stream:
+        rows: list[str] = []
+        Validator(Rules()).validate(stream, file="c.csv", on_row=lambda row: rows.append(
+            row.msisdn))
+    listed |= set(rows[:400:3]) | set(rows[-300::5])
+    with path.open("rb") as stream:
+        expected = Validator(Rules(), suppressed=listed).validate(stream, file="c.csv")
+    got = validate_in_parallel(path, Validator(Rules(), suppressed=listed), file="c.csv",
+                               workers=workers)
+    assert got is not None
+    assert got.as_dict() == expected.as_dict()
+    assert expected.suppressed is not None and expected.suppressed > 100
+    # "+33612345678" is on many rows, valid once: the others are duplicates.
+    assert expected.duplicates > 10
+
+
+def test_a_slice_ending_with_a_quoted_record_over_two_lines_counts_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "TAIL_SHARE", 0.0)  # two slices, cut after the middle
+    path = tmp_path / "c.csv"
+    head = "".join(f"a{i};+3361234{i:04d};S;ok\n" for i in range(40))
+    quoted = 'q;+33612349999;S;"first\nsecond"\n'
+    for padding in range(3000):  # put the middle of the file in the record's second line
+        tail = "x" * padding + "\n" + "".join(f"b{i};bad;S;ok\n" for i in range(40))
+        text = head + quoted + tail
+        middle = len(text.encode()) // 2
+        second = len((head + quoted).encode()) - len('second"\n')
+        if second <= middle < second + len('second"'):
+            break
+    else:
+        pytest.fail("no padding puts the cut there")
+    path.write_text(text, encoding="utf-8")
+    errors_single: list[RowError] = []
+    expected = single(path, errors_single)
+    errors_parallel: list[RowError] = []
+    got = validate_in_parallel(path, Validator(Rules()), file="c.csv",
+                               on_error=errors_parallel.append, workers=2)
+    assert got is not None and got.as_dict() == expected.as_dict()
+    assert errors_parallel == errors_single and errors_single[-1].line == 83

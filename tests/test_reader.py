@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sftpd_agent import reader
 from sftpd_agent.errors import InputError
 from sftpd_agent.reader import (
     ENCODINGS,
@@ -16,6 +17,8 @@ from sftpd_agent.reader import (
     MAX_RECORD_LINES,
     WrongEncoding,
     is_header,
+    quoted_record,
+    read_lines,
     read_records,
 )
 
@@ -119,3 +122,74 @@ def test_written_csv_reads_back(rows: list[list[str]]) -> None:
     csv.writer(buffer, delimiter=";", lineterminator="\r\n").writerows(rows)
     got = [fields for _, fields in records(buffer.getvalue().encode())]
     assert got == rows
+
+
+def test_a_long_line_inside_a_quoted_field_is_read_as_part_of_it() -> None:
+    long = "x" * (MAX_LINE + 10)
+    data = f'a;1;S;"start\n{long}\nend"\nb;2;S;ok\n'.encode()
+    assert records(data) == [
+        (1, ["a", "1", "S", f"start\n{long}\nend"]), (4, ["b", "2", "S", "ok"])]
+
+
+def test_the_line_limit_counts_the_line_end() -> None:
+    exactly = "x" * (MAX_LINE - 1)  # with its line end: MAX_LINE characters
+    assert records(f"{exactly}\n".encode()) == [(1, [exactly])]
+    assert records(f"{exactly}x".encode()) == [(1, [exactly + "x"])]  # the last line has none
+    with pytest.raises(InputError) as caught:
+        records(f"ok\n{exactly}x\n".encode())
+    assert caught.value.line == 2
+
+
+def test_nul_byte_line_counts_every_kind_of_line_end() -> None:
+    with pytest.raises(InputError) as caught:
+        records(b"a;1;S;x\rb;2;S;y\r\nc;3;S;\x00\r")
+    assert caught.value.line == 3
+
+
+def test_a_bom_is_dropped_only_at_the_start_of_the_file() -> None:
+    data = b"\xef\xbb\xbfa\n\xef\xbb\xbfb\n"
+    assert list(read_lines(io.BytesIO(data), "utf-8-sig")) == ["a", "\ufeffb"]
+    assert list(read_lines(io.BytesIO(data[3:]), "utf-8-sig", at_start=False)) == [
+        "a", "\ufeffb"]
+    assert next(read_lines(io.BytesIO(data), "utf-8-sig", at_start=False)) == "\ufeffa"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["a;1;S;x", "", "   ", '"q;x"', 'b;2;S;"two', 'lines";z', "é€",
+                                 "\x01", '""']), max_size=40),
+       st.lists(st.sampled_from(["\n", "\r\n", "\r"]), min_size=1),
+       st.sampled_from([1, 2, 3, 7, 64]))
+def test_any_block_size_reads_the_same(parts: list[str], ends: list[str], chunk: int) -> None:
+    """Blocks are cut at line ends (a CRLF split between two blocks is one line end)."""
+    data = "".join(part + ends[i % len(ends)] for i, part in enumerate(parts)).encode()
+
+    def outcome() -> object:
+        try:
+            return records(data)
+        except InputError as exc:
+            return (exc.line, exc.reason)
+
+    expected = outcome()
+    original = reader.CHUNK
+    try:
+        reader.CHUNK = chunk
+        assert outcome() == expected
+    finally:
+        reader.CHUNK = original
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list(';"ab é\t')), max_size=24))
+def test_quoted_record_reads_one_line_as_csv_does(line: str) -> None:
+    """The one-line shape quoted_record reads itself agrees with csv, errors included."""
+    if '"' not in line:
+        return
+    try:
+        expected: object = next(csv.reader([line + "\n"], delimiter=";", strict=True)), 0
+    except csv.Error:
+        expected = "error"
+    try:
+        got: object = quoted_record(line, iter([]), 1)
+    except InputError:
+        got = "error"
+    assert got == expected

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from sftpd_agent.gsm import Policy
+from sftpd_agent.gsm import Policy, count
 from sftpd_agent.validation import Row, RowError, Rules, Summary, Validator
 
 SAMPLE = (
@@ -171,3 +171,62 @@ def test_too_long_is_reported_beside_other_faults() -> None:
     long_accented = "ê" * 800
     assert codes(f"a;123;S;{long_basic}\n") == ["msisdn", "msg_too_long"]
     assert codes(f"a;123;S;{long_accented}\n") == ["msisdn", "msg_too_long"]
+
+
+def test_a_header_is_only_the_first_record() -> None:
+    summary, _, errors = run("IDREMOTE;MSISDN;OADC;MSG\nx;y;z\nID;NUMBER;FROM;TEXT\n")
+    assert summary.header and summary.rows == 2 and summary.invalid == 2
+    assert [(e.line, e.code) for e in errors] == [(2, "field_count"), (3, "msisdn")]
+
+
+def test_repeated_special_characters_in_other_texts_get_the_same_verdicts() -> None:
+    texts = ["Fête 1", "Fête à Noël 22", "x" * 200 + "€[]", "€" + "x" * 152 + "€" + "y" * 200,
+             "Fête", "ça 🎄", "ça va"]
+    body = "".join(f"r{i};+336123456{i:02d};S;{t}\n" for i, t in enumerate(texts * 2))
+    for policy in Policy:
+        rules = Rules(policy=policy)
+        _, rows, errors = run(body, rules)
+        expected = [count(t, policy) for t in texts * 2]
+        assert [r.text for r in rows] == [c.text for c in expected if not c.unsendable]
+        assert [r.segments for r in rows] == [c.segments for c in expected if not c.unsendable]
+        assert len(errors) == sum(1 for c in expected if c.unsendable)
+
+
+def suppressed_run(text: str, suppressed: list[str]) -> Summary:
+    return Validator(Rules(), suppressed=suppressed).validate(
+        io.BytesIO(text.encode()), file="t.csv")
+
+
+def test_suppressed_counts_valid_rows_whose_number_is_on_the_list() -> None:
+    body = (
+        "a;+33612345678;S;one\n"       # suppressed
+        "b;0612345679;S;two\n"         # suppressed, written nationally
+        "c;+33612345680;S;three\n"     # not on the list
+        "d;+33612345678;S;again\n"     # a duplicate: dropped as such, not counted twice
+        "e;06 12 34 56 78;S;again\n"   # a duplicate in another shape
+        "f;+33612345681;S;🎄\n"         # on the list but invalid
+        "g;0692123456;S;overseas\n"    # suppressed, +262
+    )
+    listed = ["+33612345678", "+33612345679", "+33612345681", "+262692123456", "0612345680",
+              "+0612345680", "not a number", ""]
+    summary = suppressed_run(body, listed)
+    assert (summary.valid, summary.duplicates, summary.invalid) == (4, 2, 1)
+    assert summary.suppressed == 3
+    assert summary.as_dict()["suppressed"] == 3
+    keys = list(summary.as_dict())
+    assert keys.index("suppressed") == keys.index("duplicates") + 1
+
+
+def test_without_a_list_there_is_no_suppressed_figure() -> None:
+    summary, _, _ = run("a;+33612345678;S;one\n")
+    assert summary.suppressed is None and "suppressed" not in summary.as_dict()
+    assert suppressed_run("a;+33612345678;S;one\n", []).as_dict()["suppressed"] == 0
+
+
+def test_only_numbers_written_as_validation_writes_them_match() -> None:
+    body = "a;+33612345678;S;one\nb;+33612345679;S;two\nc;+262692123456;S;three\n"
+    listed = ["33612345678", "0612345679", "+33 6 12 34 56 79", "+0262692123456", "+262692123456"]
+    assert suppressed_run(body, listed).suppressed == 1
+    as_set = {"+33612345678"}
+    validator = Validator(Rules(), suppressed=as_set)
+    assert validator.suppressed is as_set  # a set is not copied
