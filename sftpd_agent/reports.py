@@ -143,6 +143,17 @@ def line_key(line: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+async def _prefix_ends(remote: Remote, path: str, offset: int) -> tuple[bytes, bytes]:
+    """The first and the last ``WINDOW`` bytes of ``path`` before ``offset`` (one read when
+    they are the same bytes)."""
+    if offset == 0:
+        return b"", b""
+    head = await remote.read(path, 0, min(WINDOW, offset))
+    if offset <= WINDOW:
+        return head, head
+    return head, await remote.read(path, offset - WINDOW, WINDOW)
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -242,16 +253,17 @@ class Reports:
             else:
                 self._save(cursor)
             return
-        start = await self._resume_at(remote, path, entry, cursor)
-        cursor = await self._read(remote, path, entry, cursor, start)
+        start, head, tail = await self._resume_at(remote, path, entry, cursor)
+        cursor = await self._read(remote, path, entry, cursor, start, head=head, tail=tail)
         if kind == Kind.ACK:
             await self._settle_ack(remote, path, entry, cursor, fresh=True)
 
     async def _resume_at(self, remote: Remote, path: str, entry: RemoteEntry,
-                         cursor: ReportCursor) -> int:
-        """Where to read from: the cursor's offset, or 0 when what was read has changed."""
+                         cursor: ReportCursor) -> tuple[int, bytes, bytes]:
+        """Where to read from, with the checked first and last 4 KiB before it: the cursor's
+        offset, or 0 when what was read has changed."""
         if cursor.offset == 0:
-            return 0
+            return 0, b"", b""
         reason = None
         copy = self._copy_path(cursor)
         if entry.size < cursor.offset:
@@ -259,34 +271,33 @@ class Reports:
         elif not copy.exists() or copy.stat().st_size != cursor.offset:
             reason = "local copy out of step"
         else:
-            head = await remote.read(path, 0, min(WINDOW, cursor.offset))
-            if _sha256(head) != cursor.head_sha256:
+            head, tail = await _prefix_ends(remote, path, cursor.offset)
+            if _sha256(head) != cursor.head_sha256 or _sha256(tail) != cursor.tail_sha256:
                 reason = "rewritten"
-            elif cursor.offset > WINDOW:
-                tail = await remote.read(path, cursor.offset - WINDOW, WINDOW)
-                if _sha256(tail) != cursor.tail_sha256:
-                    reason = "rewritten"
-        if reason is None:
-            return cursor.offset
+            else:
+                return cursor.offset, head, tail
         log.info("report_reread", file=entry.name, reason=reason, offset=cursor.offset,
                  size=entry.size)
-        return 0
+        return 0, b"", b""
 
     async def _read(self, remote: Remote, path: str, entry: RemoteEntry,
-                    cursor: ReportCursor, start: int) -> ReportCursor:
-        """Ingest the complete lines of ``[start, entry.size)``; the cursor after them."""
+                    cursor: ReportCursor, start: int, *, head: bytes, tail: bytes,
+                    last_line: bool = False) -> ReportCursor:
+        """Ingest the complete lines of ``[start, entry.size)``; the cursor after them.
+
+        ``head`` and ``tail`` are the first and last 4 KiB before ``start``. With
+        ``last_line`` a final line without a line end is ingested too.
+        """
         if start == 0:
             cursor = replace(cursor, offset=0, lines=0, head_sha256="", tail_sha256="",
                              complete_at=None, deleted_at=None)
         if cursor.id is None:
             with self.store.transaction() as db:
                 cursor = replace(cursor, id=self.store.save_cursor(db, cursor, self.clock()))
-        state = _Read(cursor)
+        state = _Read(cursor, head=head, tail=tail)
         if cursor.kind != Kind.ACK and cursor.id is not None:
             state.first_read = not self.store.has_lines(cursor.id, stop=cursor.kind == Kind.STOP)
         if start:
-            state.head = await remote.read(path, 0, min(WINDOW, start))
-            state.tail = await remote.read(path, max(0, start - WINDOW), min(WINDOW, start))
             state.counts = self._line_counts(cursor)
         copy = _RawCopy(self._copy_path(cursor), keep=start)
         try:
@@ -305,6 +316,9 @@ class Reports:
                     self._ingest(state, complete)
                     copy.write(complete)
                     self._point("report_chunk", entry.name)
+            if last_line and carry and position >= entry.size:
+                self._ingest(state, carry)
+                copy.write(carry)
             if position >= entry.size:
                 state.cursor = replace(state.cursor, size=entry.size, mtime=entry.mtime)
             self._save(state.cursor)
@@ -434,7 +448,9 @@ class Reports:
             stable = not fresh
             if stable and cursor.offset < entry.size:
                 # Unchanged over a poll with a last line that has no line end: take it.
-                cursor = await self._last_line(remote, path, entry, cursor)
+                head, tail = await _prefix_ends(remote, path, cursor.offset)
+                cursor = await self._read(remote, path, entry, cursor, cursor.offset,
+                                          head=head, tail=tail, last_line=True)
             if cursor.offset >= entry.size and (
                     stable or (expected is not None and cursor.lines >= expected)):
                 cursor = replace(cursor, complete_at=self.clock())
@@ -445,24 +461,6 @@ class Reports:
             await remote.remove(path)
             self._save(replace(cursor, deleted_at=self.clock()))
             log.info("ack_deleted", file=entry.name)
-
-    async def _last_line(self, remote: Remote, path: str, entry: RemoteEntry,
-                         cursor: ReportCursor) -> ReportCursor:
-        data = await remote.read(path, cursor.offset, entry.size - cursor.offset)
-        if len(data) != entry.size - cursor.offset:
-            return cursor
-        state = _Read(cursor, head=await remote.read(path, 0, min(WINDOW, cursor.offset)),
-                      tail=await remote.read(path, max(0, cursor.offset - WINDOW),
-                                             min(WINDOW, cursor.offset)))
-        copy = _RawCopy(self._copy_path(cursor), keep=cursor.offset)
-        try:
-            self._ingest(state, data)
-            copy.write(data)
-            copy.commit()
-        except BaseException:
-            copy.discard()
-            raise
-        return state.cursor
 
     def _expected_rows(self, cursor: ReportCursor) -> int | None:
         part = self.store.part_named(send_name(cursor.name))
