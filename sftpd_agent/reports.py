@@ -52,6 +52,9 @@ WINDOW = 4096
 """Bytes hashed at each end of what was read, to notice a rewritten file."""
 MAX_LINE = 1 << 16
 """A "line" longer than this without a line end is not a report line: skipped, logged."""
+SEEN_EVERY = datetime.timedelta(hours=1)
+"""How often an unchanged report file's "still on the server" time is recorded (retention
+needs days, not seconds: no durable write per file per poll)."""
 MAX_EVENT_NUMBERS = 1000
 """Opt-outs named in one ``optout.received`` event (the count is always whole)."""
 UNANNOUNCED = "unannounced_reports"
@@ -240,16 +243,17 @@ class Reports:
             return
         path = join(self.settings.remote.report_dir, entry.name)
         cursor = self.store.report_cursor(entry.name)
+        last_seen = cursor.seen_at if cursor is not None else now
         if cursor is None or cursor.deleted_at is not None:
             # New, or one we deleted uploaded again: read whole (the line keys dedupe).
             cursor = ReportCursor(entry.name, kind, self._campaign_pk(entry.name), seen_at=now)
         else:
             cursor = replace(cursor, seen_at=now)
         if entry.size == cursor.size and entry.mtime == cursor.mtime:
-            if kind == Kind.ACK:
+            if kind == Kind.ACK and (cursor.complete_at is None or self._deletable(cursor)):
                 await self._settle_ack(remote, path, entry, cursor)
-            else:
-                self._save(cursor)
+            elif now - last_seen >= SEEN_EVERY:
+                self._save(cursor)  # for retention: still on the server (not each poll)
             return
         start, head, tail = await self._resume_at(remote, path, entry, cursor)
         cursor = await self._read(remote, path, entry, cursor, start, head=head, tail=tail)
@@ -454,11 +458,15 @@ class Reports:
                 cursor = replace(cursor, complete_at=self.clock())
                 log.info("ack_ingested", file=entry.name, lines=cursor.lines)
         self._save(cursor)
-        if (cursor.complete_at is not None and cursor.campaign is not None
-                and self.settings.reports.delete_remote_after_ingest):
+        if cursor.complete_at is not None and self._deletable(cursor):
             await remote.remove(path)
             self._save(replace(cursor, deleted_at=self.clock()))
             log.info("ack_deleted", file=entry.name)
+
+    def _deletable(self, cursor: ReportCursor) -> bool:
+        """An ACK of ours, to delete once ingested when configured (others' are left)."""
+        return (cursor.campaign is not None
+                and self.settings.reports.delete_remote_after_ingest)
 
     def _expected_rows(self, cursor: ReportCursor) -> int | None:
         part = self.store.part_named(send_name(cursor.name))
