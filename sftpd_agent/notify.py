@@ -103,12 +103,7 @@ def _campaign_object(campaign: Campaign, data: Mapping[str, Any]) -> dict[str, A
         "state": str(campaign.state),
         "received_at": _iso(campaign.received_at),
         "send_at": _iso(campaign.send_at),
-        "rows": campaign.rows,
-        "valid": campaign.valid,
-        "invalid": campaign.invalid,
-        "duplicates": campaign.duplicates,
-        "suppressed": campaign.suppressed,
-        "segments": campaign.segments,
+        **campaign.figures(),
         "reason": campaign.reason,
         "invalid_by_code": {str(k): int(v) for k, v in
                             dict(summary.get("invalid_by_code") or {}).items()},

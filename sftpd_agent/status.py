@@ -58,12 +58,7 @@ def campaigns(store: Store, settings: Settings) -> list[dict[str, Any]]:
             "send_at": campaign.send_at.astimezone(local).isoformat() if campaign.send_at
             else None,
             "remote_names": names,
-            "rows": campaign.rows,
-            "valid": campaign.valid,
-            "invalid": campaign.invalid,
-            "duplicates": campaign.duplicates,
-            "suppressed": campaign.suppressed,
-            "segments": campaign.segments,
+            **campaign.figures(),
             "acks": store.acks(campaign.id),
             "reason": campaign.reason,
             "received_at": campaign.received_at.astimezone(local).isoformat(),

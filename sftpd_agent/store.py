@@ -200,6 +200,12 @@ class Campaign:
     summary: dict[str, Any]
     updated_at: datetime.datetime
 
+    def figures(self) -> dict[str, int]:
+        """The contract's figures (``status``, events): rows ... segments, in that order."""
+        return {"rows": self.rows, "valid": self.valid, "invalid": self.invalid,
+                "duplicates": self.duplicates, "suppressed": self.suppressed,
+                "segments": self.segments}
+
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Campaign:
         return cls(
