@@ -556,7 +556,6 @@ class Reports:
         return self.store.campaign(pk).campaign_id if pk is not None else None
 
     def _copy_path(self, cursor: ReportCursor) -> Path:
-        private_dir(self.settings.paths.inbox)
         return private_dir(self.settings.paths.inbox / cursor.kind) / cursor.name
 
     def _line_counts(self, cursor: ReportCursor) -> dict[int, int]:

@@ -166,8 +166,16 @@ def parse_iso(text: str | None) -> datetime.datetime | None:
 
 
 def private_dir(path: Path) -> Path:
-    """``path`` created 0700 (and its missing parents), whatever the umask."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """``path`` created 0700, and so are its missing parents, whatever the umask (``mkdir``'s
+    own ``parents=True`` would make those with the umask's mode)."""
+    missing = []
+    folder = path
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for created in reversed(missing):
+        created.mkdir(mode=0o700, exist_ok=True)
+        created.chmod(0o700)
     if path.stat().st_mode & 0o077:
         path.chmod(0o700)
     return path

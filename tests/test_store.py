@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sftpd_agent.states import CampaignState, PartState
-from sftpd_agent.store import MIGRATIONS, PartPlan, Store
+from sftpd_agent.store import MIGRATIONS, PartPlan, Store, private_dir
 
 T0 = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 
@@ -24,6 +24,18 @@ def test_created_private_whatever_the_umask(tmp_path: Path) -> None:
     assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
     assert (tmp_path / "state" / "state.db").stat().st_mode & 0o777 == 0o600
     store.close()
+
+
+def test_missing_parents_are_private_too(tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    old = os.umask(0o022)
+    try:
+        private_dir(tmp_path / "inbox" / "stop")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "inbox").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "inbox" / "stop").stat().st_mode & 0o777 == 0o700
+    assert tmp_path.stat().st_mode & 0o777 == 0o755  # an existing parent is left as it is
 
 
 def test_schema_version_and_migrations_apply_once(tmp_path: Path) -> None:
