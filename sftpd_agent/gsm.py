@@ -215,14 +215,7 @@ def specials(chars: str, policy: Policy = Policy.TRANSLITERATE) -> Specials | No
         return Specials(_GSM7, ext, ext, non_gsm, (), non_gsm)
     if any(unicodedata.combining(char) for char in non_gsm):
         return None
-    replaced: list[tuple[str, str]] = []
-    unsendable: list[str] = []
-    for char in non_gsm:
-        replacement = _replacement(char)
-        if replacement is None:
-            unsendable.append(char)
-        else:
-            replaced.append((char, replacement))
+    replaced, unsendable = _replacements(non_gsm)
     extra = wide = ext
     table = dict(replaced)
     for char in chars:
@@ -231,7 +224,7 @@ def specials(chars: str, policy: Policy = Policy.TRANSLITERATE) -> Specials | No
             escapes = septets(replacement) - len(replacement)
             extra += len(replacement) - 1 + escapes
             wide += escapes
-    return Specials(_GSM7, extra, wide, non_gsm, tuple(replaced), tuple(unsendable))
+    return Specials(_GSM7, extra, wide, non_gsm, replaced, unsendable)
 
 
 def is_gsm(text: str) -> bool:
@@ -287,17 +280,26 @@ def _transliterated(text: str, non_gsm: tuple[str, ...]) -> Counted:
         candidates = tuple(dict.fromkeys(_NON_GSM.findall(work)))
         absorbed = tuple((c, "") for c in non_gsm
                          if unicodedata.combining(c) and c not in candidates)
+    replaced, unsendable = _replacements(candidates)
     sent = work
+    for char, replacement in replaced:
+        sent = sent.replace(char, replacement)  # per distinct char: faster than translate
+    return _gsm7(sent, non_gsm, (*replaced, *absorbed), unsendable)
+
+
+def _replacements(chars: tuple[str, ...]) -> tuple[tuple[tuple[str, str], ...],
+                                                     tuple[str, ...]]:
+    """Of distinct characters outside GSM 03.38: (character, GSM form) for those that have
+    one, and those that have none, each in the given order."""
     replaced: list[tuple[str, str]] = []
     unsendable: list[str] = []
-    for char in candidates:
+    for char in chars:
         replacement = _replacement(char)
         if replacement is None:
             unsendable.append(char)
         else:
-            sent = sent.replace(char, replacement)  # per distinct char: faster than translate
             replaced.append((char, replacement))
-    return _gsm7(sent, non_gsm, (*replaced, *absorbed), tuple(unsendable))
+    return tuple(replaced), tuple(unsendable)
 
 
 def _replacement(char: str) -> str | None:
