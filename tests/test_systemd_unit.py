@@ -8,6 +8,10 @@ a test machine. So the test builds a throwaway root: the host's system units (fo
 targets the unit depends on), stub executables at the unit's Exec*= paths, and the unit in
 ``etc/systemd/system``; then runs ``systemd-analyze verify --root=<that root>``. With
 ``--root`` the unit must sit inside the root: a path outside it is not loaded.
+
+Both units are checked: the agent's and the template its ``OnFailure=`` starts
+(``sftpd-agent-alert@.service``, which e-mails that systemd gave up). Verifying the agent's
+unit loads the alert unit through ``OnFailure=`` when it is in the root, so the root holds both.
 """
 
 from __future__ import annotations
@@ -20,7 +24,12 @@ from pathlib import Path
 
 import pytest
 
+from sftpd_agent.config import EmailSettings, Settings
+from sftpd_agent.notify import JOURNAL_SECONDS
+
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "sftpd-agent.service"
+ALERT = UNIT.with_name("sftpd-agent-alert@.service")
+UNITS = (UNIT, ALERT)
 MAX_EXPOSURE = 2.0
 SYSTEM_UNIT_DIRS = (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system"))
 _EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
@@ -67,6 +76,33 @@ def service() -> dict[str, list[str]]:
     return _directives(UNIT.read_text(encoding="utf-8"))["Service"]
 
 
+@pytest.fixture(scope="module")
+def unit_section() -> dict[str, list[str]]:
+    return _directives(UNIT.read_text(encoding="utf-8"))["Unit"]
+
+
+@pytest.fixture(scope="module")
+def alert() -> dict[str, dict[str, list[str]]]:
+    return _directives(ALERT.read_text(encoding="utf-8"))
+
+
+_UNITS_OF_TIME = {"": 1, "s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
+_UNITS_OF_SIZE = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def seconds(value: str) -> float:
+    """A systemd time span such as ``180``, ``90s`` or ``10min``, in seconds."""
+    found = re.fullmatch(r"(\d+)\s*([a-z]*)", value)
+    assert found and found[2] in _UNITS_OF_TIME, f"not a simple time span: {value!r}"
+    return int(found[1]) * _UNITS_OF_TIME[found[2]]
+
+
+def size(value: str) -> int:
+    found = re.fullmatch(r"(\d+)([KMG]?)", value)
+    assert found, f"not a simple size: {value!r}"
+    return int(found[1]) * _UNITS_OF_SIZE.get(found[2], 1)
+
+
 def _executables(unit_text: str) -> list[str]:
     """Absolute program paths of the Exec*= lines, without systemd's prefixes (-, @, +, !, :)."""
     programs = []
@@ -76,37 +112,48 @@ def _executables(unit_text: str) -> list[str]:
     return programs
 
 
-def _verify_root(tmp_path: Path, unit_text: str, *, stubs: bool) -> Path:
+def _verify_root(tmp_path: Path, texts: dict[str, str], *, stubs: bool) -> Path:
     units = next((d for d in SYSTEM_UNIT_DIRS if d.is_dir()), None)
     if units is None:
         pytest.fail("systemd-analyze is present but no system unit directory was found")
     root = tmp_path / "root"
     shutil.copytree(units, root / "usr/lib/systemd/system", symlinks=True)
-    for program in _executables(unit_text) if stubs else []:
+    programs = {program for text in texts.values() for program in _executables(text)}
+    for program in sorted(programs) if stubs else []:
         stub = root / program.lstrip("/")
         stub.parent.mkdir(parents=True, exist_ok=True)
         stub.write_text("#!/bin/sh\nexit 0\n")
         stub.chmod(0o755)
     unit_dir = root / "etc/systemd/system"
     unit_dir.mkdir(parents=True)
-    (unit_dir / UNIT.name).write_text(unit_text, encoding="utf-8")
+    for name, text in texts.items():
+        (unit_dir / name).write_text(text, encoding="utf-8")
     return root
 
 
 def _verify(
-    tmp_path: Path, unit_text: str, *, stubs: bool = True
+    tmp_path: Path, unit_text: str | None = None, *, stubs: bool = True, unit: Path = UNIT,
+    alert_text: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """``verify`` of ``unit`` in a root holding both units (their texts, or the files')."""
     _analyze()
-    root = _verify_root(tmp_path, unit_text, stubs=stubs)
+    texts = {UNIT.name: UNIT.read_text(encoding="utf-8"),
+             ALERT.name: ALERT.read_text(encoding="utf-8")}
+    if unit_text is not None:
+        texts[unit.name] = unit_text
+    if alert_text is not None:
+        texts[ALERT.name] = alert_text
+    root = _verify_root(tmp_path, texts, stubs=stubs)
     return _run("verify", f"--root={root}", "--man=no", "--generators=no",
-                str(root / "etc/systemd/system" / UNIT.name))
+                str(root / "etc/systemd/system" / unit.name))
 
 
 # --- what systemd-analyze says ---------------------------------------------------------------
 
 
-def test_overall_exposure_is_at_most_two() -> None:
-    result = _run("security", "--offline=true", str(UNIT))
+@pytest.mark.parametrize("unit", UNITS, ids=lambda unit: unit.name)
+def test_overall_exposure_is_at_most_two(unit: Path) -> None:
+    result = _run("security", "--offline=true", str(unit))
     assert result.returncode == 0, result.stderr
     found = _EXPOSURE.search(result.stdout)
     assert found, f"no overall exposure line in:\n{result.stdout}\n{result.stderr}"
@@ -114,12 +161,13 @@ def test_overall_exposure_is_at_most_two() -> None:
     assert exposure <= MAX_EXPOSURE, result.stdout
     # systemd's own threshold (exposure x 10) must agree with the parsed figure.
     threshold = _run("security", "--offline=true", f"--threshold={int(MAX_EXPOSURE * 10)}",
-                     str(UNIT))
+                     str(unit))
     assert threshold.returncode == 0, threshold.stdout
 
 
-def test_verify_is_clean(tmp_path: Path) -> None:
-    result = _verify(tmp_path, UNIT.read_text(encoding="utf-8"))
+@pytest.mark.parametrize("unit", UNITS, ids=lambda unit: unit.name)
+def test_verify_is_clean(tmp_path: Path, unit: Path) -> None:
+    result = _verify(tmp_path, unit=unit)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
     assert result.stderr.strip() == ""
@@ -144,8 +192,30 @@ def test_verify_harness_does_see_mistakes(
     assert complaint in result.stdout + result.stderr
 
 
-def test_verify_harness_does_see_a_missing_program(tmp_path: Path) -> None:
-    result = _verify(tmp_path, UNIT.read_text(encoding="utf-8"), stubs=False)
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        (("RestartPreventExitStatus=2", "RestartPreventExitStatus=two"), "two"),
+        (("TimeoutStartSec=180", "TimeoutStartSek=180"), "Unknown key 'TimeoutStartSek'"),
+    ],
+    ids=["bad-value", "typo"],
+)
+def test_verify_harness_does_see_mistakes_in_the_alert_unit(
+    tmp_path: Path, change: tuple[str, str], complaint: str
+) -> None:
+    text = ALERT.read_text(encoding="utf-8")
+    assert change[0] in text
+    broken = text.replace(change[0], change[1], 1)
+    alone = _verify(tmp_path / "alone", broken, unit=ALERT)
+    assert complaint in alone.stdout + alone.stderr
+    # Verifying the agent's unit loads the alert unit too, through OnFailure=.
+    through = _verify(tmp_path / "through", alert_text=broken)
+    assert complaint in through.stdout + through.stderr
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda unit: unit.name)
+def test_verify_harness_does_see_a_missing_program(tmp_path: Path, unit: Path) -> None:
+    result = _verify(tmp_path, unit=unit, stubs=False)
     assert "/usr/local/bin/sftpd-agent is not executable" in result.stdout + result.stderr
 
 
@@ -170,7 +240,6 @@ def test_unit_is_a_notify_service_with_watchdog_and_restart(
     assert service["Type"] == ["notify"]
     assert int(service["WatchdogSec"][0]) > 0
     assert service["Restart"] == ["on-failure"]
-    assert service["TimeoutStopSec"] == ["120"]
     assert service["ExecStart"][0].startswith("/usr/local/bin/sftpd-agent run --config ")
     assert "-HUP $MAINPID" in service["ExecReload"][0]
 
@@ -209,3 +278,74 @@ def test_nothing_but_the_state_directory_is_writable(service: dict[str, list[str
 def test_exec_programs_are_found() -> None:
     programs = _executables(UNIT.read_text(encoding="utf-8"))
     assert programs == ["/usr/local/bin/sftpd-agent", "/bin/kill"]
+
+
+def test_exec_program_of_the_alert_unit(alert: dict[str, dict[str, list[str]]]) -> None:
+    assert _executables(ALERT.read_text(encoding="utf-8")) == ["/usr/local/bin/sftpd-agent"]
+    assert alert["Service"]["ExecStart"] == [
+        "/usr/local/bin/sftpd-agent alert --unit %i --config /etc/sftpd-agent/agent.toml"]
+
+
+# --- resources, restarts and the alert ---------------------------------------------------------
+
+
+def test_stop_timeout_leaves_room_for_the_agents_own_stop(service: dict[str, list[str]]) -> None:
+    # The agent waits operation_timeout_seconds for its tasks on SIGTERM (daemon.Agent.run),
+    # then closes the session and the journal: systemd's SIGKILL must come well after that.
+    waited = Settings().remote.operation_timeout_seconds
+    assert seconds(service["TimeoutStopSec"][0]) >= waited + 30
+    assert seconds(service["TimeoutStopSec"][0]) <= 10 * 60  # a stop does not take forever
+
+
+def test_memory_and_tasks_are_bounded(service: dict[str, list[str]]) -> None:
+    # Above the measured peaks (README "Performance": 331 MB for a 1,000,000-number STOP
+    # report), below what would let a leak or a runaway hook hurt the host.
+    assert 512 << 20 <= size(service["MemoryMax"][0]) <= 4 << 30
+    assert 64 <= int(service["TasksMax"][0]) <= 1024
+
+
+def test_a_crash_loop_ends_and_starts_the_alert(
+    unit_section: dict[str, list[str]], service: dict[str, list[str]],
+) -> None:
+    # In [Unit]: in [Service] systemd 229+ ignores them (with a warning verify would show).
+    window = seconds(unit_section["StartLimitIntervalSec"][0])
+    burst = int(unit_section["StartLimitBurst"][0])
+    assert 2 <= burst <= 20
+    # The burst must fit in the window at the restart pace, or the limit is never reached.
+    assert burst * seconds(service["RestartSec"][0]) < window
+    assert "StartLimitIntervalSec" not in service and "StartLimitBurst" not in service
+    (on_failure,) = unit_section["OnFailure"]
+    assert on_failure == "sftpd-agent-alert@%n.service"
+    template = on_failure.replace("%n", "")
+    assert (UNIT.parent / template).is_file()
+
+
+def test_alert_unit_is_a_oneshot_that_retries_a_failed_send_only(
+    alert: dict[str, dict[str, list[str]]],
+) -> None:
+    service = alert["Service"]
+    assert service["Type"] == ["oneshot"]
+    assert "Install" not in alert  # started by OnFailure=, never enabled
+    assert service["Restart"] == ["on-failure"]
+    assert service["RestartPreventExitStatus"] == ["2"]  # a configuration error: no retry
+    # Oneshot units have no start timeout unless given one; it must cover the SMTP timeouts
+    # (aiosmtplib's per step, 4 x in all) and the journal.
+    email = EmailSettings()
+    needed = email.timeout_seconds * 4 + JOURNAL_SECONDS
+    assert needed < seconds(service["TimeoutStartSec"][0]) <= 15 * 60
+    assert int(alert["Unit"]["StartLimitBurst"][0]) >= 2
+
+
+def test_alert_unit_reads_what_the_agent_reads(
+    service: dict[str, list[str]], alert: dict[str, dict[str, list[str]]],
+) -> None:
+    alerting = alert["Service"]
+    assert alerting["User"] == service["User"] and alerting["Group"] == service["Group"]
+    assert "systemd-journal" in " ".join(alerting["SupplementaryGroups"]).split()
+    assert "PrivateUsers" not in alerting  # it would unmap the systemd-journal group
+    theirs = dict(value.split(":", 1) for value in alerting["LoadCredential"])
+    ours = dict(value.split(":", 1) for value in service["LoadCredential"])
+    assert theirs == {"smtp_password": ours["smtp_password"]}  # no private key: not needed
+    assert "--config /etc/sftpd-agent/agent.toml" in service["ExecStart"][0]
+    assert "StateDirectory" not in alerting and "ReadWritePaths" not in alerting
+    assert alerting["ProtectSystem"] == ["strict"]
