@@ -4,6 +4,11 @@ The name is the only link between a campaign we send (``SEND-``) and what the pr
 gives back (``ACK-``, ``STOP-``, ``SMSMO-`` with the same middle part), and the extension
 is the only signal of the remote file's progress (``.tmp -> .csv -> .lock -> .done |
 .reject``). Pure: building and reading names, nothing else.
+
+A *dropped* file's name is read more leniently than the provider reads its own, but never
+more loosely about time (:func:`read_dropped_name`): a name that starts like the provider's
+(``SEND-``, any case) is read as one, and a part that cannot be read is a reason to hold the
+file, never a licence to send it now.
 """
 
 from __future__ import annotations
@@ -11,14 +16,24 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import PurePath
 
 MAX_CAMPAIGN_ID = 20
 SERVICE_ID_LENGTH = 5
 EXTENSIONS = (".tmp", ".csv", ".lock", ".done", ".reject")
 
+GRAMMAR = "SEND-<service_id>-YYYYMMDD-HHMM-<CAMPAIGNID>.csv"
+SEND_PREFIX = "SEND-"
+
 _ALNUM = re.compile(r"[A-Za-z0-9]+")
+_DIGITS_8 = re.compile(r"[0-9]{8}")
+_DIGITS_4 = re.compile(r"[0-9]{4}")
+# SEND_12345_20270105..., "send 12345 20270105 ...": the provider's parts, other separators.
+_LOOKALIKE = re.compile(r"send[^A-Za-z0-9]+[A-Za-z0-9]{5}[^A-Za-z0-9]+[0-9]{8}",
+                        re.IGNORECASE)
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]+")
 _NAME = re.compile(
     r"(SEND|ACK|STOP|SMSMO)-([A-Za-z0-9]{5})-([0-9]{8})-([0-9]{4})-([A-Za-z0-9]{1,20})"
@@ -103,6 +118,140 @@ def campaign_id_from_stem(stem: str) -> str:
     if not campaign_id:
         raise ValueError(f"no ASCII letter or digit in {stem!r} to name the campaign")
     return campaign_id
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedName:
+    """How the name of a file dropped in the outbox was read (before any time zone)."""
+
+    campaign_id: str                        # "" when none could be made
+    when: datetime.datetime | None = None   # the naive local time written in the name
+    provider_like: bool = False             # starts like the provider's: read as one
+    service_id: str | None = None           # the service id written in the name
+    notes: tuple[str, ...] = ()             # what was changed in reading it
+    problem: str | None = None              # why the file must be held
+
+
+def read_dropped_name(filename: str) -> DroppedName:
+    """Read a dropped file's name the way the agent decides campaign and time from it.
+
+    A name starting with ``SEND-`` (any case) is the provider's grammar, :data:`GRAMMAR`:
+    its service id, date and time must all be readable, else ``problem`` names the part.
+    The campaign id after the time is made safe without touching the time: characters
+    other than ASCII letters and digits are dropped, and it is cut to 20 (both in
+    ``notes``). A name that spells the provider's parts with other separators
+    (``SEND_12345_20270105_...``) is held too, since it carries a time that would be lost.
+    Any other name carries no time: its id is the letters and digits of its stem.
+    """
+    name = PurePath(filename).name
+    stem = PurePath(name).stem
+    if stem[:len(SEND_PREFIX)].upper() != SEND_PREFIX:
+        if _LOOKALIKE.match(stem):
+            return DroppedName(
+                _NOT_ALNUM.sub("", stem)[:MAX_CAMPAIGN_ID], provider_like=True,
+                problem=f"the name looks like the provider's but its parts are not separated "
+                        f"by '-' (expected {GRAMMAR})")
+        try:
+            return DroppedName(campaign_id_from_stem(stem))
+        except ValueError:
+            return DroppedName(
+                "", problem="the file name has no letter or digit to make a campaign id from")
+    return _read_provider_like(stem[len(SEND_PREFIX):])
+
+
+def _read_provider_like(rest: str) -> DroppedName:
+    """The part of a ``SEND-`` name after its prefix: service, date, time, campaign id."""
+    service_id, date, hour, raw_id = [*rest.split("-", 3), "", "", ""][:4]
+    problems: list[str] = []
+    if not service_id:
+        problems.append("no service id after SEND-")
+    elif len(service_id) != SERVICE_ID_LENGTH or not _is_alnum(service_id):
+        problems.append(f"the service id {service_id!r} is not "
+                        f"{SERVICE_ID_LENGTH} letters or digits")
+    day = _read_date(date, problems) if date else None
+    minute = _read_hour(hour, problems) if hour else None
+    campaign_id, notes = safe_campaign_id(raw_id)
+    missing = next((what for what, value in (
+        ("no date after the service id", date), ("no time after the date", hour),
+        ("no campaign id after the time", campaign_id)) if not value), None)
+    if missing and service_id:
+        problems.append(missing)
+    when = None
+    if day is not None and minute is not None:
+        when = datetime.datetime.combine(day, minute)
+    problem = None
+    if problems:
+        problem = "; ".join(problems) + f" (expected {GRAMMAR})"
+    return DroppedName(campaign_id, when, provider_like=True,
+                       service_id=service_id or None, notes=notes, problem=problem)
+
+
+def _read_date(text: str, problems: list[str]) -> datetime.date | None:
+    if _DIGITS_8.fullmatch(text):
+        try:
+            return datetime.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+        except ValueError:
+            pass
+    problems.append(f"the date {text} is not a date (YYYYMMDD)")
+    return None
+
+
+def _read_hour(text: str, problems: list[str]) -> datetime.time | None:
+    if _DIGITS_4.fullmatch(text):
+        try:
+            return datetime.time(int(text[:2]), int(text[2:]))
+        except ValueError:
+            pass
+    problems.append(f"the hour {text} is not a time (HHMM)")
+    return None
+
+
+def safe_campaign_id(text: str) -> tuple[str, tuple[str, ...]]:
+    """``text`` as a campaign id: only ASCII letters and digits, at most 20; and what changed.
+
+    ``"promo (1)"`` -> ``("promo1", (<a note saying so>,))``; ``""`` when nothing is left.
+    """
+    notes = []
+    kept = _NOT_ALNUM.sub("", text)
+    if kept != text and kept:
+        notes.append(f"campaign id {text!r} made safe as {kept!r}: only letters and digits "
+                     "are kept")
+    if len(kept) > MAX_CAMPAIGN_ID:
+        notes.append(f"campaign id {kept!r} is longer than {MAX_CAMPAIGN_ID} characters: "
+                     f"cut to {kept[:MAX_CAMPAIGN_ID]!r}")
+        kept = kept[:MAX_CAMPAIGN_ID]
+    return kept, tuple(notes)
+
+
+MAX_SUFFIX = 9999
+"""How far :func:`distinct_part_ids` counts before giving up."""
+
+
+def distinct_part_ids(
+    campaign_id: str, parts: int, taken: Callable[[list[str]], bool]
+) -> list[str]:
+    """Part ids for a campaign whose ids ``taken`` does not already know.
+
+    First :func:`part_ids` itself; when ``taken`` says those are in use (by another
+    campaign at the same time), the id gets a suffix ``2``, ``3``, ... placed before the
+    part number and cut so that every id stays within 20 characters: ``promo`` -> ``promo2``,
+    ``abcdefghijklmnopqrst`` in 3 parts -> ``abcdefghijklmnopq2P1``... Raises ValueError
+    when :data:`MAX_SUFFIX` suffixes are all taken.
+    """
+    ids = part_ids(campaign_id, parts)
+    if not taken(ids):
+        return ids
+    numbering = len(f"P{parts}") if parts > 1 else 0
+    for number in range(2, MAX_SUFFIX + 1):
+        suffix = str(number)
+        keep = MAX_CAMPAIGN_ID - len(suffix) - numbering
+        if keep < 1:
+            break
+        base = campaign_id[:keep] + suffix
+        ids = [base] if parts == 1 else [f"{base}P{n}" for n in range(1, parts + 1)]
+        if not taken(ids):
+            return ids
+    raise ValueError(f"no free campaign id left for {campaign_id!r} in {parts} part(s)")
 
 
 def part_ids(campaign_id: str, parts: int) -> list[str]:
