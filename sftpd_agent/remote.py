@@ -24,9 +24,22 @@ from .errors import PermanentRemoteError, RemoteError
 
 @dataclass(frozen=True, slots=True)
 class RemoteEntry:
+    """One name in a listing. ``name`` is text for logs and comparisons; when the server's
+    bytes were not UTF-8 it is their escaped form (``caf\\xe9.csv``) and ``undecodable`` is
+    set: such a name is shown, never used as a path."""
+
     name: str
     size: int
     mtime: float
+    undecodable: bool = False
+
+
+def decode_name(raw: bytes) -> tuple[str, bool]:
+    """A remote name as text: UTF-8, or its escaped form and True when it is not UTF-8."""
+    try:
+        return raw.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace"), True
 
 
 class TargetExists(RemoteError):
@@ -37,7 +50,8 @@ class Remote(Protocol):
     """One connected session to the provider (or a stand-in)."""
 
     async def list(self, directory: str) -> list[RemoteEntry]:
-        """The regular files of ``directory`` (one listing; no stat per file)."""
+        """The entries of ``directory`` other than folders and symbolic links (one listing;
+        no stat per file). An entry of unknown type is listed: some servers send no type."""
         ...
 
     async def upload(
@@ -91,7 +105,8 @@ class LocalRemote:
         for entry in os.scandir(folder):
             if entry.is_file(follow_symlinks=False):
                 info = entry.stat(follow_symlinks=False)
-                entries.append(RemoteEntry(entry.name, info.st_size, info.st_mtime))
+                name, undecodable = decode_name(os.fsencode(entry.name))
+                entries.append(RemoteEntry(name, info.st_size, info.st_mtime, undecodable))
         return entries
 
     async def upload(

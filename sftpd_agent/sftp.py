@@ -31,7 +31,7 @@ from pydantic import SecretStr
 
 from .config import RemoteSettings
 from .errors import PermanentRemoteError, RemoteError, RetryableRemoteError
-from .remote import RemoteEntry, TargetExists
+from .remote import RemoteEntry, TargetExists, decode_name
 
 # Uploads: each write request carries BLOCK_SIZE bytes (less if the server's limits say so),
 # with at most MAX_REQUESTS of them unacknowledged: 8 MiB in flight.
@@ -244,10 +244,22 @@ class SftpRemote:
                 raise
 
     async def list(self, directory: str) -> list[RemoteEntry]:
+        """Every entry but folders and symbolic links, even one of unknown type (an SFTP v3
+        server may send no type bits). Names are read as bytes: one that is not UTF-8 is
+        listed in an escaped form, flagged, instead of failing the whole listing."""
         async with self._edge(f"list {directory}"):
-            names = await self._sftp.readdir(directory)
-        return [_entry(str(name.filename), name.attrs) for name in names
-                if name.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR]
+            names = await self._sftp.readdir(os.fsencode(directory))
+        entries = []
+        for name in names:
+            raw = name.filename
+            if not isinstance(raw, bytes):  # a bytes path lists bytes names
+                raw = str(raw).encode("utf-8", "surrogateescape")
+            if raw in (b".", b"..") or not listed(name.attrs):
+                continue
+            text, undecodable = decode_name(raw)
+            entries.append(RemoteEntry(text, name.attrs.size or 0,
+                                       float(name.attrs.mtime or 0), undecodable))
+        return entries
 
     async def upload(
         self, local: Path, remote: str, *, progress: Callable[[int], None] | None = None
@@ -339,6 +351,19 @@ class SftpRemote:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.close()
+
+
+_LEFT_OUT = frozenset({asyncssh.FILEXFER_TYPE_DIRECTORY, asyncssh.FILEXFER_TYPE_SYMLINK})
+
+
+def listed(attrs: asyncssh.SFTPAttrs) -> bool:
+    """Whether a listing keeps an entry: anything but a folder or a symbolic link, read from
+    the type, or, when the type is unknown, from the mode's file-type bits if it has any."""
+    if attrs.type in _LEFT_OUT:
+        return False
+    if attrs.type == asyncssh.FILEXFER_TYPE_UNKNOWN and attrs.permissions is not None:
+        return stat.S_IFMT(attrs.permissions) not in (stat.S_IFDIR, stat.S_IFLNK)
+    return True
 
 
 def _entry(name: str, attrs: asyncssh.SFTPAttrs) -> RemoteEntry:

@@ -83,7 +83,8 @@ class SimulatorOptions:
     rewritten in another order through a new file. ``torn_writes``: every append but the last
     ends in the middle of a line, completed by the next one. ``seed``: None for a new run
     each time; a number makes failures, opt-outs and replies repeatable.
-    ``journal``: default ``<root>/.simulator/journal.jsonl``.
+    ``journal``: default ``<root>/.simulator/journal.jsonl``. ``file_types``: False makes the
+    SFTP server send no file-type bits (every entry of unknown type), as some SFTP v3 servers do.
     """
 
     service_id: str = "12345"
@@ -101,6 +102,7 @@ class SimulatorOptions:
     mo_texts: tuple[str, ...] = DEFAULT_MO_TEXTS
     seed: int | None = None
     journal: Path | None = None
+    file_types: bool = True
 
     def __post_init__(self) -> None:
         for name in ("ack_failure_share", "stop_share", "mo_share"):

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import stat
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
 
@@ -36,8 +38,36 @@ _NO_LINK = frozenset({errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV, errno.EPERM, 
 class ProviderSFTPServer(asyncssh.SFTPServer):
     """asyncssh's file server, chrooted, with OpenSSH's rename semantics."""
 
-    def __init__(self, chan: asyncssh.SSHServerChannel[bytes], root: Path) -> None:
+    def __init__(self, chan: asyncssh.SSHServerChannel[bytes], root: Path, *,
+                 file_types: bool = True) -> None:
         super().__init__(chan, chroot=os.fsencode(root))
+        self._file_types = file_types
+
+    # With ``file_types=False`` no attributes carry a file type: neither the SFTP v3 mode's
+    # S_IFMT bits nor a type, as some servers send them.
+
+    def _typed(self, attrs: asyncssh.SFTPAttrs) -> asyncssh.SFTPAttrs:
+        if not self._file_types:
+            attrs.type = asyncssh.FILEXFER_TYPE_UNKNOWN
+            if attrs.permissions is not None:
+                attrs.permissions = stat.S_IMODE(attrs.permissions)
+        return attrs
+
+    def lstat(self, path: bytes) -> asyncssh.SFTPAttrs:
+        return self._typed(asyncssh.SFTPAttrs.from_local(os.lstat(self.map_path(path))))
+
+    def stat(self, path: bytes) -> asyncssh.SFTPAttrs:
+        return self._typed(asyncssh.SFTPAttrs.from_local(
+            Path(os.fsdecode(self.map_path(path))).stat()))
+
+    def fstat(self, file_obj: object) -> asyncssh.SFTPAttrs:
+        return self._typed(asyncssh.SFTPAttrs.from_local(
+            os.fstat(file_obj.fileno())))  # type: ignore[attr-defined]
+
+    async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
+        async for name in super().scandir(path):
+            name.attrs = self._typed(name.attrs)
+            yield name
 
     def rename(self, oldpath: bytes, newpath: bytes) -> None:
         """Rename without replacing: link then unlink, so no window lets a target be lost."""
@@ -100,6 +130,7 @@ class Simulator:
         self._host_key = _host_key(host_key)
         self._interval = interval
         self._processor = Processor(self.root, options, clock=clock)
+        self._file_types = options.file_types if options is not None else True
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._live: set[asyncssh.SSHServerConnection] = set()
         self._task: asyncio.Task[None] | None = None
@@ -148,7 +179,8 @@ class Simulator:
                     server_host_keys=[self._host_key],
                     authorized_client_keys=str(self._authorized_keys),
                     password_auth=False, kbdint_auth=False, gss_host=None,
-                    sftp_factory=lambda chan: ProviderSFTPServer(chan, self.root),
+                    sftp_factory=lambda chan: ProviderSFTPServer(
+                        chan, self.root, file_types=self._file_types),
                     allow_scp=False, sftp_version=3,
                 )
             except (OSError, asyncssh.KeyImportError) as exc:
