@@ -20,6 +20,16 @@ the start: every line has a key in the journal, so reading twice counts nothing 
 
 Raw copies of exactly the bytes ingested are kept in ``inbox/ack|stop|mo/``, replaced
 atomically after each read.
+
+Remote names are data, never paths: only a name of the provider's grammar
+(``ACK|STOP|SMSMO-<5 letters or digits>-<YYYYMMDD>-<HHMM>-<1..20 letters or digits>.csv``)
+is read, and only such a name is joined into a local path. Any other name that looks like a
+report (a report prefix or ``.csv``, any case), or that is not UTF-8, is skipped. Each report
+file is read inside its own boundary: whatever goes wrong with one (a local copy, the journal,
+its content, a permission on the server) skips that file for this poll, and the others are
+read; only a lost connection ends the round. Skipped files are logged once (``report_skipped``,
+one line) and listed, with the reason, in the agent fact ``report_skipped`` that ``status``
+shows; a failed file is tried again at every poll.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import re
 import sqlite3
 import unicodedata
 from collections.abc import Callable
@@ -36,8 +47,9 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from .config import Settings
-from .errors import PermanentRemoteError
+from .errors import PermanentRemoteError, RemoteError, RetryableRemoteError
 from .logs import get_logger
+from .naming import parse_name
 from .numbers import NumberNormalizer
 from .remote import Remote, RemoteEntry, join
 from .states import CampaignState, PartState
@@ -61,6 +73,10 @@ UNANNOUNCED = "unannounced_reports"
 """The agent fact adding up opt-outs and replies read but not yet announced."""
 MAX_WARNINGS = 10
 """Unreadable lines logged one by one per file and read; the rest are counted."""
+SKIPPED = "report_skipped"
+"""The agent fact listing the report files skipped, ``{shown name: reason}``, for status."""
+MAX_REASON = 300
+"""A skipped file's reason is cut to this many characters (one line in status)."""
 
 
 class Kind(StrEnum):
@@ -70,6 +86,11 @@ class Kind(StrEnum):
 
 
 _PREFIXES = (("ACK-", Kind.ACK), ("STOP-", Kind.STOP), ("SMSMO-", Kind.MO))
+# The provider's grammar for a report's name, ASCII only, checked here whatever naming's
+# reading of names accepts: this name becomes a local file name.
+_REPORT_NAME = re.compile(
+    r"(?:ACK|STOP|SMSMO)-[A-Za-z0-9]{5}-[0-9]{8}-[0-9]{4}-[A-Za-z0-9]{1,20}\.csv", re.ASCII)
+_LOOKS_LIKE = re.compile(r"(?:ACK|STOP|SMSMO)-|.*\.csv\Z", re.IGNORECASE | re.DOTALL)
 
 
 class Events(Protocol):
@@ -77,13 +98,45 @@ class Events(Protocol):
 
 
 def report_kind(name: str) -> Kind | None:
-    """The kind of a report file by its name, or None for anything else."""
-    if not name.endswith(".csv"):
+    """The kind of a report file by its name; None for anything not of the provider's grammar
+    (with a real date and time)."""
+    if _REPORT_NAME.fullmatch(name) is None or parse_name(name) is None:
         return None
     for prefix, kind in _PREFIXES:
-        if name.startswith(prefix) and len(name) > len(prefix) + len(".csv"):
+        if name.startswith(prefix):
             return kind
-    return None
+    return None  # pragma: no cover - the grammar allows only these prefixes
+
+
+def shown(name: str) -> str:
+    """A remote name as it may be shown (logs, status): every character that is not printable
+    escaped (``\\n``, ``\\x1b``), so that a name cannot forge a line or a terminal."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in name)
+
+
+def skip_reason(entry: RemoteEntry) -> str | None:
+    """Why a listed entry is not read as a report, when it looks like one (a report prefix or
+    ``.csv``, any case) or is not UTF-8; None for a report, or a name that is none of our
+    business."""
+    if entry.undecodable:
+        return "name is not UTF-8"
+    if report_kind(entry.name) is not None:
+        return None
+    if _LOOKS_LIKE.match(entry.name) is None:
+        return None
+    if len(entry.name.encode("utf-8", "surrogateescape")) > 200:
+        return "name too long for a report name"
+    return "name is not a report name (ACK|STOP|SMSMO-SERVICEID-YYYYMMDD-HHMM-ID.csv)"
+
+
+def one_line_error(exc: BaseException) -> str:
+    """``ValueError: text`` on one line, cut to MAX_REASON characters."""
+    text = " ".join(str(exc).split())
+    reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return reason if len(reason) <= MAX_REASON else reason[:MAX_REASON - 3] + "..."
 
 
 def send_name(report: str) -> str:
@@ -155,6 +208,17 @@ async def _prefix_ends(remote: Remote, path: str, offset: int) -> tuple[bytes, b
     return head, await remote.read(path, offset - WINDOW, WINDOW)
 
 
+async def _alive(remote: Remote, directory: str) -> bool:
+    """Whether the connection still answers, after a retryable failure on one file: an SFTP
+    failure of that file (a folder listed as a file, a busy file) skips it; a lost
+    connection ends the round."""
+    try:
+        await remote.stat(directory)
+    except RemoteError:
+        return False
+    return True
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -214,6 +278,7 @@ class Reports:
     _dir_error: str | None = None
     _touched: set[int] = field(default_factory=set)
     _times: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    _skipped: dict[str, str] | None = None  # what the fact says; None: not read yet
 
     # -- a poll ----------------------------------------------------------------------------
 
@@ -229,9 +294,32 @@ class Reports:
                 self._dir_error = str(exc)
             return
         self._dir_error = None
-        reports = sorted((e for e in entries if report_kind(e.name)), key=lambda e: e.name)
-        for entry in reports:
-            await self._file(remote, entry)
+        skipped: dict[str, str] = {}
+        reports = []
+        for entry in entries:
+            reason = skip_reason(entry)
+            if reason is not None:
+                skipped[shown(entry.name)] = reason
+            elif report_kind(entry.name) is not None:
+                reports.append(entry)
+        reports.sort(key=lambda e: e.name)
+        try:
+            for entry in reports:
+                # The boundary of one report file: anything but a lost connection skips it.
+                try:
+                    await self._file(remote, entry)
+                except RetryableRemoteError as exc:
+                    if not await _alive(remote, directory):
+                        raise  # the connection is lost: the session reconnects
+                    skipped[shown(entry.name)] = one_line_error(exc)  # the file's own failure
+                except Exception as exc:  # one file's failure is that file's alone
+                    skipped[shown(entry.name)] = one_line_error(exc)
+                    log.debug("report_skipped_trace", file=shown(entry.name), exc_info=True)
+        except RetryableRemoteError:
+            # Not all files were looked at: what was skipped before still stands.
+            self._record_skipped({**self._skipped_before(), **skipped})
+            raise
+        self._record_skipped(skipped)
         self._report_campaigns()
         self.announce()
         self._touched.clear()
@@ -556,7 +644,33 @@ class Reports:
         return self.store.campaign(pk).campaign_id if pk is not None else None
 
     def _copy_path(self, cursor: ReportCursor) -> Path:
+        # The remote name becomes a local file name: only one of the provider's grammar,
+        # which holds no "/", no "..", nothing but ASCII letters, digits, "-" and ".csv".
+        if report_kind(cursor.name) is None:
+            raise ValueError(f"not a report name, never a local path: {shown(cursor.name)!r}")
         return private_dir(self.settings.paths.inbox / cursor.kind) / cursor.name
+
+    # -- skipped files ---------------------------------------------------------------------
+
+    def _skipped_before(self) -> dict[str, str]:
+        if self._skipped is None:
+            found = self.store.fact(SKIPPED)
+            self._skipped = dict(found) if isinstance(found, dict) else {}
+        return self._skipped
+
+    def _record_skipped(self, skipped: dict[str, str]) -> None:
+        """Log each newly skipped file (or new reason) once; keep the fact for status.
+
+        The fact is written only when it changes: no durable write per poll."""
+        before = self._skipped_before()
+        for name, reason in skipped.items():
+            if before.get(name) != reason:
+                log.warning("report_skipped", file=name, reason=reason)
+        for name in before.keys() - skipped.keys():
+            log.info("report_no_longer_skipped", file=name)
+        if skipped != before:
+            self.store.set_fact(SKIPPED, skipped or None)
+            self._skipped = dict(skipped)
 
     def _line_counts(self, cursor: ReportCursor) -> dict[int, int]:
         if cursor.kind == Kind.ACK or cursor.id is None:
