@@ -7,7 +7,9 @@ recorded. Every round starts from ONE listing of ``send_dir``, and that listing 
 - a part whose name is there as ``.csv``, ``.lock``, ``.done`` or ``.reject`` is published (or
   further) whatever the journal says: it is never uploaded again;
 - its own stale ``.tmp`` (a crash or a cut mid-upload) is removed and the upload redone;
-- otherwise it is uploaded.
+- otherwise each of its four names is asked for with ``stat``, one by one (a listing may
+  leave out what a server cannot type, or be cut short): any one found counts as seen;
+- only then is it uploaded.
 
 A rename that finds its target present means the part was already published. A connection
 lost around the rename is not guessed about: the next round's listing tells. The same listing
@@ -66,7 +68,26 @@ class Publisher:
             if seen is not None and advanced(part.state, seen):
                 self._move(part, seen)
             elif part.state == PartState.UPLOADING and seen is None:
-                await self._publish(remote, part, stale_tmp=part.stem + ".tmp" in names)
+                seen = await self._stat_names(remote, part)
+                if seen is not None:
+                    self._move(part, seen)
+                else:
+                    await self._publish(remote, part, stale_tmp=part.stem + ".tmp" in names)
+
+    async def _stat_names(self, remote: Remote, part: Part) -> PartState | None:
+        """Before an upload: the furthest state any of the part's four names proves when
+        asked one by one, or None when none of them exists."""
+        found: dict[str, RemoteEntry] = {}
+        for ext in EXTENSION_STATE:
+            name = part.stem + ext
+            entry = await remote.stat(join(self.send_dir, name))
+            if entry is not None:
+                found[name] = entry
+        seen = seen_state(part.stem, found)
+        if seen is not None:
+            log.warning("part_found_by_stat", campaign_pk=part.campaign,
+                        remote_name=part.remote_name, state=str(seen))
+        return seen
 
     async def _publish(self, remote: Remote, part: Part, *, stale_tmp: bool) -> None:
         tmp = join(self.send_dir, part.stem + ".tmp")
