@@ -168,20 +168,23 @@ def _submit(args: argparse.Namespace, out: TextIO) -> int:
     import shutil  # noqa: PLC0415
     import uuid  # noqa: PLC0415
 
-    from .naming import Kind, ProviderName, campaign_id_from_stem  # noqa: PLC0415
+    from .intake import timing_from  # noqa: PLC0415
+    from .plan import submission_name  # noqa: PLC0415
 
     settings = load_settings(args.config)
     source = Path(args.file)
     if not source.is_file():
         raise ConfigError(f"{source}: no such file")
+    at = None
+    if args.at:
+        try:
+            at = datetime.datetime.strptime(args.at, "%Y-%m-%d %H:%M")
+        except ValueError:
+            raise ConfigError(f"--at: {args.at!r} is not a time YYYY-MM-DD HH:MM") from None
     try:
-        campaign_id = args.campaign or campaign_id_from_stem(source.stem)
-        if args.at:
-            when = datetime.datetime.strptime(args.at, "%Y-%m-%d %H:%M")
-        else:
-            when = datetime.datetime.now(settings.tz).replace(tzinfo=None, second=0,
-                                                               microsecond=0)
-        name = ProviderName(Kind.SEND, settings.service_id, when, campaign_id).filename(".csv")
+        name, notes = submission_name(
+            source.name, campaign=args.campaign, at=at,
+            now=datetime.datetime.now(datetime.UTC), timing=timing_from(settings))
     except ValueError as exc:
         raise ConfigError(f"submit: {exc}") from None
     outbox = settings.paths.outbox
@@ -202,6 +205,8 @@ def _submit(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         temporary.unlink()
     print(f"submitted {source} as {target}", file=out)
+    for note in notes:
+        print(f"  note: {note}", file=out)
     return EXIT_OK
 
 
@@ -257,14 +262,27 @@ def _print_check(result: Intake, settings: Settings, out: TextIO, *, as_json: bo
 
 def render_check(result: Intake, settings: Settings) -> str:
     """The human summary of one checked file."""
+    from .plan import describe  # noqa: PLC0415
+
     s, p = result.summary, result.plan
     verdict = f"HELD: {result.hold_reason}" if result.hold_reason else "OK"
     lines = [f"{result.path}: {verdict}"]
-    if s.unreadable:
-        return lines[0]
 
     def row(label: str, value: object) -> None:
         lines.append(f"  {label:<15} {value}")
+
+    # How the name was read, for every file: what it asks for and what was made of it.
+    row("name", "read as the provider's (SEND-...)" if p.provider_like
+        else "carries no time: send now")
+    row("campaign", p.campaign_id or "-")
+    if p.requested_at is not None:
+        row("requested", describe(p.requested_at, settings.tz))
+    for note in p.name_notes:
+        row("changed", note)
+    if p.name_problem and p.name_problem != result.hold_reason:
+        row("name problem", p.name_problem)
+    if s.unreadable:
+        return "\n".join(lines)
 
     row("encoding", s.encoding + (" (header row skipped)" if s.header else ""))
     row("rows", s.rows)
@@ -280,7 +298,9 @@ def render_check(result: Intake, settings: Settings) -> str:
     row("segments", s.segments)
     if s.replaced:
         row("transliterated", ", ".join(f"{k} x{n}" for k, n in s.replaced.most_common(8)))
-    when = f"{p.send_at:%Y-%m-%d %H:%M} {settings.timezone}"
+    when = describe(p.send_at, settings.tz)
+    if result.hold_reason:
+        when = "not sent: held"
     row("send at", when + (f"  ({p.note})" if p.note else ""))
     for name in p.names:
         row("provider file", name)

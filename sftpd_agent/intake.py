@@ -38,6 +38,13 @@ class Intake:
             "send_at": self.plan.send_at.isoformat(),
             "send_at_note": self.plan.note,
             "remote_names": list(self.plan.names),
+            # how the name was read: as the provider's or not, the time it asks for (after
+            # the daylight-saving rule), what was changed and why the name alone holds it
+            "name_read_as": "provider" if self.plan.provider_like else "other",
+            "requested_at": (self.plan.requested_at.isoformat()
+                             if self.plan.requested_at else None),
+            "name_notes": list(self.plan.name_notes),
+            "name_problem": self.plan.name_problem,
         })
         return data
 
@@ -62,6 +69,7 @@ def timing_from(settings: Settings) -> Timing:
         hold_outside_window=c.outside_window == "hold",
         upload_lead=datetime.timedelta(minutes=c.upload_lead_minutes),
         max_rows_per_file=c.max_rows_per_file,
+        stale_after=datetime.timedelta(minutes=c.stale_after_minutes),
     )
 
 
