@@ -7,16 +7,26 @@ after a crash the journal says what was intended and the remote listing says wha
 The schema has a version (``PRAGMA user_version``) and ordered migrations; opening a store
 applies the missing ones in one transaction each. The database and every file the agent
 writes hold personal data: created 0600 in 0700 folders, whatever the umask.
+
+Several processes write to it (the daemon, ``suppress import``): SQLite lets one write at a
+time. A writer that finds the lock taken waits in :meth:`Store.transaction` (bounded
+exponential backoff with jitter, up to :data:`BEGIN_DEADLINE`), and no writer keeps the lock
+long: bulk writes (:meth:`Store.suppress_batches`) commit in batches sized to hold it about
+:data:`BULK_HOLD_TARGET` and leave it free between batches for the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import itertools
 import json
 import os
+import random
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +165,32 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX notifications_pending ON notifications(sent_at, next_at);
     """,
 )
+
+
+BUSY_TIMEOUT_MS = 100
+"""SQLite's own wait for a lock, on every statement (it polls at most 25 ms apart): enough for
+the rare short lock of a read. Waiting to begin a write is :meth:`Store.transaction`'s."""
+BEGIN_DEADLINE = 30.0
+"""Seconds a writer keeps trying to begin before :class:`JournalBusyError`."""
+BACKOFF_FIRST, BACKOFF_CEILING = 0.002, 0.025
+"""Sleeps between tries to begin: doubling, with jitter, never longer than a bulk writer's
+pause (:data:`BULK_PAUSE`), so that a waiting writer always gets in during one."""
+BULK_HOLD_TARGET = 0.04
+"""Seconds a batch of a bulk write should hold the write lock (the limit is 0.1 s)."""
+BULK_PAUSE = 0.03
+"""Seconds a bulk writer leaves the lock free between batches."""
+BULK_FIRST_BATCH, BULK_MIN_BATCH, BULK_MAX_BATCH = 2_000, 200, 50_000
+
+
+class JournalBusyError(sqlite3.OperationalError):
+    """The journal's write lock stayed taken for :data:`BEGIN_DEADLINE` seconds."""
+
+
+def _busy(error: sqlite3.OperationalError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(error) or "busy" in str(error)
 
 
 def now_iso(when: datetime.datetime) -> str:
@@ -300,11 +336,16 @@ class PartPlan:
 class Store:
     """The journal. One connection, used from the event loop's thread only."""
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False,
+                 begin_deadline: float = BEGIN_DEADLINE) -> None:
         self.path = path
+        self.begin_deadline = begin_deadline
+        self.last_hold = 0.0
+        """Seconds the last transaction held the write lock (BEGIN to the end of COMMIT)."""
         # Validation and upload preparation run in worker threads and record events: one
         # transaction at a time on the shared connection.
         self._lock = threading.RLock()
+        self._rng = random.Random()  # noqa: S311  (jitter, not secrets)
         if readonly:
             # For ``status`` and friends beside a running daemon: WAL lets both read.
             self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
@@ -313,14 +354,16 @@ class Store:
         private_dir(path.parent)
         if not path.exists():
             os.close(private_file(path))
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # Opening (WAL mode, migrations) may wait for another writer SQLite's own way.
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                   timeout=begin_deadline)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB: million-line reports
         self._migrate()
+        self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         for suffix in ("-wal", "-shm"):
             sidecar = path.with_name(path.name + suffix)
             if sidecar.exists():
@@ -343,15 +386,53 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic, durable unit: committed (fsynced) when the block ends."""
+        """One atomic, durable unit: committed (fsynced) when the block ends.
+
+        Begins once the write lock is free (:meth:`_begin`); keep the block short, another
+        process may be waiting for it. Rolled back when the block raises or the COMMIT fails;
+        the error goes on either way.
+        """
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._begin()
+            began = time.monotonic()
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
-            self._db.execute("COMMIT")
+            finally:
+                self.last_hold = time.monotonic() - began
+
+    def _begin(self) -> None:
+        """``BEGIN IMMEDIATE``, tried again while another connection writes: sleeps doubling
+        from :data:`BACKOFF_FIRST` to :data:`BACKOFF_CEILING` with jitter (each try also waits
+        up to :data:`BUSY_TIMEOUT_MS` inside SQLite), for at most ``begin_deadline`` seconds."""
+        deadline = time.monotonic() + self.begin_deadline
+        delay, tries = BACKOFF_FIRST, 0
+        while True:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise
+                tries += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise JournalBusyError(
+                        f"{self.path}: another process kept the journal's write lock for more "
+                        f"than {self.begin_deadline:g} s ({tries} tries)") from exc
+                time.sleep(min(left, delay * (0.5 + self._rng.random() / 2)))
+                delay = min(2 * delay, BACKOFF_CEILING)
+            else:
+                return
+
+    def _rollback(self) -> None:
+        # SQLite may have rolled back already (a full disk, an I/O error): then nothing to do,
+        # and the original error is the one to see.
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
 
     # -- campaigns -----------------------------------------------------------------------
 
@@ -607,19 +688,46 @@ class Store:
 
     # -- the suppression list ------------------------------------------------------------
 
-    def suppress(self, numbers: Sequence[str], *, source: str, at: datetime.datetime,
+    def suppress(self, numbers: Iterable[str], *, source: str, at: datetime.datetime,
                  campaign: str | None = None) -> list[str]:
-        """Add E.164 numbers; the ones that were new, in order."""
-        added = []
-        with self.transaction() as db:
-            for msisdn in numbers:
-                cursor = db.execute(
+        """Add E.164 numbers; the ones that were new, in order (a repeated number once).
+        Committed in batches (:meth:`suppress_batches`)."""
+        added: list[str] = []
+        for new in self.suppress_batches(numbers, source=source, at=at, campaign=campaign):
+            added.extend(new)
+        return added
+
+    def suppress_batches(self, numbers: Iterable[str], *, source: str, at: datetime.datetime,
+                         campaign: str | None = None) -> Iterator[list[str]]:
+        """Add E.164 numbers, taken from ``numbers`` as it goes, one transaction a batch; for
+        each batch once committed, its numbers that were new, in order.
+
+        Each batch holds the write lock about :data:`BULK_HOLD_TARGET` seconds (its size
+        follows the time the last one took) and the lock is left free :data:`BULK_PAUSE`
+        seconds between batches: a million numbers go in beside a running daemon. Sorted
+        numbers go in fastest (a batch then touches few pages of the index).
+        """
+        source_at = now_iso(at)
+        size = BULK_FIRST_BATCH
+        pending = iter(numbers)
+        first = True
+        while batch := list(itertools.islice(pending, size)):
+            if not first:
+                time.sleep(BULK_PAUSE)
+            first = False
+            with self.transaction() as db:
+                present = {row[0] for row in db.execute(
+                    "SELECT s.msisdn FROM json_each(?) AS j JOIN suppression AS s "
+                    "ON s.msisdn = j.value", (json.dumps(batch),))}
+                new = list(dict.fromkeys(n for n in batch if n not in present))
+                db.executemany(
                     "INSERT INTO suppression (msisdn, added_at, source, campaign) "
                     "VALUES (?,?,?,?) ON CONFLICT(msisdn) DO NOTHING",
-                    (msisdn, now_iso(at), source, campaign))
-                if cursor.rowcount:
-                    added.append(msisdn)
-        return added
+                    [(msisdn, source_at, source, campaign) for msisdn in sorted(new)])
+            held = max(self.last_hold, 0.001)
+            size = max(BULK_MIN_BATCH, min(BULK_MAX_BATCH, 2 * size,
+                                           int(size * BULK_HOLD_TARGET / held)))
+            yield new
 
     def unsuppress(self, numbers: Sequence[str]) -> list[str]:
         removed = []

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from sftpd_agent import store as store_module
 from sftpd_agent.states import CampaignState, PartState
 from sftpd_agent.store import MIGRATIONS, PartPlan, Store, private_dir
 
@@ -96,3 +97,37 @@ def test_facts(tmp_path: Path) -> None:
     ro = Store(tmp_path / "s.db", readonly=True)
     assert ro.fact("last_poll") == "y"
     ro.close()
+
+
+def test_suppress_returns_the_new_numbers_in_order_across_batches(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "BULK_FIRST_BATCH", 3)
+    monkeypatch.setattr(store_module, "BULK_MAX_BATCH", 3)
+    monkeypatch.setattr(store_module, "BULK_MIN_BATCH", 3)
+    monkeypatch.setattr(store_module, "BULK_PAUSE", 0)
+    store = Store(tmp_path / "s.db")
+    assert store.suppress(["+33600000009"], source="manual", at=T0) == ["+33600000009"]
+    given = ["+33600000003", "+33600000001", "+33600000003",  # a repeat in the same batch
+             "+33600000009", "+33600000002", "+33600000001",  # on the list; a later repeat
+             "+33600000004"]
+    batches = list(store.suppress_batches(given, source="import:x.csv", at=T0))
+    assert batches == [["+33600000003", "+33600000001"], ["+33600000002"], ["+33600000004"]]
+    assert store.suppress(given, source="again", at=T0) == []
+    assert store.suppressed() == {f"+3360000000{n}" for n in (1, 2, 3, 4, 9)}
+    sources = {e["msisdn"]: e["source"] for e in store.suppression_entries()}
+    assert sources["+33600000009"] == "manual" and sources["+33600000004"] == "import:x.csv"
+    store.close()
+
+
+def test_a_large_suppress_commits_in_short_batches(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    numbers = (f"+3361{i:07d}" for i in range(60_000))  # taken as it goes: any iterable
+    holds = []
+    added = 0
+    for new in store.suppress_batches(numbers, source="import:big.csv", at=T0):
+        holds.append(store.last_hold)
+        added += len(new)
+    assert added == 60_000 and len(store.suppressed()) == 60_000
+    assert len(holds) >= 3  # not one transaction for all
+    assert sorted(holds)[len(holds) // 2] < 0.1  # the typical batch holds the lock < 100 ms
+    store.close()
