@@ -241,6 +241,7 @@ def distinct_part_ids(
     ids = part_ids(campaign_id, parts)
     if not taken(ids):
         return ids
+    tried = {ids[0]}
     numbering = len(f"P{parts}") if parts > 1 else 0
     for number in range(2, MAX_SUFFIX + 1):
         suffix = str(number)
@@ -249,6 +250,9 @@ def distinct_part_ids(
             break
         base = campaign_id[:keep] + suffix
         ids = [base] if parts == 1 else [f"{base}P{n}" for n in range(1, parts + 1)]
+        if ids[0] in tried:  # "...0002" cut and suffixed "2" is itself again
+            continue
+        tried.add(ids[0])
         if not taken(ids):
             return ids
     raise ValueError(f"no free campaign id left for {campaign_id!r} in {parts} part(s)")
