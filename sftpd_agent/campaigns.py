@@ -1,7 +1,9 @@
 """The campaign lifecycle on the local side: take in, validate, hold or schedule, prepare.
 
-    outbox/<name> --take--> spool/incoming/<ns>-<name>     (atomic rename; the user may drop
-                                                            a new file of the same name at once)
+    outbox/<name> --take--> spool/incoming/<ns>.csv        (atomic rename; the user may drop
+                                                            a new file of the same name at once;
+                                                            the name is kept in <ns>.name until
+                                                            the file leaves the spool)
     received  --validate--> spool/<pk>/rows.csv             (the surviving rows, upload form)
     validated --plan------> held (failed/<name> + .errors.csv | .reason.txt) | scheduled
     scheduled --prepare---> spool/<pk>/<provider name>...   (suppression applied NOW, at upload
@@ -14,6 +16,7 @@ Every step is durable before the next, and each is redone from the journal after
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import hashlib
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Settings
+from .display import local_name, plain, shown
 from .intake import rules_from, take_in, timing_from
 from .logs import bind_campaign, get_logger
 from .plan import campaign_from_filename, provider_names
@@ -37,6 +41,10 @@ from .writer import UploadWriter
 
 log = get_logger("sftpd_agent.campaigns")
 C = CampaignState
+
+NAME_SUFFIX = ".name"
+"""Beside a taken file in ``spool/incoming/``: the name it was dropped under, until the
+journal has it."""
 
 Clock = Callable[[], datetime.datetime]
 Suppressed = Callable[[], "set[str] | frozenset[str]"]
@@ -60,10 +68,12 @@ class Campaigns:
 
     def __post_init__(self) -> None:
         paths = self.settings.paths
-        for folder in (paths.root, paths.outbox, paths.failed, paths.archive, paths.spool,
-                       self.incoming):
+        for folder in (paths.root, paths.failed, paths.archive, paths.spool, self.incoming):
             private_dir(folder)
-        # The outbox is where people drop files: group-writable is their choice, keep theirs.
+        # The outbox is where people drop files: its mode and group are the operators' choice
+        # (a group that drops files); created private when missing, never changed.
+        if not paths.outbox.exists():
+            private_dir(paths.outbox)
 
     @property
     def incoming(self) -> Path:
@@ -79,28 +89,82 @@ class Campaigns:
     # -- taking in -----------------------------------------------------------------------
 
     def take(self, dropped: Path) -> Campaign:
-        """Move a complete file out of the outbox into the spool and record it."""
-        target = self.incoming / f"{time.time_ns()}-{dropped.name}"
-        dropped.rename(target)
+        """Move a complete entry out of the outbox into the spool and record it.
+
+        The spool name is a sequence number, never derived from the dropped name (which may
+        be 255 bytes, undecodable, or hold a newline); the name itself is kept beside it
+        until the journal has it. A symbolic link is moved as a link, never followed.
+        """
+        stamp = str(time.time_ns())
+        label = self.incoming / f"{stamp}{NAME_SUFFIX}"
+        fd = private_file(label)
+        with os.fdopen(fd, "wb") as out:
+            out.write(os.fsencode(dropped.name))
+            out.flush()
+            os.fsync(out.fileno())
+        target = self.incoming / f"{stamp}.csv"
+        try:
+            dropped.rename(target)
+        except BaseException:
+            label.unlink(missing_ok=True)
+            raise
         fsync_dir(self.incoming)
         fsync_dir(dropped.parent)
-        return self._record(target)
+        return self.record(target)
 
-    def recover(self) -> list[Campaign]:
-        """Files taken before a crash but never recorded, in the order they were taken."""
+    def recover(self) -> list[Path]:
+        """Files taken before a crash but never recorded, in the order they were taken.
+
+        Names left without their file (a crash between the two writes) are removed."""
         known = self.store.sources()
-        return [self._record(path) for path in sorted(self.incoming.iterdir())
-                if path.is_file() and path.name not in known]
+        found = []
+        for path in sorted(self.incoming.iterdir()):
+            if path.name.endswith(NAME_SUFFIX):
+                if not os.path.lexists(path.with_name(path.stem + ".csv")):
+                    _forget(path)
+            elif path.name not in known and (path.is_file() or path.is_symlink()):
+                found.append(path)
+        return found
 
-    def _record(self, source: Path) -> Campaign:
-        name = source.name.split("-", 1)[1]
-        campaign_id, _, _ = campaign_from_filename(name, timing_from(self.settings))
+    def dropped_name(self, source: Path) -> str:
+        """The name ``source`` had in the outbox (a ``str`` with surrogate escapes)."""
+        try:
+            return os.fsdecode(_label(source).read_bytes())
+        except FileNotFoundError:  # taken by an older version: <ns>-<name>
+            return source.name.split("-", 1)[-1]
+
+    def record(self, source: Path) -> Campaign:
+        """A file in the spool, recorded in the journal: state ``received``."""
+        dropped = self.dropped_name(source)
+        name = shown(dropped)
+        # The id from the name itself: an escape's letters (\xe9) are not the user's.
+        campaign_id, _, _ = campaign_from_filename(plain(dropped), timing_from(self.settings))
         campaign = self.store.add_campaign(
             campaign_id=campaign_id or "-", file=name, source=source.name, at=self.clock())
         with bind_campaign(campaign.campaign_id):
             log.info("campaign_received", file=name)
         self.events("campaign.received", campaign)
         return campaign
+
+    def set_aside(self, source: Path, reason: str) -> Path:
+        """A spool file that could not even be recorded: to ``failed/`` with its reason, so
+        that start-up never trips on it again."""
+        failed = self.settings.paths.failed
+        try:
+            name = self.dropped_name(source)
+        except (OSError, ValueError):
+            name = source.name
+        target = failed / local_name(name, room=len(".reason.txt"), tag=source.stem)
+        source.replace(target)
+        _forget(_label(source))
+        self._write_reason(target, reason)
+        return target
+
+    @staticmethod
+    def _write_reason(held: Path, reason: str) -> None:
+        fd = private_file(held.with_name(held.name + ".reason.txt"))
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(reason + "\n")
 
     # -- validation and planning ---------------------------------------------------------
 
@@ -115,7 +179,8 @@ class Campaigns:
             with os.fdopen(fd, "wb") as out:
                 writer = UploadWriter(out)
                 intake = take_in(
-                    source, self.settings, now=self.clock(), name=campaign.file,
+                    source, self.settings, now=self.clock(),
+                    name=plain(self.dropped_name(source)),
                     validator=Validator(rules_from(self.settings)), on_row=writer.write,
                     errors_to=errors_path,
                 )
@@ -144,23 +209,23 @@ class Campaigns:
         """Move the original to failed/ with its errors or reason; the campaign is held."""
         failed = self.settings.paths.failed
         source = self.incoming / campaign.source
-        name = campaign.file
-        if (failed / name).exists():
-            name = f"{Path(name).stem}-{campaign.id}{Path(name).suffix}"
+        room = len(".errors.csv")
+        name = local_name(campaign.file, room=room)
+        if os.path.lexists(failed / name):
+            name = local_name(campaign.file, room=room, tag=str(campaign.id))
         errors = self.folder(campaign) / "errors.csv"
-        if source.exists():
+        if os.path.lexists(source):
             source.replace(failed / name)
+        _forget(_label(source))
         if errors.exists() and campaign.invalid:
             errors.replace(failed / f"{name}.errors.csv")
         else:
-            fd = private_file(failed / f"{name}.reason.txt")
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(reason + "\n")
+            self._write_reason(failed / name, reason)
         fsync_dir(failed)
         shutil.rmtree(self.folder(campaign), ignore_errors=True)
         held = self.store.move(campaign.id, C.HELD, at=self.clock(), detail=reason, reason=reason)
         with bind_campaign(campaign.campaign_id):
-            log.warning("campaign_held", reason=reason, file=str(failed / name))
+            log.warning("campaign_held", reason=reason, file=shown(str(failed / name)))
         self.events("campaign.held", held, reason=reason, file=str(failed / name))
         return held
 
@@ -256,15 +321,17 @@ class Campaigns:
             return None
         target = private_dir(self.archive_folder(campaign))
         source = self.incoming / campaign.source
-        if source.exists():
-            source.replace(target / campaign.file)
+        kept = local_name(campaign.file, room=len(".errors.csv"))
+        if os.path.lexists(source):
+            source.replace(target / kept)
+        _forget(_label(source))
         parts = self.store.parts(campaign.id)
         for part in parts:
             if self.part_file(part).exists():
                 self.part_file(part).replace(target / part.remote_name)
         errors = folder / "errors.csv"
         if errors.exists():
-            errors.replace(target / f"{campaign.file}.errors.csv")
+            errors.replace(target / f"{kept}.errors.csv")
         summary = {
             **campaign.summary,
             "state": str(campaign.state),
@@ -305,6 +372,17 @@ class Campaigns:
                 if c.state not in (C.HELD, C.RECEIVED, C.VALIDATED, C.SCHEDULED)
                 and self.folder(c).exists()
                 and all(p.state != PartState.UPLOADING for p in self.store.parts(c.id))]
+
+
+def _label(source: Path) -> Path:
+    """Where the dropped name of spool file ``<ns>.csv`` is kept: ``<ns>.name``."""
+    return source.with_name(source.name.removesuffix(".csv") + NAME_SUFFIX)
+
+
+def _forget(label: Path) -> None:
+    """Remove a kept name, if it can be: a leftover is harmless, a failure here is not."""
+    with contextlib.suppress(OSError):
+        label.unlink(missing_ok=True)
 
 
 def _sha256(path: Path) -> str:

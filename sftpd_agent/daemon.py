@@ -22,7 +22,7 @@ import os
 import signal
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +31,12 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from .boundary import Failures, describe, waits_for_space
 from .campaigns import Campaigns
 from .clock import Clock
 from .config import Settings, load_settings
-from .errors import ConfigError
+from .display import shown
+from .errors import ConfigError, RemoteError
 from .logs import bind_campaign, get_logger
 from .metrics import write_textfile
 from .notify import Notifications, event_payload
@@ -45,30 +47,15 @@ from .reports import Reports
 from .retention import purge
 from .sdnotify import Notifier
 from .session import Backoff, RemoteSession
-from .states import CampaignState, PartState
-from .store import Campaign, Part, Store, now_iso
+from .states import WAITING, CampaignState, PartState
+from .store import Campaign, Store, now_iso
 
 log = get_logger("sftpd_agent.daemon")
 C = CampaignState
 
-FAULT_ENV = "SFTPD_AGENT_FAULT"
-"""Test-only: ``<point>`` (before_upload, mid_upload, after_upload, after_rename,
-report_chunk) at which the process kills itself with SIGKILL, to prove crash safety. Never set
-in production."""
-
-
-def fault_hook_from_environment() -> Callable[[str, object], None] | None:
-    point = os.environ.get(FAULT_ENV)
-    if not point:
-        return None
-
-    def hook(reached: str, subject: object) -> None:
-        if reached == point:
-            name = subject.remote_name if isinstance(subject, Part) else str(subject)
-            log.warning("fault_injected", point=point, remote_name=name)
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return hook
+RETRY_SECONDS = (5.0, 600.0)
+"""A campaign step that failed without being held (no space, a locked journal) is tried
+again after the first figure, doubling up to the second."""
 
 
 class Agent:
@@ -109,6 +96,9 @@ class Agent:
         self.wake = asyncio.Event()
         self.lock = asyncio.Lock()
         self._progress = {"outbox": time.monotonic(), "remote": time.monotonic()}
+        self.failures = Failures()
+        self._retry: dict[int, tuple[float, float]] = {}  # campaign pk -> (monotonic, delay)
+        self._odd_shown: dict[str, str] = {}
 
     # -- events --------------------------------------------------------------------------
 
@@ -133,10 +123,13 @@ class Agent:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def run(self) -> int:
+        """Start up, run the loops until SIGTERM; 0 after a clean stop, 1 when a loop ended
+        on its own (systemd restarts the service)."""
         loop = self._loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._request_stop, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, self._request_stop, "SIGINT")
         loop.add_signal_handler(signal.SIGHUP, self._request_reload)
+        code = 0
         try:
             await self.startup()
             self.notifier.ready("taking campaigns")
@@ -144,44 +137,55 @@ class Agent:
                      host=self.settings.remote.host, pid=os.getpid())
             tasks = [
                 asyncio.create_task(watch(self.outbox, self._take, self.stop,
-                                          progress=lambda: self._mark("outbox")), name="outbox"),
+                                          progress=self._outbox_progress), name="outbox"),
                 asyncio.create_task(self._remote_loop(), name="remote"),
                 asyncio.create_task(self._heartbeat(), name="heartbeat"),
                 asyncio.create_task(self.notifications.run(self.stop, self.notify_wake),
                                     name="notify"),
             ]
-            await self.stop.wait()
+            stopping = asyncio.create_task(self.stop.wait(), name="stop")
+            done, _ = await asyncio.wait([stopping, *tasks],
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if stopping not in done:
+                code = 1
+                for task in done:
+                    error = task.exception() if not task.cancelled() else None
+                    log.critical("loop_ended", loop=task.get_name(),
+                                 error=describe(error) if error else "returned",
+                                 detail="the agent stops so that systemd restarts it")
+                self.stop.set()
             self.notifier.stopping()
             log.info("agent_stopping")
             self.wake.set()
-            done, pending = await asyncio.wait(tasks, timeout=self.settings.remote
-                                               .operation_timeout_seconds)
+            _, pending = await asyncio.wait(tasks, timeout=self.settings.remote
+                                            .operation_timeout_seconds)
             for task in pending:
                 task.cancel()
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
         finally:
             if self.scheduler.running:
                 self.scheduler.shutdown(wait=False)
             await self.session.close()
-            self.store.set_fact("stopped_at", now_iso(self.clock()))
+            self._quietly("stopped", lambda: self.store.set_fact(
+                "stopped_at", now_iso(self.clock())))
             self.store.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-        log.info("agent_stopped")
-        return 0
+        log.info("agent_stopped", exit_code=code)
+        return code
 
     async def startup(self) -> None:
-        """Finish what a crash or a stop left half-way, then arm the timers."""
-        self.store.set_fact("pid", os.getpid())
-        self.store.set_fact("started_at", now_iso(self.clock()))
-        self._heartbeat_fact()
+        """Finish what a crash or a stop left half-way, then arm the timers.
+
+        Nothing found here can stop the start: a file that fails to be recorded is set aside
+        in ``failed/``, a campaign that fails to validate is held (or, short of disk space,
+        left to be tried again by the remote loop)."""
+        self._quietly("started", self._start_facts)
         async with self.lock:
-            self.campaigns.recover()
+            for source in self.campaigns.recover():
+                await self._record(source)
             # Validated but not yet planned is validated again: pure and deterministic.
             for campaign in self.store.campaigns(C.RECEIVED, C.VALIDATED):
-                await asyncio.to_thread(self.campaigns.validate, campaign)
+                await self._validate(campaign)
         self.scheduler.add_job(self._wake_job, IntervalTrigger(
             seconds=self.settings.remote.poll_seconds, timezone=self.settings.tz), id="poll")
         for campaign in self.store.campaigns(C.SCHEDULED):
@@ -189,7 +193,12 @@ class Agent:
         self.scheduler.add_job(self._purge_job, CronTrigger(hour=4, minute=17,
                                                         timezone=self.settings.tz), id="purge")
         self.scheduler.start()
-        self._purge()
+        self._guarded("purge", self._purge)
+
+    def _start_facts(self) -> None:
+        self.store.set_fact("pid", os.getpid())
+        self.store.set_fact("started_at", now_iso(self.clock()))
+        self._heartbeat_fact()
 
     def _request_stop(self, name: str) -> None:
         log.info("signal_received", signal=name)
@@ -217,17 +226,102 @@ class Agent:
         log.info("config_reloaded")
         self.wake.set()
 
+    # -- boundaries ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _unit(self, unit: str, **context: Any) -> Iterator[None]:
+        """A unit of work: any exception is logged once, remembered for ``status``, and
+        swallowed; the caller's loop goes on."""
+        try:
+            yield
+        except Exception as exc:  # the boundary: every failure stays with its unit
+            self.failures.record(unit, exc, at=self.clock(), **context)
+            self._quietly("last_error", lambda: self.store.set_fact(
+                "last_local_error", self.failures.last))
+        else:
+            self.failures.cleared(unit)
+
+    def _guarded(self, unit: str, step: Callable[[], object]) -> None:
+        with self._unit(unit):
+            step()
+
+    def _quietly(self, what: str, step: Callable[[], object]) -> None:
+        """A bookkeeping write (a fact) that may fail when the journal is locked or the disk
+        is full: said once, never fatal."""
+        with self._unit(f"journal:{what}"):
+            step()
+
+    def _retry_due(self, pk: int) -> bool:
+        at, _ = self._retry.get(pk, (0.0, 0.0))
+        return time.monotonic() >= at
+
+    def _retry_later(self, pk: int) -> float:
+        _, last = self._retry.get(pk, (0.0, 0.0))
+        delay = min(RETRY_SECONDS[1], max(RETRY_SECONDS[0], last * 2))
+        self._retry[pk] = (time.monotonic() + delay, delay)
+        return delay
+
+    def _failed_step(self, campaign: Campaign, step: str, exc: Exception) -> None:
+        """A campaign step failed: short of space (or the journal busy) it waits and is
+        tried again; otherwise the campaign is held with the reason."""
+        unit = f"campaign {campaign.campaign_id} ({campaign.file}): {step}"
+        reason = self.failures.record(unit, exc, at=self.clock(), campaign=campaign.id)
+        self._quietly("last_error", lambda: self.store.set_fact(
+            "last_local_error", self.failures.last))
+        transient = waits_for_space(exc) or isinstance(exc, sqlite3.OperationalError)
+        if transient or step == "prepare":
+            delay = self._retry_later(campaign.id)
+            self._quietly("waiting", lambda: self.store.update_campaign(
+                campaign.id, reason=f"waiting ({step} failed: {reason}); "
+                                    f"tried again in {delay:.0f} s"))
+            return
+        try:
+            current = self.store.campaign(campaign.id)
+            if current.state in WAITING:
+                self.campaigns.hold(current, f"{step} failed: {reason}")
+        except Exception as again:
+            self.failures.record(unit + " (hold)", again, at=self.clock())
+            self._retry_later(campaign.id)
+
     # -- the outbox ----------------------------------------------------------------------
 
     async def _take(self, path: Path) -> None:
+        """One outbox entry: taken, recorded, validated and planned, or its failure said."""
         if self.stop.is_set():
             return
         async with self.lock:
-            campaign = self.campaigns.take(path)
+            with self._unit(f"outbox entry {shown(path.name)}"):
+                campaign = self.campaigns.take(path)
+                await self._validate(campaign)
+
+    async def _record(self, source: Path) -> None:
+        try:
+            campaign = self.campaigns.record(source)
+        except Exception as exc:  # the boundary: set aside, never tripped on again
+            reason = self.failures.record(f"spool file {source.name}", exc, at=self.clock())
+            with self._unit(f"spool file {source.name} (set aside)"):
+                target = self.campaigns.set_aside(source, f"could not be recorded: {reason}")
+                log.warning("spool_file_set_aside", file=shown(str(target)), reason=reason)
+            return
+        await self._validate(campaign)
+
+    async def _validate(self, campaign: Campaign) -> None:
+        try:
             campaign = await asyncio.to_thread(self.campaigns.validate, campaign)
+        except Exception as exc:  # the boundary: held with the reason, or tried again
+            self._failed_step(campaign, "validation", exc)
+            return
+        self._retry.pop(campaign.id, None)
         if campaign.state == C.SCHEDULED:
             self._schedule(campaign)
             self.wake.set()
+
+    def _outbox_progress(self) -> None:
+        self._mark("outbox")
+        odd = self.outbox.odd
+        if odd != self._odd_shown:
+            self._odd_shown = dict(odd)
+            self._quietly("outbox_odd", lambda: self.store.set_fact("outbox_odd", odd))
 
     def _schedule(self, campaign: Campaign) -> None:
         """A timer at the campaign's upload time (a hint: the clock decides)."""
@@ -246,19 +340,52 @@ class Agent:
         while not self.stop.is_set():
             self._mark("remote")
             async with self.lock:
-                for campaign in self.campaigns.due():
-                    if self.stop.is_set():
-                        break
-                    await asyncio.to_thread(self.campaigns.prepare, campaign)
+                await self._local_steps()
             if not self.stop.is_set() and self.session.ready():
                 async with self.lock:
-                    ok = await self.session.attempt(self._round)
-                self._after_round(ok)
+                    ok = await self._attempt_round()
+                with self._unit("after the poll"):
+                    self._after_round(ok)
             async with self.lock:
-                self._write_metrics()
+                self._guarded("metrics", self._write_metrics)
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=self._idle_wait())
+
+    async def _local_steps(self) -> None:
+        """Campaigns waiting on a failed step (tried again when due), then the uploads due."""
+        waiting = [c for c in self.store.campaigns(C.RECEIVED, C.VALIDATED)
+                   if c.id in self._retry and self._retry_due(c.id)]
+        for campaign in waiting:
+            await self._validate(campaign)
+        for campaign in self.campaigns.due():
+            if self.stop.is_set():
+                break
+            if not self._retry_due(campaign.id):
+                continue
+            try:
+                await asyncio.to_thread(self.campaigns.prepare, campaign)
+            except Exception as exc:  # the boundary: the campaign waits, the loop goes on
+                self._failed_step(campaign, "prepare", exc)
+            else:
+                if self._retry.pop(campaign.id, None) is not None:
+                    self.failures.cleared(
+                        f"campaign {campaign.campaign_id} ({campaign.file}): prepare")
+
+    async def _attempt_round(self) -> bool:
+        """One poll through the session; a failure that is not the remote's (the journal, a
+        local file) is said once and the round is tried again at the next poll."""
+        try:
+            ok = await self.session.attempt(self._round)
+        except Exception as exc:  # the boundary: RemoteErrors are the session's
+            if isinstance(exc, RemoteError):
+                raise
+            self.failures.record("poll round", exc, at=self.clock())
+            self._quietly("last_error", lambda: self.store.set_fact(
+                "last_local_error", self.failures.last))
+            return False
+        self.failures.cleared("poll round")
+        return ok
 
     async def _round(self, remote: Remote) -> None:
         """One poll of the provider: ``Send/`` (publish, outcomes), then ``report_dir``."""
@@ -273,7 +400,7 @@ class Agent:
 
     async def _purge_job(self) -> None:
         async with self.lock:
-            self._purge()
+            self._guarded("purge", self._purge)
 
     def _purge(self) -> None:
         """The daily retention purge (the suppression list is never purged)."""
@@ -284,6 +411,9 @@ class Agent:
         wait = self.settings.remote.poll_seconds
         if self.session.next_attempt is not None:
             wait = min(wait, max(0.1, (self.session.next_attempt - self.clock()).total_seconds()))
+        if self._retry:
+            soonest = min(at for at, _ in self._retry.values()) - time.monotonic()
+            wait = min(wait, max(0.1, soonest))
         return wait
 
     def _after_round(self, ok: bool) -> None:
@@ -295,7 +425,8 @@ class Agent:
                                 int(self.store.fact("remote_errors_total", 0)) + 1)
         self.store.set_fact("remote_error", self.session.last_error)
         for campaign in self.campaigns.unarchived():
-            self.campaigns.archive(campaign)
+            with self._unit(f"campaign {campaign.campaign_id} ({campaign.file}): archive"):
+                self.campaigns.archive(campaign)
         timeout = datetime.timedelta(minutes=self.settings.campaign.outcome_timeout_minutes)
         for part in self.store.parts(None, PartState.PUBLISHED, PartState.PROCESSING):
             key = f"overdue:{part.id}"
@@ -331,14 +462,17 @@ class Agent:
         interval = self.notifier.watchdog_interval()
         period = min(5.0, interval / 2) if interval else 5.0
         limit = max(interval or 0.0, 2 * self.settings.remote.poll_seconds + 30)
+        stalled_before = False
         while not self.stop.is_set():
             now = time.monotonic()
             if all(now - seen < limit for seen in self._progress.values()):
                 self.notifier.watchdog()
-                self._heartbeat_fact()
-            else:
+                self._quietly("heartbeat", self._heartbeat_fact)
+                stalled_before = False
+            elif not stalled_before:
                 stalled = {k: round(now - v) for k, v in self._progress.items()}
                 log.warning("loop_stalled", **stalled)
+                stalled_before = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), timeout=period)
 

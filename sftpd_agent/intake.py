@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, TextIO, cast
 
 from .config import Settings
+from .entries import open_regular, refusal
 from .parallel import validate_in_parallel
 from .plan import Plan, Timing, plan
 from .validation import RowError, RowSink, Rules, Summary, Validator
@@ -98,6 +99,12 @@ def take_in(
     elif suppressed is not None:
         raise ValueError("give the suppression list to take_in or to its validator, not both")
     name = name or path.name
+    timing = timing_from(settings)
+    refused = refusal(path)
+    if refused is not None:  # a link, a FIFO, no permission: nothing is read
+        nothing = Summary(file=name, unreadable=refused)
+        return Intake(path, nothing, plan(name, 0, now=now, timing=timing),
+                      nothing.hold_reason(rules))
     bar = _Bar(progress, name) if progress else None
     with _errors_file(errors_to) as on_error:
         summary = None
@@ -107,11 +114,11 @@ def take_in(
             if summary is not None and bar:
                 bar.finish()  # other cores read the rest
         if summary is None:
-            with path.open("rb") as raw:
+            with open_regular(path) as raw:
                 stream = cast(BinaryIO, _Progress(raw, bar)) if bar else raw
                 summary = validator.validate(stream, file=name, on_row=on_row,
                                              on_error=on_error)
-    planned = plan(name, summary.valid, now=now, timing=timing_from(settings))
+    planned = plan(name, summary.valid, now=now, timing=timing)
     return Intake(path, summary, planned, summary.hold_reason(rules) or planned.hold_reason)
 
 

@@ -92,9 +92,11 @@ def configure(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # asyncssh logs every channel at INFO: keep its warnings, not its chatter.
-    logging.getLogger("asyncssh").setLevel(max(logging.WARNING, root.level))
-    logging.getLogger("apscheduler").setLevel(max(logging.INFO, root.level))
+    # Libraries that log each poll at INFO (asyncssh every channel, APScheduler every job
+    # run, watchfiles every change): their warnings are kept, their chatter is not. An idle
+    # day must read as a few lines an operator can act on.
+    for chatty in ("asyncssh", "apscheduler", "watchfiles"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
 
     structlog.configure(
         processors=[

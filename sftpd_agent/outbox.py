@@ -1,10 +1,16 @@
-"""The drop zone: which files in ``outbox/`` are complete and may be taken.
+"""The drop zone: which entries of ``outbox/`` are complete and may be taken, and which never.
 
 Files are found by watchfiles events *and* a periodic full scan (events can be lost or
 coalesced, and a file present at start-up must be found too). A file is complete when its
 size, mtime and inode have not changed for ``stable_seconds`` of watching, or when it was
 already older than that when first seen (moved in atomically, or there before the agent
-started). Dotfiles, ``*.tmp``, ``*.part`` and anything not ``*.csv`` are ignored.
+started). Dotfiles, office lock files (``~$*.csv``), ``*.tmp``, ``*.part`` and anything not
+``*.csv`` are ignored.
+
+Every other ``*.csv`` entry gets an outcome. A regular file is taken when complete; a
+symbolic link is taken too, never followed, so that it is held ("a symbolic link"). A
+folder, FIFO, device or socket named ``*.csv`` is never opened: it is reported once (log and
+``status``) and left where it is. How a taken file is opened is in ``entries``.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +26,8 @@ from pathlib import Path
 
 import watchfiles
 
+from .display import shown
+from .entries import odd_kind
 from .logs import get_logger
 
 log = get_logger("sftpd_agent.outbox")
@@ -32,8 +41,9 @@ raise no event."""
 
 
 def eligible(name: str) -> bool:
+    """A name the agent takes: ``*.csv`` (any case), not hidden, not a lock or partial file."""
     lowered = name.lower()
-    return (not name.startswith(".") and lowered.endswith(".csv")
+    return (not name.startswith((".", "~$")) and lowered.endswith(".csv")
             and not lowered.endswith((".tmp", ".part")))
 
 
@@ -50,22 +60,38 @@ class Outbox:
     monotonic: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
     _seen: dict[str, _Seen] = field(default_factory=dict)
+    odd: dict[str, str] = field(default_factory=dict)
+    """Entries that are never taken (folders, FIFOs...): their shown name and why."""
 
     @property
     def pending(self) -> bool:
         return bool(self._seen)
 
     def scan(self) -> list[Path]:
-        """The files complete now, oldest first; the others are remembered."""
+        """The entries complete now, oldest first; the others are remembered.
+
+        Entries that can never be taken are kept in :attr:`odd` (and logged the first
+        time they are seen)."""
         now, wall = self.monotonic(), self.wall()
         ready: list[tuple[float, Path]] = []
         present = set()
+        odd: dict[str, str] = {}
         with os.scandir(self.folder) as entries:
             for entry in entries:
-                if not eligible(entry.name) or not entry.is_file(follow_symlinks=False):
+                if not eligible(entry.name):
                     continue
-                info = entry.stat(follow_symlinks=False)
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:  # gone since the listing
+                    continue
+                kind = odd_kind(info.st_mode)
+                if kind is not None:
+                    odd[shown(entry.name)] = kind
+                    continue
                 present.add(entry.name)
+                if stat.S_ISLNK(info.st_mode):  # nothing to wait for: it is held at once
+                    ready.append((info.st_mtime, Path(entry.path)))
+                    continue
                 signature = (info.st_size, info.st_mtime_ns, info.st_ino)
                 seen = self._seen.get(entry.name)
                 if seen is None or seen.signature != signature:
@@ -79,6 +105,10 @@ class Outbox:
         for name in list(self._seen):
             if name not in present:
                 del self._seen[name]
+        for name, kind in odd.items():
+            if self.odd.get(name) != kind:
+                log.warning("outbox_entry_ignored", entry=name, reason=kind)
+        self.odd = odd
         ready.sort()
         return [path for _, path in ready]
 
@@ -98,19 +128,40 @@ async def watch(
     outbox: Outbox, take: Callable[[Path], object], stop: asyncio.Event,
     progress: Callable[[], None] | None = None,
 ) -> None:
-    """Scan, take what is complete, and wait for an event or the next useful scan."""
+    """Scan, take what is complete, and wait for an event or the next useful scan.
+
+    ``take`` owns the failures of the entry it is given; a failing scan (the outbox
+    removed, permissions changed) is logged once and retried at the next scan."""
     changed = asyncio.Event()
 
     async def events() -> None:
-        async for _ in watchfiles.awatch(outbox.folder, stop_event=stop, debounce=50,
-                                         step=20, recursive=False):
-            changed.set()
+        while not stop.is_set():
+            try:
+                async for _ in watchfiles.awatch(outbox.folder, stop_event=stop, debounce=50,
+                                                 step=20, recursive=False):
+                    changed.set()
+            except Exception as exc:  # the rescan is the safety net
+                log.warning("outbox_watch_failed", error=str(exc), retry_in=RESCAN_SECONDS)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), RESCAN_SECONDS)
 
     watcher = asyncio.create_task(events(), name="outbox-events")
     first = True
+    failing: str | None = None
     try:
         while not stop.is_set():
-            for path in outbox.scan():
+            try:
+                ready = outbox.scan()
+            except OSError as exc:
+                ready = []
+                if str(exc) != failing:
+                    log.error("outbox_scan_failed", error=str(exc))  # noqa: TRY400
+                failing = str(exc)
+            else:
+                if failing is not None:
+                    log.info("outbox_scan_recovered")
+                failing = None
+            for path in ready:
                 if stop.is_set():
                     break
                 outcome = take(path)

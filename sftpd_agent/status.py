@@ -35,6 +35,8 @@ def health(store: Store, settings: Settings, now: datetime.datetime) -> dict[str
     local = settings.tz
     return {
         "healthy": not problems,
+        "attention": attention(store),
+        "last_local_error": store.fact("last_local_error"),
         "last_poll": last_poll.astimezone(local).isoformat() if last_poll else None,
         "remote_error": remote_error,
         "heartbeat": heartbeat.astimezone(local).isoformat() if heartbeat else None,
@@ -42,6 +44,17 @@ def health(store: Store, settings: Settings, now: datetime.datetime) -> dict[str
         "problems": problems,
         "notifications": queue_status(store),
     }
+
+
+def attention(store: Store) -> list[str]:
+    """What the agent could not do and left for a person, one line each: entries of the
+    outbox it never takes, report files it skipped, campaigns waiting on a failed step.
+    (Held campaigns carry their reason in the campaign list.)"""
+    lines = [f"outbox entry {name}: {reason}"
+             for name, reason in sorted((store.fact("outbox_odd") or {}).items())]
+    lines += [f"report file {name}: {reason}"
+              for name, reason in sorted((store.fact("report_skipped") or {}).items())]
+    return lines
 
 
 def campaigns(store: Store, settings: Settings) -> list[dict[str, Any]]:
@@ -78,6 +91,10 @@ def render(report: dict[str, Any]) -> str:
         f"  (pid {agent['pid']}, last poll {agent['last_poll'] or 'never'})",
     ]
     lines += [f"  ! {problem}" for problem in agent["problems"]]
+    lines += [f"  ? {line}" for line in agent["attention"]]
+    error = agent["last_local_error"]
+    if error:
+        lines.append(f"  last local error ({error['at']}): {error['unit']}: {error['error']}")
     queue = agent["notifications"]
     if queue["pending"]:
         lines.append(f"  notifications waiting: {queue['pending']}"

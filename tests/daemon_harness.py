@@ -65,6 +65,7 @@ class Daemon:
     root: Path
     server: SftpServer
     env: dict[str, str] = field(default_factory=dict)
+    wrapper: list[str] = field(default_factory=list)  # e.g. setpriv to drop capabilities
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     runs: int = 0
@@ -80,7 +81,8 @@ class Daemon:
         environment.pop("SFTPD_AGENT_CONFIG", None)
         with self.log_path.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "sftpd_agent", "run", "--config", str(self.config)],
+                [*self.wrapper, sys.executable, "-m", "sftpd_agent.testing", "run",
+                 "--config", str(self.config)],
                 stdout=out, stderr=subprocess.STDOUT, env=environment,
             )
         wait_until(lambda: self.logged("agent_ready") or self.exited(), what="agent_ready")
