@@ -17,7 +17,12 @@ them forever.
 
 Personal data: numbers in the payload are masked, reply texts are left out (their length and,
 for an opt-out, the stop keyword remain). Secrets: no password or passphrase reaches a log
-line, an error string, an e-mail or a hook's environment.
+line, an error string, an e-mail or a hook's environment (an allow-list: ``hook_environment``).
+A hook's output is read as a bounded tail (the last 4 KiB of stdout and of stderr), so a hook
+that writes gigabytes costs no memory; the tail is the failure's detail.
+
+``sftpd-agent alert`` (the systemd unit's ``OnFailure=``) sends one e-mail outside the queue:
+``send_alert``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -39,7 +45,7 @@ import zoneinfo
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, make_msgid
 from pathlib import PurePath
 from typing import Any, NamedTuple
 
@@ -73,8 +79,11 @@ _PATH_KEYS = frozenset({"file", "errors_file", "reason_file", "source", "remote_
                         "remote_names", "path", "report"})
 _NUMBER = re.compile(r"\+?\d[\d ]{7,16}\d")
 _KEYWORD_CHARS = 20
-_SECRET_ENV = ("PASSWORD", "PASSPHRASE", "SECRET", "TOKEN")
-_SYSTEMD_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+HOOK_ENV_KEYS = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ",
+                           "TMPDIR"})  # and LC_*: see hook_environment
+HOOK_TAIL_BYTES = 4096  # of a hook's stdout and of its stderr: kept for the failure's detail
+KILL_WAIT_SECONDS = 5.0  # for a killed hook to be reaped
+PIPE_GRACE_SECONDS = 2.0  # after the hook's exit, to read what is left in its pipes
 
 
 # -- the payload (pure) ---------------------------------------------------------------------
@@ -287,6 +296,21 @@ def render_email(
     message["X-Sftpd-Agent-Event"] = str(payload.get("event", ""))
     message.set_content(body_of(payload, tz, host=host))
     return message
+
+
+async def smtp_send(
+    message: EmailMessage, email: EmailSettings, *, tls_context: ssl.SSLContext | None = None,
+) -> None:
+    """Send ``message`` as ``[notify.email]`` says, within 4 x ``timeout_seconds`` in all.
+
+    Raises whatever went wrong (aiosmtplib's errors, ``OSError``, ``TimeoutError``)."""
+    password = email.password.get_secret_value() if email.username else None
+    async with asyncio.timeout(email.timeout_seconds * 4):
+        await aiosmtplib.send(
+            message, hostname=email.smtp_host, port=email.smtp_port,
+            username=email.username or None, password=password or None,
+            use_tls=email.tls, start_tls=email.starttls and not email.tls,
+            timeout=email.timeout_seconds, tls_context=tls_context)
 
 
 def _opening(event: str, campaign: Mapping[str, Any] | None, data: Mapping[str, Any]) -> str:
@@ -576,7 +600,8 @@ class Notifications:
                          campaign_id=row.campaign_id, attempt=row.attempts + 1)
                 sent += 1
                 continue
-            next_at = self._failed(row, _scrub(failure.error, settings), now)
+            detail = {key: _redact(text, settings) for key, text in failure.detail.items()}
+            next_at = self._failed(row, _scrub(failure.error, settings), now, detail)
             if failure.channel_down:
                 # The rows behind wait as long (not attempted, not counted); a failure of one
                 # row only (a hook's exit status) lets the next ones go: no head-of-line block.
@@ -585,14 +610,17 @@ class Notifications:
                 break
         return sent
 
-    def _failed(self, row: Queued, error: str, now: datetime.datetime) -> datetime.datetime:
+    def _failed(
+        self, row: Queued, error: str, now: datetime.datetime,
+        detail: Mapping[str, str] | None = None,
+    ) -> datetime.datetime:
         attempts = row.attempts + 1
         delay = retry_delay(attempts, self.rng)
         next_at = now + datetime.timedelta(seconds=delay)
         self._update(row.id, attempts=attempts, last_error=error, next_at=now_iso(next_at))
         log.warning("notification_failed", name=row.event, channel=_shown(row.channel),
                     campaign_id=row.campaign_id, attempt=attempts, error=error,
-                    retry_in=round(delay))
+                    retry_in=round(delay), **(detail or {}))
         if now - row.created_at >= STALE_AFTER and row.id not in self._stale_logged:
             self._stale_logged.add(row.id)
             log.error("notification_stale", name=row.event, channel=_shown(row.channel),
@@ -620,48 +648,136 @@ class Notifications:
         message = render_email(
             row.payload, email, tz=settings.tz, host=self.host,
             message_id=f"<sftpd-agent.{row.id}.{row.created_at:%Y%m%d%H%M%S}@{domain}>")
-        password = email.password.get_secret_value() if email.username else None
-        async with asyncio.timeout(email.timeout_seconds * 4):
-            await aiosmtplib.send(
-                message, hostname=email.smtp_host, port=email.smtp_port,
-                username=email.username or None, password=password or None,
-                use_tls=email.tls, start_tls=email.starttls and not email.tls,
-                timeout=email.timeout_seconds, tls_context=self.tls_context)
+        await smtp_send(message, email, tls_context=self.tls_context)
 
     async def _run_hook(self, row: Queued, hook: HookSettings) -> _Failure | None:
-        process = await asyncio.create_subprocess_exec(
-            *hook.command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, env=hook_environment(row.event, row.campaign_id,
-                                                                 row.id),
-            start_new_session=True)  # its own process group: a timeout kills all of it
         stdin = json.dumps(row.payload, ensure_ascii=False).encode() + b"\n"
-        try:
-            _, stderr = await asyncio.wait_for(process.communicate(stdin),
-                                               timeout=hook.timeout_seconds)
-        except TimeoutError:
-            _kill_group(process.pid)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), timeout=5)
+        env = hook_environment(row.event, row.campaign_id, row.id)
+        ran = await run_hook(hook.command, stdin, env=env, seconds=hook.timeout_seconds)
+        if ran.timed_out:
             return _Failure(f"timed out after {hook.timeout_seconds:g} s, killed",
-                            channel_down=True)
-        except asyncio.CancelledError:
-            _kill_group(process.pid)
-            raise
-        code = process.returncode
+                            channel_down=True, detail=ran.detail())
+        code = ran.returncode
         if code == 0:
             return None
         status = (f"killed by {signal.Signals(-code).name}" if code is not None and code < 0
                   else f"exit status {code}")
-        tail = next((line for line in reversed(stderr.decode(errors="replace").splitlines())
-                     if line.strip()), "")
-        tail = _NUMBER.sub(lambda m: mask(m.group(0).replace(" ", "")), tail)
-        return _Failure(f"{status}: {_one_line(tail, 200)}" if tail else status,
-                        channel_down=False)
+        last = ran.last_line()
+        return _Failure(f"{status}: {_one_line(last, 200)}" if last else status,
+                        channel_down=False, detail=ran.detail())
 
 
 class _Failure(NamedTuple):
     error: str
     channel_down: bool  # True: the rows behind on this channel would fail too: wait
+    detail: Mapping[str, str] = {}  # a hook's output tails (read only)
+
+
+# -- the alert: systemd gave up on the unit (``sftpd-agent alert``) --------------------------
+
+UNIT_NAME = re.compile(r"[A-Za-z0-9:_.@\\][A-Za-z0-9:_.@\\-]{0,255}")  # \\: systemd escapes
+JOURNAL_LINES = 20
+JOURNAL_BYTES = 1 << 20  # of journalctl's output: 20 lines of journald's LineMax= (48K)
+JOURNAL_SECONDS = 5.0
+JOURNAL_LINE_CHARS = 300
+# What systemd (>= 251) tells an OnFailure= unit about the unit that failed.
+_MONITOR = (("MONITOR_SERVICE_RESULT", "Result"), ("MONITOR_EXIT_CODE", "Exit"),
+            ("MONITOR_EXIT_STATUS", "Status"), ("MONITOR_INVOCATION_ID", "Invocation"))
+
+
+class Journal(NamedTuple):
+    """The last lines of a unit's journal, or why there are none (``note``)."""
+
+    lines: list[str]
+    note: str = ""
+
+
+async def journal_tail(unit: str, environ: Mapping[str, str] | None = None) -> Journal:
+    """``journalctl -u UNIT -n 20``, bounded in time and size; any failure is a note."""
+    env = {key: value for key, value in (os.environ if environ is None else environ).items()
+           if key in HOOK_ENV_KEYS or key.startswith("LC_")}
+    env.update(SYSTEMD_COLORS="0", SYSTEMD_PAGER="", SYSTEMD_LESS="")
+    program = shutil.which("journalctl", path=env.get("PATH", os.defpath))
+    if program is None:
+        return Journal([], "journalctl was not found")
+    argv = [program, f"--unit={unit}", f"--lines={JOURNAL_LINES}", "--no-pager", "--quiet",
+            "--output=short-iso"]
+    try:
+        ran = await run_hook(argv, b"", env=env, seconds=JOURNAL_SECONDS,
+                             tail_bytes=JOURNAL_BYTES)
+    except OSError as exc:
+        return Journal([], _one_line(f"journalctl could not start: {exc}"))
+    lines = [_one_line(line, JOURNAL_LINE_CHARS) for line in ran.stdout.splitlines()
+             if line.strip()][-JOURNAL_LINES:]
+    if ran.timed_out:
+        return Journal(lines, f"journalctl took longer than {JOURNAL_SECONDS:g} s")
+    if ran.returncode != 0:
+        return Journal(lines, _one_line(f"journalctl failed (exit status {ran.returncode}): "
+                                        f"{ran.last_line()}"))
+    if not lines:
+        return Journal([], "no journal lines could be read (the alert unit reads the journal "
+                           "through the systemd-journal group)")
+    return Journal(lines)
+
+
+def alert_email(
+    unit: str, email: EmailSettings, *, host: str, at: datetime.datetime,
+    tz: datetime.tzinfo, journal: Journal, monitor: Mapping[str, str],
+) -> EmailMessage:
+    """The e-mail that says systemd stopped restarting ``unit`` (pure)."""
+    where = f" on {host}" if host else ""
+    message = EmailMessage()
+    message["Subject"] = _one_line(
+        f"[sftpd-agent] {unit}{where} has stopped: systemd is not restarting it", 200)
+    message["From"] = email.sender
+    message["To"] = ", ".join(email.to)
+    message["Date"] = format_datetime(at)
+    message["Message-ID"] = make_msgid("sftpd-agent.alert",
+                                       email.sender.rpartition("@")[2] or "localhost")
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Sftpd-Agent-Event"] = "agent.failed"
+    lines = [f"{unit}{where} failed and systemd gave up restarting it (it failed too often in",
+             "a row: StartLimitBurst= within StartLimitIntervalSec=). Nothing is uploaded and no",
+             "report is read until a person starts it again. Campaigns already dropped are kept.",
+             ""]
+    lines += [f"{label + ':':<12} {_one_line(monitor[key], 200)}" for key, label in _MONITOR
+              if monitor.get(key)]
+    lines += [f"{'Stopped:':<12} {_local(at.isoformat(), tz)}", ""]
+    command = f"journalctl -u {unit} -n {JOURNAL_LINES}"
+    if journal.lines:
+        lines += [f"The last lines of its journal ({command}):", ""]
+        lines += [f"  {line}" for line in journal.lines]
+    if journal.note:
+        lines += ["", f"Journal: {journal.note}."]
+    lines += ["", "What to do:",
+              f"  journalctl -u {unit} -e      the whole story: the error that repeats",
+              "  sftpd-agent status             the campaigns and the agent's last state",
+              f"  systemctl reset-failed {unit} && systemctl start {unit}",
+              "                                 once the cause is fixed",
+              "", "--", f"sftpd-agent alert{where}"]
+    message.set_content("\n".join(lines) + "\n")
+    return message
+
+
+async def send_alert(
+    settings: Settings, unit: str, *, tls_context: ssl.SSLContext | None = None,
+    environ: Mapping[str, str] | None = None, now: datetime.datetime | None = None,
+) -> str | None:
+    """E-mail that ``unit`` failed for good; None when sent, else the error on one line
+    (no secret in it). ``[notify.email]`` must be configured with recipients."""
+    email = settings.notify.email
+    if email is None or not email.to:
+        raise ValueError("no [notify.email] recipients")
+    source = os.environ if environ is None else environ
+    journal = await journal_tail(unit, source)
+    message = alert_email(unit, email, host=socket.gethostname(),
+                          at=now or datetime.datetime.now(datetime.UTC), tz=settings.tz,
+                          journal=journal, monitor=source)
+    try:
+        await smtp_send(message, email, tls_context=tls_context)
+    except Exception as exc:
+        return _scrub(f"{type(exc).__name__}: {exc}", settings)
+    return None
 
 
 def queue_status(store: Store) -> dict[str, Any]:
@@ -681,18 +797,142 @@ def queue_status(store: Store) -> dict[str, Any]:
             "last_error": last[0] if last else None}
 
 
-def hook_environment(event: str, campaign_id: str, notification_id: int) -> dict[str, str]:
-    """The agent's environment without its secrets or systemd's sockets, plus the event."""
-    env = {
-        key: value for key, value in os.environ.items()
-        if key not in _SYSTEMD_ENV
-        and not (key.upper().startswith("SFTPD_AGENT_")
-                 and any(word in key.upper() for word in _SECRET_ENV))
-    }
+def hook_environment(
+    event: str, campaign_id: str, notification_id: int,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """What a hook sees: an allow-list of the agent's environment, plus the event.
+
+    Only ``PATH``, ``HOME``, ``USER``, ``LOGNAME``, ``LANG``, ``LANGUAGE``, ``LC_*``, ``TZ``
+    and ``TMPDIR`` are passed on: never ``CREDENTIALS_DIRECTORY``, ``SFTPD_AGENT_*`` (they
+    may hold secrets), systemd's sockets or anything else a site put in the agent's
+    environment. A hook that needs more gets it in its ``command`` (``/usr/bin/env K=V ...``).
+    """
+    source = os.environ if environ is None else environ
+    env = {key: value for key, value in source.items()
+           if key in HOOK_ENV_KEYS or key.startswith("LC_")}
+    env.setdefault("PATH", os.defpath)
     env["SFTPD_EVENT"] = event
     env["SFTPD_CAMPAIGN"] = campaign_id
     env["SFTPD_NOTIFICATION_ID"] = str(notification_id)
     return env
+
+
+# -- running a hook (the shell) ---------------------------------------------------------
+
+
+class _Tail:
+    """The last ``limit`` bytes of a stream, whatever its length: the rest is discarded."""
+
+    __slots__ = ("data", "limit", "total")
+
+    def __init__(self, limit: int) -> None:
+        self.data = bytearray()
+        self.limit = limit
+        self.total = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        self.data += chunk[-self.limit:]
+        if len(self.data) > self.limit:
+            del self.data[:-self.limit]
+
+    def text(self) -> str:
+        """The tail as text, numbers masked (a hook may print what it was given)."""
+        text = self.data.decode("utf-8", errors="replace")
+        if self.total > len(self.data):
+            text = "..." + text.partition("\n")[2]  # a cut first line says nothing
+        return _NUMBER.sub(lambda m: mask(m.group(0).replace(" ", "")), text.strip())
+
+
+class _HookProtocol(asyncio.SubprocessProtocol):
+    """Keeps a bounded tail of stdout and stderr as data arrives; tells when the process
+    exits (``exited``, not waiting for pipes a child may hold open) and when all is closed."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
+        self.tails = {1: _Tail(limit), 2: _Tail(limit)}
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        self.tails[fd].add(data if isinstance(data, bytes) else data.encode())
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+@dataclass(frozen=True, slots=True)
+class HookRun:
+    """How a hook ended: its exit status (None: it was killed at the timeout) and output tails."""
+
+    returncode: int | None
+    timed_out: bool
+    stdout: str
+    stderr: str
+
+    def last_line(self) -> str:
+        """The last non-blank line of stderr, else of stdout: the hook's own last word."""
+        for text in (self.stderr, self.stdout):
+            line = next((ln for ln in reversed(text.splitlines()) if ln.strip()), "")
+            if line:
+                return line.strip()
+        return ""
+
+    def detail(self) -> dict[str, str]:
+        return {key: value for key, value in (("stderr", self.stderr), ("stdout", self.stdout))
+                if value}
+
+
+async def run_hook(
+    argv: Iterable[str], stdin: bytes, *, env: Mapping[str, str], seconds: float,
+    tail_bytes: int = HOOK_TAIL_BYTES,
+) -> HookRun:
+    """Run one hook: ``stdin`` in, at most ``tail_bytes`` of each output kept, ``seconds`` long.
+
+    The hook runs in its own session, so its process group is the hook and everything it
+    started (unless one of them made a session of its own). That group is killed (SIGKILL)
+    when the time runs out, when the caller is cancelled, and also once the hook has exited:
+    a hook is done when it exits, and what it left behind would hold the agent's memory and
+    tasks (``MemoryMax=``, ``TasksMax=``) or the output pipes.
+    """
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _HookProtocol(loop, tail_bytes), *argv,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=dict(env), start_new_session=True)
+    pid = transport.get_pid()
+    timed_out = False
+    try:
+        pipe = transport.get_pipe_transport(0)
+        if isinstance(pipe, asyncio.WriteTransport):
+            pipe.write(stdin)  # buffered by the transport: a hook that never reads costs no wait
+            pipe.close()
+        try:
+            async with asyncio.timeout(seconds):
+                await asyncio.shield(protocol.exited)
+        except TimeoutError:
+            timed_out = True
+            _kill_group(pid)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(KILL_WAIT_SECONDS):
+                    await asyncio.shield(protocol.exited)
+        _kill_group(pid)  # whatever the hook left running
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(PIPE_GRACE_SECONDS):
+                await asyncio.shield(protocol.closed)
+    except BaseException:
+        _kill_group(pid)
+        raise
+    finally:
+        transport.close()
+    return HookRun(returncode=None if timed_out else transport.get_returncode(),
+                   timed_out=timed_out, stdout=protocol.tails[1].text(),
+                   stderr=protocol.tails[2].text())
 
 
 def _kill_group(pid: int) -> None:
@@ -711,6 +951,11 @@ async def _first_of(*events: asyncio.Event, seconds: float) -> None:
 
 def _scrub(error: str, settings: Settings) -> str:
     """``error`` on one line, without any configured secret (servers echo what they got)."""
+    return _one_line(_redact(" ".join(error.split()), settings))
+
+
+def _redact(text: str, settings: Settings) -> str:
+    """``text`` with every configured secret (and the SMTP login's base64 forms) as ``***``."""
     secrets: list[str] = []
     email = settings.notify.email
     if email is not None and email.password.get_secret_value():
@@ -720,7 +965,6 @@ def _scrub(error: str, settings: Settings) -> str:
     passphrase = settings.remote.private_key_passphrase
     if passphrase is not None and passphrase.get_secret_value():
         secrets.append(passphrase.get_secret_value())
-    line = " ".join(error.split())
     for secret in sorted(secrets, key=len, reverse=True):
-        line = line.replace(secret, "***")
-    return _one_line(line)
+        text = text.replace(secret, "***")
+    return text

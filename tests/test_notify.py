@@ -14,6 +14,7 @@ import json
 import os
 import random
 import re
+import resource
 import socket
 import ssl
 import sys
@@ -36,11 +37,15 @@ from cryptography.x509.oid import NameOID
 from sftpd_agent.config import Settings
 from sftpd_agent.logs import configure
 from sftpd_agent.notify import (
+    HOOK_ENV_KEYS,
+    HOOK_TAIL_BYTES,
     Notifications,
+    _Tail,
     body_of,
     channels_for,
     event_payload,
     hook_channel,
+    hook_environment,
     queue_status,
     retry_delay,
     subject_of,
@@ -65,12 +70,16 @@ WAIT = 15.0  # seconds: the bound on any single send pass
 class Tls:
     server: ssl.SSLContext
     client: ssl.SSLContext
+    cert_file: Path  # what a client process trusts (SSL_CERT_FILE)
 
 
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    return make_tls(tmp_path_factory.mktemp("tls"))
+
+
+def make_tls(folder: Path) -> Tls:
     """A self-signed certificate for 127.0.0.1, made now; the client trusts only it."""
-    folder = tmp_path_factory.mktemp("tls")
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sftpd-agent test SMTP")])
     now = datetime.datetime.now(datetime.UTC)
@@ -94,7 +103,8 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
                                            serialization.NoEncryption()))
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(cert_file, key_file)
-    return Tls(server=server, client=ssl.create_default_context(cafile=str(cert_file)))
+    return Tls(server=server, client=ssl.create_default_context(cafile=str(cert_file)),
+               cert_file=cert_file)
 
 
 @dataclass
@@ -491,14 +501,32 @@ HOOK = '''
 import json, os, pathlib, subprocess, sys, time
 record, mode = pathlib.Path(sys.argv[1]), sys.argv[2]
 entry = {"argv": sys.argv, "stdin": sys.stdin.read(), "pid": os.getpid(),
-         "env": {k: v for k, v in os.environ.items() if k.startswith("SFTPD")}}
-if mode == "hang":
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+         "env": dict(os.environ)}
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+if mode in ("hang", "leave-child"):
+    child = subprocess.Popen(SLEEPER)  # inherits stdout and stderr: holds the pipes open
     entry["child"] = child.pid
+if mode == "hang-deep":
+    # A child that starts a grandchild and exits: the grandchild is re-parented, but stays
+    # in the hook's process group.
+    middle = subprocess.run([sys.executable, "-c", "import subprocess, sys; "
+                             "print(subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL).pid)",
+                             *SLEEPER],
+                            stdout=subprocess.PIPE, text=True, check=True)
+    entry["child"] = int(middle.stdout)
 with record.open("a") as out:
     out.write(json.dumps(entry) + "\\n")
-if mode == "hang":
+if mode in ("hang", "hang-deep"):
     time.sleep(60)
+if mode == "flood":
+    block = b"x" * 1023 + b"\\n"
+    for _ in range(int(sys.argv[3]) * 1024):
+        sys.stdout.buffer.write(block)
+        sys.stderr.buffer.write(block)
+    sys.stdout.buffer.write(b"the last stdout line\\n")
+    sys.stdout.flush()
+    sys.stderr.buffer.write(b"the last words, about +33612345678\\n")
+    sys.exit(4)
 if mode == "fail-on-held" and json.loads(entry["stdin"])["event"] == "campaign.held":
     sys.exit(3)
 if mode == "fail-until-flag" and not (record.parent / "flag").exists():
@@ -575,11 +603,14 @@ async def test_one_failing_event_does_not_hold_back_the_next_ones(
     assert len(read_records(record)) == 2
 
 
+@pytest.mark.parametrize("mode", ["hang", "hang-deep"])
 async def test_a_hanging_hook_is_killed_with_its_children_and_retried(
-    tmp_path: Path, store: Store, clock: ManualClock,
+    tmp_path: Path, store: Store, clock: ManualClock, mode: str,
 ) -> None:
+    # "hang-deep": the hook's child started a grandchild and exited; the grandchild, orphaned
+    # and re-parented, is still in the hook's process group and must die with it.
     record = tmp_path / "hook.jsonl"
-    hook = {"events": ["campaign.held"], "command": hook_argv(tmp_path, record, "hang"),
+    hook = {"events": ["campaign.held"], "command": hook_argv(tmp_path, record, mode),
             "timeout_seconds": 1.5}
     notifications = Notifications(store, Config(make_settings(tmp_path, hooks=[hook])), clock)
     notifications.enqueue("campaign.held", held_payload(held_campaign(store)))
@@ -598,6 +629,126 @@ async def test_a_hanging_hook_is_killed_with_its_children_and_retried(
     assert len(read_records(record)) == 2
     for entry in read_records(record):
         assert not alive(entry["pid"])
+    last = read_records(record)[-1]
+    deadline = time.monotonic() + 5
+    while alive(last["child"]) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not alive(last["child"])
+
+
+async def test_a_hook_that_exits_is_done_what_it_left_running_is_killed(
+    tmp_path: Path, store: Store, clock: ManualClock,
+) -> None:
+    # The child holds the hook's stdout and stderr open: the send must not wait for it (nor
+    # time out), and it must not stay behind, eating the unit's TasksMax= and MemoryMax=.
+    record = tmp_path / "hook.jsonl"
+    hook = {"events": ["campaign.held"], "command": hook_argv(tmp_path, record, "leave-child"),
+            "timeout_seconds": 20}
+    notifications = Notifications(store, Config(make_settings(tmp_path, hooks=[hook])), clock)
+    notifications.enqueue("campaign.held", held_payload(held_campaign(store)))
+    started = time.monotonic()
+    assert await send(notifications) == 1
+    assert time.monotonic() - started < 10
+    (entry,) = read_records(record)
+    deadline = time.monotonic() + 5
+    while alive(entry["child"]) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not alive(entry["child"])
+
+
+def _peak_reset() -> bool:
+    """Reset this process's peak RSS (VmHWM); False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/self/status")
+
+
+async def test_a_hook_writing_100_mb_costs_no_memory_and_its_tail_is_the_detail(
+    tmp_path: Path, store: Store, clock: ManualClock, logs: io.StringIO,
+) -> None:
+    record = tmp_path / "hook.jsonl"
+    megabytes = 50  # on stdout, and as much on stderr
+    hook = {"events": ["campaign.held"],
+            "command": hook_argv(tmp_path, record, "flood", str(megabytes)),
+            "timeout_seconds": 60}
+    notifications = Notifications(store, Config(make_settings(tmp_path, hooks=[hook])), clock)
+    notifications.enqueue("campaign.held", held_payload(held_campaign(store)))
+    reset = _peak_reset()
+    before = _status_kib("VmRSS")
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+    assert await asyncio.wait_for(notifications.send_due(), timeout=60) == 0
+    elapsed = time.monotonic() - started
+    grown_kib = (_status_kib("VmHWM") - before if reset
+                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before)
+    # Reading 2 x 50 MB into memory would grow the peak by 100 MB; the tails are 2 x 4 KiB.
+    assert grown_kib < 20 * 1024, f"peak RSS grew by {grown_kib} KiB"
+    (row,) = rows(store)
+    assert row["last_error"] == "exit status 4: the last words, about +33612****78"
+    (failed,) = [line for line in log_lines(logs) if line["event"] == "notification_failed"]
+    assert failed["stderr"].endswith("x\nthe last words, about +33612****78")
+    assert failed["stdout"].endswith("x\nthe last stdout line")
+    for tail in (failed["stderr"], failed["stdout"]):
+        assert tail.startswith("...x")  # the cut first line is marked, then whole lines
+        assert len(tail.encode()) <= HOOK_TAIL_BYTES
+    assert elapsed < 30
+
+
+def test_a_tail_keeps_the_last_bytes_only() -> None:
+    tail = _Tail(10)
+    for chunk in (b"0123456789abc", b"", b"de", b"\nfg"):
+        tail.add(chunk)
+    assert bytes(tail.data) == b"89abcde\nfg" and tail.total == 18
+    assert tail.text() == "...fg"  # the first, cut line goes
+    whole = _Tail(10)
+    whole.add(b"+33612345678")
+    assert len(whole.data) == 10 and whole.text() == "...".rstrip(".") + "..."
+    short = _Tail(100)
+    short.add(b"call +33612345678 now\n")
+    assert short.text() == "call +33612****78 now"
+
+
+async def test_a_hook_sees_only_the_allow_listed_environment(
+    tmp_path: Path, store: Store, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "smtp_password").write_text(PASSWORD)
+    planted = {
+        "CREDENTIALS_DIRECTORY": str(credentials), "SFTPD_AGENT_REMOTE__HOST": "sftp.example",
+        "SFTPD_AGENT_CONFIG": "/etc/sftpd-agent/agent.toml", "NOTIFY_SOCKET": "/run/x",
+        "WATCHDOG_USEC": "60000000", "INVOCATION_ID": "abc", "JOURNAL_STREAM": "8:1234",
+        "MY_API_KEY": "k-123", "AWS_SECRET_ACCESS_KEY": "s-456", "LD_PRELOAD": "",
+        "PYTHONPATH": str(tmp_path), "TZ": "Europe/Paris", "LC_ALL": "C.UTF-8",
+        "LANG": "C.UTF-8", "HOME": str(tmp_path),
+    }
+    for key, value in planted.items():
+        monkeypatch.setenv(key, value)
+    record = tmp_path / "hook.jsonl"
+    hook = {"events": ["campaign.held"], "command": hook_argv(tmp_path, record, "ok")}
+    notifications = Notifications(store, Config(make_settings(tmp_path, hooks=[hook])), clock)
+    notifications.enqueue("campaign.held", held_payload(held_campaign(store)))
+    assert await send(notifications) == 1
+    (entry,) = read_records(record)
+    env = entry["env"]
+    allowed = HOOK_ENV_KEYS | {"SFTPD_EVENT", "SFTPD_CAMPAIGN", "SFTPD_NOTIFICATION_ID"}
+    extra = {key for key in env if key not in allowed and not key.startswith("LC_")}
+    assert extra == set(), extra
+    assert not any(key.startswith("SFTPD_AGENT") for key in env)
+    assert "CREDENTIALS_DIRECTORY" not in env and str(credentials) not in json.dumps(env)
+    assert env["TZ"] == "Europe/Paris" and env["LC_ALL"] == "C.UTF-8"
+    assert env["HOME"] == str(tmp_path) and env["PATH"] == os.environ["PATH"]
+    assert env["SFTPD_EVENT"] == "campaign.held" and env["SFTPD_CAMPAIGN"] == "promo"
+    assert hook_environment("x", "", 1, {})["PATH"] == os.defpath  # never without a PATH
 
 
 async def test_shell_syntax_reaches_the_hook_only_as_json(
