@@ -72,6 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     replies.add_argument("--json", action="store_true")
     replies.add_argument("--campaign", metavar="ID", help="only this campaign's replies")
 
+    alert = command("alert", "e-mail that systemd gave up restarting the agent's unit "
+                    "(run by the unit's OnFailure=)")
+    alert.description = (
+        "E-mail [notify.email]'s recipients that systemd stopped restarting UNIT, with the "
+        "last lines of its journal when they can be read. Run by sftpd-agent-alert@.service "
+        "(the agent unit's OnFailure=); sent at once, outside the agent's queue. Exit 0: "
+        "sent; 1: sending failed (the error on stderr); 2: configuration error, including "
+        "no [notify.email] with recipients (nothing to send: one line on stderr).")
+    alert.add_argument("--unit", required=True, metavar="NAME",
+                       help="the unit that failed, e.g. sftpd-agent.service (%%i in the "
+                            "template)")
+
     from . import trust  # noqa: PLC0415  (asyncssh only when needed)
 
     trust.add_arguments(command(
@@ -109,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return lists.suppress(args, load_settings(args.config), sys.stdout)
         if args.command == "replies":
             return lists.replies(args, load_settings(args.config), sys.stdout)
+        if args.command == "alert":
+            return _alert(args, sys.stdout)
         if args.command == "trust-host":
             from . import trust  # noqa: PLC0415
 
@@ -352,3 +366,24 @@ def _count_line(counted: Counted) -> str:
 
 
 __all__ = ["build_parser", "main"]
+
+
+def _alert(args: argparse.Namespace, out: TextIO) -> int:
+    """``alert --unit NAME``: e-mail that systemd gave up on NAME (its OnFailure= unit)."""
+    import asyncio  # noqa: PLC0415
+
+    from .notify import UNIT_NAME, send_alert  # noqa: PLC0415
+
+    if not UNIT_NAME.fullmatch(args.unit):
+        raise ConfigError(f"alert: {args.unit!r} is not a unit name")
+    settings = load_settings(args.config)
+    email = settings.notify.email
+    if email is None or not email.to:
+        raise ConfigError("alert: no [notify.email] with recipients (to) in the "
+                          "configuration: no one to tell")
+    error = asyncio.run(send_alert(settings, args.unit))
+    if error is not None:
+        print(f"sftpd-agent: alert not sent: {error}", file=sys.stderr)
+        return EXIT_NOT_OK
+    print(f"alert for {args.unit} sent to {', '.join(email.to)}", file=out)
+    return EXIT_OK
