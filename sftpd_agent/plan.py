@@ -61,6 +61,7 @@ class Reading:
     notes: tuple[str, ...] = ()                 # the campaign id made safe
     time_note: str | None = None                # the daylight-saving rule applied
     problem: str | None = None                  # why the file is held
+    written: datetime.datetime | None = None    # the naive local time as the name writes it
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ class Plan:
     name_notes: tuple[str, ...] = ()        # what reading the name changed (the id made safe)
     provider_like: bool = False             # the name was read as the provider's
     name_problem: str | None = None         # why the name alone holds the file
+    requested_wall: datetime.datetime | None = None  # naive: the time as the name writes it
 
 
 def read_filename(filename: str, timing: Timing) -> Reading:
@@ -89,7 +91,7 @@ def read_filename(filename: str, timing: Timing) -> Reading:
     if dropped.when is not None:
         requested, time_note = resolve_local(dropped.when, timing.timezone)
     return Reading(dropped.campaign_id, requested, dropped.provider_like, dropped.notes,
-                   time_note, problem)
+                   time_note, problem, dropped.when)
 
 
 def campaign_from_filename(
@@ -176,7 +178,7 @@ def plan(filename: str, rows: int, *, now: datetime.datetime, timing: Timing) ->
     return Plan(
         reading.campaign_id, requested, send_at.astimezone(zone), upload_at.astimezone(zone),
         names, "; ".join(notes) or None, hold, reading.notes, reading.provider_like,
-        reading.problem)
+        reading.problem, reading.written)
 
 
 def submission_name(
