@@ -290,7 +290,11 @@ def render_check(result: Intake, settings: Settings) -> str:
         else "carries no time: send now")
     row("campaign", p.campaign_id or "-")
     if p.requested_at is not None:
-        row("requested", describe(p.requested_at, settings.tz))
+        requested = describe(p.requested_at, settings.tz)
+        wall = p.requested_wall
+        if wall is not None and wall != p.requested_at.replace(tzinfo=None):
+            requested = f"{wall:%Y-%m-%d %H:%M} as written, read as {requested}"
+        row("requested", requested)
     for note in p.name_notes:
         row("changed", note)
     if p.name_problem and p.name_problem != result.hold_reason:

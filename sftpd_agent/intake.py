@@ -44,6 +44,8 @@ class Intake:
             "name_read_as": "provider" if self.plan.provider_like else "other",
             "requested_at": (self.plan.requested_at.isoformat()
                              if self.plan.requested_at else None),
+            "requested_as_written": (self.plan.requested_wall.isoformat(timespec="minutes")
+                                     if self.plan.requested_wall else None),
             "name_notes": list(self.plan.name_notes),
             "name_problem": self.plan.name_problem,
         })
