@@ -223,3 +223,35 @@ def test_a_scheduled_name_goes_at_its_time_under_a_name_that_says_it(
             assert campaign is not None and campaign["remote_names"] == [row.remote_name]
     finally:
         daemon.kill()
+
+
+# -- submit ----------------------------------------------------------------------------
+
+
+def test_submit_follows_the_same_rules(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "agent.toml"
+    root = tmp_path / "agent"
+    (root / "outbox").mkdir(parents=True)
+    config.write_text(f'service_id = "12345"\ntimezone = "Europe/Paris"\n[paths]\n'
+                      f'root = "{root}"\n[campaign]\nmarketing = false\n', encoding="utf-8")
+    source = write_rows(tmp_path, "contacts.csv")
+    gap = next_spring_gap(dt.datetime.now(PARIS))
+    argv = ["submit", "--config", str(config), str(source), "--campaign", "spring sale"]
+    assert cli.main([*argv, "--at", f"{gap:%Y-%m-%d} 02:30"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert f"SEND-12345-{gap:%Y%m%d}-0300-springsale.csv" in out
+    assert "moved to 03:00" in out and "made safe as 'springsale'" in out
+    assert [p.name for p in (root / "outbox").iterdir()] == [
+        f"SEND-12345-{gap:%Y%m%d}-0300-springsale.csv"]
+    # A time long past is refused with the reason (exit 2), nothing is placed.
+    old = dt.datetime.now(PARIS) - dt.timedelta(days=3)
+    assert cli.main([*argv, "--at", f"{old:%Y-%m-%d %H:%M}"]) == cli.EXIT_USAGE
+    assert "stale: the requested time" in capsys.readouterr().err
+    # A source named like the provider's keeps its own time, not "now".
+    future = dt.datetime.now(PARIS) + dt.timedelta(days=9)
+    named = write_rows(tmp_path, f"SEND-12345-{future:%Y%m%d}-0900-promo (2).csv")
+    assert cli.main(["submit", "--config", str(config), str(named)]) == cli.EXIT_OK
+    assert f"SEND-12345-{future:%Y%m%d}-0900-promo2.csv" in capsys.readouterr().out
+    assert len(list((root / "outbox").iterdir())) == 2

@@ -9,12 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sftpd_agent.naming import (
+    DroppedName,
     Kind,
     ProviderName,
     campaign_id_from_stem,
+    distinct_part_ids,
     parse_name,
     part_ids,
     parts_needed,
+    read_dropped_name,
+    safe_campaign_id,
 )
 
 EXAMPLE_WHEN = dt.datetime(2016, 7, 28, 18, 27)
@@ -280,3 +284,84 @@ def test_parts_needed_refuses_bad_input() -> None:
         parts_needed(10, 0)
     with pytest.raises(ValueError, match="negative"):
         parts_needed(-1, 10)
+
+
+# -- dropped names (issue 17) ----------------------------------------------------------
+
+JAN_5_9H = dt.datetime(2027, 1, 5, 9, 0)
+
+
+def test_a_dropped_provider_name_is_read_as_one() -> None:
+    assert read_dropped_name("SEND-12345-20270105-0900-promo.csv") == DroppedName(
+        "promo", JAN_5_9H, provider_like=True, service_id="12345")
+    lower = read_dropped_name("/some/folder/send-ABCDE-20270105-0900-Promo.CSV")
+    assert (lower.campaign_id, lower.when, lower.service_id) == ("Promo", JAN_5_9H, "ABCDE")
+    assert lower.problem is None and lower.notes == ()
+
+
+def test_a_dropped_id_is_made_safe_without_touching_the_time() -> None:
+    read = read_dropped_name("SEND-12345-20270105-0900-promo (1).csv")
+    assert (read.campaign_id, read.when, read.problem) == ("promo1", JAN_5_9H, None)
+    assert read.notes == ("campaign id 'promo (1)' made safe as 'promo1': only letters and "
+                          "digits are kept",)
+    long = read_dropped_name("SEND-12345-20270105-0900-black-friday_2027-very-long-name.csv")
+    assert long.campaign_id == "blackfriday2027veryl" and long.when == JAN_5_9H
+    assert len(long.notes) == 2 and "cut to 'blackfriday2027veryl'" in long.notes[1]
+
+
+@pytest.mark.parametrize(
+    ("filename", "problems"),
+    [
+        ("SEND-12345-20270105-0900.csv", ["no campaign id after the time"]),
+        ("SEND-12345-20270105-0900-%%%.csv", ["no campaign id after the time"]),
+        ("SEND-12345-20261232-0900-x.csv", ["the date 20261232 is not a date"]),
+        ("SEND-12345-20270105-2500-x.csv", ["the hour 2500 is not a time"]),
+        ("SEND-12345-20270105-0960-x.csv", ["the hour 0960 is not a time"]),
+        ("SEND-12345-2027015-0900-x.csv", ["the date 2027015 is not a date"]),
+        ("SEND-12345-20261232-2500-x.csv", ["the date 20261232", "the hour 2500"]),
+        ("SEND-1234-20270105-0900-x.csv", ["the service id '1234' is not 5"]),
+        ("SEND-12345.csv", ["no date after the service id"]),
+        ("SEND-12345-20270105.csv", ["no time after the date"]),
+        ("SEND-.csv", ["no service id after SEND-"]),
+        ("SEND_12345_20270105_0900_x.csv", ["parts are not separated by '-'"]),
+    ],
+)
+def test_a_dropped_name_that_cannot_be_read_names_the_part(
+    filename: str, problems: list[str]
+) -> None:
+    read = read_dropped_name(filename)
+    assert read.provider_like and read.problem is not None
+    for problem in problems:
+        assert problem in read.problem
+    assert "expected SEND-<service_id>-YYYYMMDD-HHMM-<CAMPAIGNID>.csv" in read.problem
+
+
+@pytest.mark.parametrize(
+    ("filename", "campaign_id"),
+    [("Promo Noël 2026!.csv", "PromoNol2026"), ("sending.csv", "sending"),
+     ("SEND12345-20270105-0900-x.csv", "SEND1234520270105090"), ("send now.csv", "sendnow")],
+)
+def test_other_names_carry_no_time(filename: str, campaign_id: str) -> None:
+    assert read_dropped_name(filename) == DroppedName(campaign_id)
+
+
+def test_a_name_without_letters_or_digits_has_a_problem() -> None:
+    read = read_dropped_name("___.csv")
+    assert read.campaign_id == "" and read.problem is not None and not read.provider_like
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("promo", ("promo", 0)), ("promo (1)", ("promo1", 1)), ("a" * 21, ("a" * 20, 1)),
+     ("é" + "b" * 25, ("b" * 20, 2)), ("---", ("", 0)), ("", ("", 0))],
+)
+def test_safe_campaign_id(text: str, expected: tuple[str, int]) -> None:
+    campaign_id, notes = safe_campaign_id(text)
+    assert (campaign_id, len(notes)) == expected
+
+
+def test_distinct_part_ids() -> None:
+    used = {"promo", "promo2"}
+    assert distinct_part_ids("promo", 1, lambda ids: bool(used & set(ids))) == ["promo3"]
+    assert distinct_part_ids("promo", 2, lambda ids: False) == ["promoP1", "promoP2"]
+    assert distinct_part_ids("a" * 20, 1, lambda ids: ids == ["a" * 20]) == ["a" * 19 + "2"]
