@@ -218,9 +218,9 @@ def _submit(args: argparse.Namespace, out: TextIO) -> int:
         raise ConfigError(f"{target} is already waiting in the outbox") from None
     finally:
         temporary.unlink()
+    for note in notes:  # before the last line, which scripts read for the name
+        print(f"note: {note}", file=out)
     print(f"submitted {source} as {target}", file=out)
-    for note in notes:
-        print(f"  note: {note}", file=out)
     return EXIT_OK
 
 
