@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -147,14 +148,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     import asyncio  # noqa: PLC0415
 
-    from .clock import clock_from_environment  # noqa: PLC0415
-    from .daemon import Agent, fault_hook_from_environment  # noqa: PLC0415
-    from .logs import configure  # noqa: PLC0415
+    from .clock import system_clock  # noqa: PLC0415
+    from .daemon import Agent  # noqa: PLC0415
+    from .logs import configure, get_logger  # noqa: PLC0415
+    from .testing import SWITCHES  # noqa: PLC0415
 
     settings = load_settings(args.config)
     configure()
-    agent = Agent(settings, clock=clock_from_environment(), config_path=args.config,
-                  fault_hook=fault_hook_from_environment())
+    ignored = [name for name in SWITCHES if name in os.environ]
+    if ignored:
+        get_logger("sftpd_agent.cli").warning(
+            "test_switches_ignored", switches=ignored,
+            detail="honoured only by python -m sftpd_agent.testing run")
+    agent = Agent(settings, clock=system_clock, config_path=args.config)
     return asyncio.run(agent.run())
 
 
@@ -234,7 +240,7 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
         elif len(args.files) > 1:
             raise ConfigError("--errors: give a directory when checking several files")
     for name in args.files:
-        if not Path(name).is_file():
+        if not os.path.lexists(name):  # a link, a FIFO...: held below, as run would
             raise ConfigError(f"{name}: no such file")
     now = datetime.datetime.now(datetime.UTC)
     suppressed = _suppression_list(settings)

@@ -235,11 +235,16 @@ class Agent:
         try:
             yield
         except Exception as exc:  # the boundary: every failure stays with its unit
-            self.failures.record(unit, exc, at=self.clock(), **context)
-            self._quietly("last_error", lambda: self.store.set_fact(
-                "last_local_error", self.failures.last))
+            self._failed(unit, exc, **context)
         else:
             self.failures.cleared(unit)
+
+    def _failed(self, unit: str, exc: Exception, **context: Any) -> str:
+        """Say once that ``unit`` failed, and keep it for ``status``; the one-line reason."""
+        reason = self.failures.record(unit, exc, at=self.clock(), **context)
+        self._quietly("last_local_error", lambda: self.store.set_fact(
+            "last_local_error", self.failures.last))
+        return reason
 
     def _guarded(self, unit: str, step: Callable[[], object]) -> None:
         with self._unit(unit):
@@ -247,9 +252,15 @@ class Agent:
 
     def _quietly(self, what: str, step: Callable[[], object]) -> None:
         """A bookkeeping write (a fact) that may fail when the journal is locked or the disk
-        is full: said once, never fatal."""
-        with self._unit(f"journal:{what}"):
+        is full: said once, never fatal, never recorded in the journal (it is the journal
+        that failed)."""
+        unit = f"journal write ({what})"
+        try:
             step()
+        except Exception as exc:  # the boundary of a bookkeeping write
+            self.failures.record(unit, exc, at=self.clock())
+        else:
+            self.failures.cleared(unit)
 
     def _retry_due(self, pk: int) -> bool:
         at, _ = self._retry.get(pk, (0.0, 0.0))
@@ -265,9 +276,7 @@ class Agent:
         """A campaign step failed: short of space (or the journal busy) it waits and is
         tried again; otherwise the campaign is held with the reason."""
         unit = f"campaign {campaign.campaign_id} ({campaign.file}): {step}"
-        reason = self.failures.record(unit, exc, at=self.clock(), campaign=campaign.id)
-        self._quietly("last_error", lambda: self.store.set_fact(
-            "last_local_error", self.failures.last))
+        reason = self._failed(unit, exc, campaign=campaign.id)
         transient = waits_for_space(exc) or isinstance(exc, sqlite3.OperationalError)
         if transient or step == "prepare":
             delay = self._retry_later(campaign.id)
@@ -279,8 +288,8 @@ class Agent:
             current = self.store.campaign(campaign.id)
             if current.state in WAITING:
                 self.campaigns.hold(current, f"{step} failed: {reason}")
-        except Exception as again:
-            self.failures.record(unit + " (hold)", again, at=self.clock())
+        except Exception as again:  # holding failed too (the disk, the journal): try later
+            self._failed(unit + " (hold)", again)
             self._retry_later(campaign.id)
 
     # -- the outbox ----------------------------------------------------------------------
@@ -298,7 +307,7 @@ class Agent:
         try:
             campaign = self.campaigns.record(source)
         except Exception as exc:  # the boundary: set aside, never tripped on again
-            reason = self.failures.record(f"spool file {source.name}", exc, at=self.clock())
+            reason = self._failed(f"spool file {source.name}", exc)
             with self._unit(f"spool file {source.name} (set aside)"):
                 target = self.campaigns.set_aside(source, f"could not be recorded: {reason}")
                 log.warning("spool_file_set_aside", file=shown(str(target)), reason=reason)
@@ -380,9 +389,7 @@ class Agent:
         except Exception as exc:  # the boundary: RemoteErrors are the session's
             if isinstance(exc, RemoteError):
                 raise
-            self.failures.record("poll round", exc, at=self.clock())
-            self._quietly("last_error", lambda: self.store.set_fact(
-                "last_local_error", self.failures.last))
+            self._failed("poll round", exc)
             return False
         self.failures.cleared("poll round")
         return ok
