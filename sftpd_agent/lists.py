@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .config import Settings
+from .display import shown
 from .errors import ConfigError
 from .numbers import NumberNormalizer
 from .store import JournalBusyError, Store, private_file
@@ -192,5 +193,5 @@ def replies(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
             settings.tz).strftime("%Y-%m-%d %H:%M") if reply["received_at"] else "?"
         flag = "  [opt-out]" if reply["opt_out"] else ""
         print(f"{when}  {reply['msisdn']:<16}  {reply['campaign_id'] or '-':<20}  "
-              f"{reply['message']}{flag}", file=out)
+              f"{shown(reply['message'])}{flag}", file=out)  # a reply may hold escapes
     return EXIT_OK
