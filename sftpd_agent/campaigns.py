@@ -32,7 +32,7 @@ from .config import Settings
 from .display import local_name, plain, shown
 from .intake import rules_from, take_in, timing_from
 from .logs import bind_campaign, get_logger
-from .plan import campaign_from_filename, provider_names
+from .plan import campaign_from_filename, distinct_provider_names, provider_names
 from .publication import Events
 from .states import CampaignState, PartState
 from .store import Campaign, Part, PartPlan, Store, private_dir, private_file
@@ -197,6 +197,8 @@ class Campaigns:
             log.info("campaign_validated", rows=summary.rows, valid=summary.valid,
                      invalid=summary.invalid, duplicates=summary.duplicates,
                      segments=summary.segments)
+            if plan.name_notes:
+                log.warning("campaign_name_changed", notes=list(plan.name_notes))
             if intake.hold_reason:
                 return self.hold(campaign, intake.hold_reason)
             campaign = self.store.move(campaign.id, C.SCHEDULED, at=self.clock())
@@ -254,10 +256,10 @@ class Campaigns:
             if kept == 0:
                 self.hold(campaign, "no recipient left after the suppression list")
                 return None
-            names = self._names(campaign, kept)
-            taken = [name for name in names if self.store.name_taken(name)]
-            if taken:
-                self.hold(campaign, f"{taken[0]} was already published by another campaign: "
+            try:
+                names = self._names(campaign, kept)
+            except ValueError as exc:  # every suffix within 20 characters is used
+                self.hold(campaign, f"no free provider name for this id and time ({exc}): "
                                     "drop the file again under another name or time")
                 return None
             plans = self._write_parts(campaign, names, suppressed)
@@ -282,9 +284,17 @@ class Campaigns:
         return kept, dropped
 
     def _names(self, campaign: Campaign, rows: int) -> tuple[str, ...]:
+        """The provider names, none already used by another campaign in the journal (two
+        files with the same id and time: the second gets a suffix)."""
         assert campaign.send_at is not None  # noqa: S101 - scheduled campaigns have one
-        return provider_names(campaign.campaign_id, campaign.send_at, rows,
-                              timing_from(self.settings))
+        names = distinct_provider_names(campaign.campaign_id, campaign.send_at, rows,
+                                        timing_from(self.settings), self.store.name_taken)
+        first = provider_names(campaign.campaign_id, campaign.send_at, rows,
+                               timing_from(self.settings))
+        if names != first:
+            log.warning("campaign_renamed", remote_names=list(names),
+                        detail=f"{first[0]} is already used by another campaign")
+        return names
 
     def _write_parts(
         self, campaign: Campaign, names: tuple[str, ...], suppressed: set[str] | frozenset[str]

@@ -9,11 +9,14 @@ system's reason (the daemon runs without its capabilities, so root is refused to
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -148,3 +151,30 @@ def test_check_refuses_what_run_would_hold(tmp_path: Path) -> None:
         assert done.returncode == 1, done.stdout + done.stderr
         assert reason in done.stdout
         assert "TOPSECRET" not in done.stdout
+
+
+def test_two_files_with_the_same_id_and_time_get_distinct_provider_names(
+        daemon: Daemon, tmp_path: Path) -> None:
+    """Two files whose names give the same id and time (``promo`` twice, tomorrow 09:00):
+    two campaigns, two provider files, neither held, each sent once, kept apart in status."""
+    offset = tmp_path / "clock-offset"
+    daemon.env["SFTPD_AGENT_CLOCK_OFFSET_FILE"] = str(offset)
+    daemon.start()
+    paris = ZoneInfo("Europe/Paris")
+    when = (dt.datetime.now(paris) + dt.timedelta(days=1)).replace(hour=9, minute=0)
+    stamp = f"{when:%Y%m%d}-0900"
+    daemon.drop(f"SEND-12345-{stamp}-promo.csv", rows(3, prefix="FIRST"))
+    daemon.drop(f"SEND-12345-{stamp}-pro_mo.csv", rows(3, start=10, prefix="SECOND"))
+
+    def promos(state: str) -> list[dict[str, Any]]:
+        found = [c for c in daemon.status()["campaigns"] if c["campaign_id"] == "promo"]
+        return found if len(found) == 2 and all(c["state"] == state for c in found) else []
+
+    wait_until(lambda: promos("scheduled"), what="both scheduled")
+    ahead = (when - dt.datetime.now(paris)).total_seconds() - 300  # 5 min before 09:00
+    offset.write_text(f"{ahead:.0f}", encoding="utf-8")
+    first, second = wait_until(lambda: promos("done"), what="both done")
+    names = sorted([*first["remote_names"], *second["remote_names"]])
+    assert names == [f"SEND-12345-{stamp}-promo.csv", f"SEND-12345-{stamp}-promo2.csv"]
+    assert sorted(entry.name for entry in daemon.journal()) == names
+    assert daemon.logged("campaign_renamed")
