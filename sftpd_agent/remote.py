@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from .errors import PermanentRemoteError, RemoteError
+from .errors import PermanentRemoteError, RemoteError, RetryableRemoteError
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,12 @@ def decode_name(raw: bytes) -> tuple[str, bool]:
 
 class TargetExists(RemoteError):
     """A rename found its target already there."""
+
+
+class ConnectionLost(RetryableRemoteError):
+    """The link was cut or stopped answering (reset, broken pipe, no answer in time): the
+    server refused nothing. After a connection that worked, such a cut does not push the
+    next attempt out (see ``session``)."""
 
 
 class Remote(Protocol):

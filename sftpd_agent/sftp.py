@@ -6,7 +6,8 @@ no ``~/.ssh/config``, no SSH agent, no default identities, no password or GSS. T
 a :class:`~sftpd_agent.remote.Remote`.
 
 Every asyncssh, OS and timeout error is translated at one edge, :func:`translated`:
-:class:`RetryableRemoteError` for what may pass (network, timeout, busy server),
+:class:`RetryableRemoteError` for what may pass (network, timeout, busy server; its subclass
+:class:`~sftpd_agent.remote.ConnectionLost` when the link itself failed),
 :class:`PermanentRemoteError` for what a person must fix (host key, authentication,
 permission, missing path). Each operation is bounded by ``operation_timeout_seconds``; the
 transfer of an upload or a read instead by a stall watchdog (no request answered for that
@@ -31,7 +32,7 @@ from pydantic import SecretStr
 
 from .config import RemoteSettings
 from .errors import PermanentRemoteError, RemoteError, RetryableRemoteError
-from .remote import RemoteEntry, TargetExists, decode_name
+from .remote import ConnectionLost, RemoteEntry, TargetExists, decode_name
 
 # Uploads: each write request carries BLOCK_SIZE bytes (less if the server's limits say so),
 # with at most MAX_REQUESTS of them unacknowledged: 8 MiB in flight.
@@ -74,20 +75,22 @@ def translate(exc: BaseException, where: str, timeout: float | None = None) -> R
         case asyncssh.IllegalUserName():
             return PermanentRemoteError(f"{where}: user name refused ({reason})")
         case asyncssh.DisconnectError():
-            return RetryableRemoteError(f"{where}: connection lost ({reason})")
+            return ConnectionLost(f"{where}: connection lost ({reason})")
         case asyncssh.ChannelOpenError(code=asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED):
             return PermanentRemoteError(f"{where}: SFTP refused ({reason})")
         case asyncssh.ChannelOpenError():
             return RetryableRemoteError(f"{where}: SFTP unavailable ({reason})")
+        case asyncssh.SFTPError(code=code) if code in _LOST_SFTP:
+            return ConnectionLost(f"{where}: {reason}")
         case asyncssh.SFTPError(code=code) if code in _RETRYABLE_SFTP:
             return RetryableRemoteError(f"{where}: {reason}")
         case asyncssh.SFTPError():
             return PermanentRemoteError(f"{where}: {reason}")
         case TimeoutError():  # before OSError, its base class
             within = f" within {timeout:g} s" if timeout is not None else ""
-            return RetryableRemoteError(f"{where}: no answer{within}")
+            return ConnectionLost(f"{where}: no answer{within}")
         case OSError():
-            return RetryableRemoteError(f"{where}: {_os_reason(exc) or reason}")
+            return ConnectionLost(f"{where}: {_os_reason(exc) or reason}")
     return RetryableRemoteError(f"{where}: {reason}")
 
 

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from sftpd_agent import sftp
 from sftpd_agent.config import RemoteSettings
 from sftpd_agent.errors import PermanentRemoteError, RemoteError, RetryableRemoteError
-from sftpd_agent.remote import Remote, TargetExists
+from sftpd_agent.remote import ConnectionLost, Remote, TargetExists
 from sftpd_agent.sftp import SftpRemote, connect, translate
 from tests.faults import FaultProxy
 from tests.servers import SftpServer
@@ -638,17 +638,17 @@ async def test_receive_gives_up_a_silent_server_and_leaves_nothing_running() -> 
 
 
 @pytest.mark.parametrize(("error", "kind", "words"), [
-    (ConnectionRefusedError(111, "Connection refused"), RetryableRemoteError,
+    (ConnectionRefusedError(111, "Connection refused"), ConnectionLost,
      "Connection refused"),
-    (ConnectionResetError(104, "Connection reset by peer"), RetryableRemoteError, "reset"),
-    (OSError(113, "Connect call failed ('192.0.2.1', 22)"), RetryableRemoteError,
+    (ConnectionResetError(104, "Connection reset by peer"), ConnectionLost, "reset"),
+    (OSError(113, "Connect call failed ('192.0.2.1', 22)"), ConnectionLost,
      "No route to host"),
-    (socket.gaierror(-2, "Name or service not known"), RetryableRemoteError,
+    (socket.gaierror(-2, "Name or service not known"), ConnectionLost,
      "Name or service not known"),
-    (TimeoutError(), RetryableRemoteError, "no answer within 2 s"),
-    (asyncssh.ConnectionLost("Connection lost"), RetryableRemoteError, "connection lost"),
-    (asyncssh.ProtocolError("bad\npacket"), RetryableRemoteError, "bad packet"),
-    (asyncssh.SFTPConnectionLost("gone"), RetryableRemoteError, "gone"),
+    (TimeoutError(), ConnectionLost, "no answer within 2 s"),
+    (asyncssh.ConnectionLost("Connection lost"), ConnectionLost, "connection lost"),
+    (asyncssh.ProtocolError("bad\npacket"), ConnectionLost, "bad packet"),
+    (asyncssh.SFTPConnectionLost("gone"), ConnectionLost, "gone"),
     (asyncssh.SFTPFailure("Failure"), RetryableRemoteError, "Failure"),
     (asyncssh.SFTPNoSpaceOnFilesystem("full"), RetryableRemoteError, "full"),
     (asyncssh.ChannelOpenError(asyncssh.OPEN_RESOURCE_SHORTAGE, "busy"), RetryableRemoteError,
