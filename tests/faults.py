@@ -14,13 +14,15 @@ Between the two it can:
 
 Use it with ``async with FaultProxy(host, port) as proxy:`` and connect to ``proxy.port``;
 leaving the block closes the listener and every connection. Nothing else ends its loops: they
-stop when their connection or the proxy does.
+stop when their connection or the proxy does. ``ProxyThread`` runs one in a thread of its own,
+for a daemon in another process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -189,3 +191,22 @@ class FaultProxy:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.stop()
+
+
+class ProxyThread:
+    """A FaultProxy in its own thread and event loop, for a daemon in another process."""
+
+    def __init__(self, port: int, **options: object) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.proxy = FaultProxy("127.0.0.1", port, **options)  # type: ignore[arg-type]
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> FaultProxy:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.proxy.start(), self.loop).result(timeout=10)
+        return self.proxy
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.proxy.stop(), self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)

@@ -6,9 +6,7 @@ number of bytes (seeded, a bounded number of cuts), while many campaigns are upl
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,32 +14,13 @@ import pytest
 
 from sftpd_agent.simulator import SimulatorOptions
 from tests.daemon_harness import Daemon, rows, wait_until, write_config
-from tests.faults import FaultProxy
+from tests.faults import FaultProxy, ProxyThread
 from tests.servers import SftpServer
 
 
 @pytest.fixture
 def simulator_options() -> SimulatorOptions:
     return SimulatorOptions(seed=11, lock_seconds=0, ack_delay=10**6, stop_share=0, mo_share=0)
-
-
-class ProxyThread:
-    """The asyncio FaultProxy in its own thread and loop, for a daemon in another process."""
-
-    def __init__(self, port: int, **options: object) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.proxy = FaultProxy("127.0.0.1", port, **options)  # type: ignore[arg-type]
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> FaultProxy:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.proxy.start(), self.loop).result(timeout=10)
-        return self.proxy
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.proxy.stop(), self.loop).result(timeout=30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture
