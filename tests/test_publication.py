@@ -197,7 +197,8 @@ async def test_files_taken_before_a_crash_are_recovered(tmp_path: Path) -> None:
     target = world.campaigns.incoming / "123-late.csv"
     dropped.rename(target)  # taken, then the crash before it was recorded
     world.restart()
-    (campaign,) = world.campaigns.recover()
+    (found,) = world.campaigns.recover()
+    campaign = world.campaigns.record(found)
     assert campaign.file == "late.csv"
     assert world.campaigns.recover() == []
 
