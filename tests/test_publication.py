@@ -237,11 +237,15 @@ async def test_everyone_opted_out_holds_the_campaign(tmp_path: Path) -> None:
     assert world.store.campaign(campaign.id).state == CampaignState.HELD
 
 
-async def test_a_name_already_used_by_another_campaign_is_held(tmp_path: Path) -> None:
+async def test_a_name_already_used_by_another_campaign_gets_another(tmp_path: Path) -> None:
     world = World(tmp_path)
     name = "SEND-12345-20261123-1000-same.csv"
-    prepared(world, name)
+    (first,) = prepared(world, name)
     second = world.campaigns.validate(world.campaigns.take(world.drop(name, ROWS)))
-    assert world.campaigns.prepare(second) is None
-    held = world.store.campaign(second.id)
-    assert held.state == CampaignState.HELD and "already published" in (held.reason or "")
+    parts = world.campaigns.prepare(second)
+    assert parts is not None
+    (other,) = parts
+    assert other.remote_name != first.remote_name, "never the name of another campaign"
+    await world.publisher.round(LocalRemote(world.provider))
+    sent = world.provider / "Send"
+    assert {p.name for p in sent.iterdir()} >= {first.remote_name, other.remote_name}
