@@ -9,6 +9,7 @@ provider's time is brought on by hand, and the daemon is given time to read it.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,14 @@ from sftpd_agent.reports import fold
 from sftpd_agent.simulator import SimulatorOptions
 from tests.daemon_harness import Daemon, wait_until, write_config
 from tests.servers import SftpServer
+from tests.test_remote_names import (
+    BINARY_STOP,
+    DOTTY,
+    LONG,
+    NUMBERS,
+    REAL_STOP,
+    fill_report_dir,
+)
 
 PARIS = ZoneInfo("Europe/Paris")
 ROWS = 40
@@ -162,3 +171,30 @@ def test_a_stop_received_while_a_campaign_waits_removes_the_number(
     campaign = daemon.campaign("later")
     assert campaign is not None and campaign["suppressed"] >= len(stopped)
     assert body.count("\r\n") == ROWS - campaign["suppressed"]
+
+
+def test_odd_report_names_beside_a_real_stop_file(tmp_path: Path, daemon: Daemon) -> None:
+    """Undecodable, a folder, ``..``-like, 250 bytes, a symlink, binary content: skipped (each
+    logged once and kept for status) while the real STOP file's numbers are suppressed."""
+    fill_report_dir(daemon.server.report_dir, tmp_path / "secret.csv")
+    daemon.start()
+    wait_until(lambda: {row[0] for row in query(daemon, "SELECT msisdn FROM suppression")}
+               == set(NUMBERS), what="the real STOP file's numbers suppressed")
+    skipped = wait_until(lambda: report_skipped(daemon), what="the skipped files recorded")
+    assert "STOP-12345-20261123-1000-caf\\xe9.csv" in skipped
+    assert LONG in skipped and all(name in skipped for name in DOTTY)
+    assert not {REAL_STOP, BINARY_STOP} & skipped.keys()
+    assert sorted((daemon.root / "inbox" / "stop").iterdir()) == sorted(
+        daemon.root / "inbox" / "stop" / name for name in (BINARY_STOP, REAL_STOP))
+    # The loops go on: a campaign is still published, and nothing is logged twice.
+    daemon.drop("after.csv", campaign_rows())
+    wait_until(lambda: daemon.state("after") == "done", what="a campaign after them, done")
+    logged = [line["file"] for line in daemon.logged("report_skipped")]
+    assert sorted(logged) == sorted(skipped), "each skipped file logged once"
+    assert not daemon.exited()
+
+
+def report_skipped(daemon: Daemon) -> dict[str, str]:
+    rows = query(daemon, "SELECT value FROM agent WHERE key = 'report_skipped'")
+    found: dict[str, str] = json.loads(rows[0][0]) if rows and rows[0][0] else {}
+    return found or {}
