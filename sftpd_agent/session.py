@@ -34,6 +34,9 @@ log = get_logger("sftpd_agent.session")
 
 UNREACHABLE_AFTER = 3
 """Consecutive retryable failures before the outage is reported."""
+CUT_UNREACHABLE_AFTER = 30
+"""Consecutive failed attempts, even each after progress, before the outage is reported: a
+link cut every time before a round completes is down for the operator's purposes."""
 
 
 @dataclass
@@ -61,7 +64,8 @@ class RemoteSession:
     last_error: str | None = None
     next_attempt: datetime.datetime | None = None
     reported: bool = False
-    progressed: bool = False  # the current connection has moved data
+    progressed: bool = False  # the current connection has had an answer
+    attempts_failed: int = 0  # consecutive failed attempts, progress or not
 
     def ready(self) -> bool:
         return self.next_attempt is None or self.clock() >= self.next_attempt
@@ -99,20 +103,23 @@ class RemoteSession:
         if progressed and isinstance(exc, ConnectionLost):
             self.failures = 0  # the link worked until the cut: retry soon, not later each cut
         self.failures += 1
+        self.attempts_failed += 1
         self.last_error = str(exc)
         delay = self.backoff.delay(self.failures, permanent=permanent)
         self.next_attempt = self.clock() + datetime.timedelta(seconds=delay)
         log.warning("remote_failed", error=str(exc), permanent=permanent,
                     failures=self.failures, progressed=progressed, retry_in=round(delay, 1))
-        if not self.reported and (permanent or self.failures >= UNREACHABLE_AFTER):
+        if not self.reported and (permanent or self.failures >= UNREACHABLE_AFTER
+                                  or self.attempts_failed >= CUT_UNREACHABLE_AFTER):
             self.reported = True
             self.events("remote.unreachable", None, reason=str(exc), permanent=permanent)
 
     def _succeeded(self) -> None:
         if self.reported:
-            log.info("remote_recovered", after_failures=self.failures)
-            self.events("remote.recovered", None, after_failures=self.failures)
+            log.info("remote_recovered", after_failures=self.attempts_failed)
+            self.events("remote.recovered", None, after_failures=self.attempts_failed)
         self.failures = 0
+        self.attempts_failed = 0
         self.last_error = None
         self.next_attempt = None
         self.reported = False

@@ -20,7 +20,7 @@ import pytest
 
 from sftpd_agent.errors import RetryableRemoteError
 from sftpd_agent.remote import ConnectionLost, LocalRemote, Remote
-from sftpd_agent.session import Backoff, RemoteSession
+from sftpd_agent.session import CUT_UNREACHABLE_AFTER, Backoff, RemoteSession
 from sftpd_agent.simulator import SimulatorOptions
 from tests.daemon_harness import Daemon, rows, wait_until, write_config
 from tests.faults import FaultProxy, ProxyThread
@@ -68,6 +68,20 @@ async def test_a_cut_after_progress_is_retried_at_the_base_delay(tmp_path: Path)
         assert (session.next_attempt - clock.now).total_seconds() <= 1.0
         clock.now = session.next_attempt
     assert "remote.unreachable" not in events, "a link that works between cuts is not down"
+
+    # Cut every time, though, it is reported at last, and its recovery too.
+    for _ in range(CUT_UNREACHABLE_AFTER - CUTS):
+        assert not await session.attempt(upload_then_cut)
+        assert session.next_attempt is not None
+        clock.now = session.next_attempt
+    assert events.count("remote.unreachable") == 1
+    assert session.failures == 1, "still retried at the base delay"
+
+    async def whole(remote: Remote) -> None:
+        await remote.list("Send")
+
+    assert await session.attempt(whole)
+    assert events.count("remote.recovered") == 1
 
 
 async def test_cuts_before_any_answer_and_refusals_still_back_off(tmp_path: Path) -> None:
