@@ -193,6 +193,13 @@ def _busy(error: sqlite3.OperationalError) -> bool:
     return "locked" in str(error) or "busy" in str(error)
 
 
+def _next_batch(size: int, held: float) -> int:
+    """The size of a bulk write's next batch: the one that would hold the lock for
+    :data:`BULK_HOLD_TARGET`, if the last batch of ``size`` held it ``held`` seconds."""
+    wanted = int(size * BULK_HOLD_TARGET / max(held, 0.001))
+    return max(BULK_MIN_BATCH, min(BULK_MAX_BATCH, 2 * size, wanted))
+
+
 def now_iso(when: datetime.datetime) -> str:
     return when.astimezone(datetime.UTC).isoformat(timespec="seconds")
 
@@ -638,18 +645,41 @@ class Store:
         return {row[0] for row in rows}
 
     def purge_rows(self, cutoff: datetime.datetime) -> dict[str, int]:
-        """Delete personal data recorded before ``cutoff``; rows deleted per table."""
+        """Delete personal data recorded before ``cutoff``; rows deleted per table.
+
+        In batches, as bulk writes are (:meth:`suppress_batches`): a million old delivery
+        lines hold the write lock a few hundredths of a second at a time. A purge stopped
+        half-way is finished by the next one."""
         before = now_iso(cutoff)
         statements = {
-            "deliveries": "DELETE FROM deliveries WHERE at < ?",
-            "optouts": "DELETE FROM optouts WHERE at < ?",
-            "replies": "DELETE FROM replies WHERE at < ?",
-            "report_cursors": "DELETE FROM report_cursors WHERE coalesce(deleted_at, seen_at) < ?",
-            "notifications": "DELETE FROM notifications WHERE sent_at < ?",
+            "optouts": "DELETE FROM optouts WHERE id IN "
+                       "(SELECT id FROM optouts WHERE at < ? LIMIT ?)",
+            "replies": "DELETE FROM replies WHERE id IN "
+                       "(SELECT id FROM replies WHERE at < ? LIMIT ?)",
+            "report_cursors": "DELETE FROM report_cursors WHERE id IN (SELECT id FROM "
+                              "report_cursors WHERE coalesce(deleted_at, seen_at) < ? LIMIT ?)",
+            "notifications": "DELETE FROM notifications WHERE id IN "
+                             "(SELECT id FROM notifications WHERE sent_at < ? LIMIT ?)",
         }
-        with self.transaction() as db:
-            return {table: db.execute(sql, (before,)).rowcount
-                    for table, sql in statements.items()}
+        deleted = {"deliveries": 0} | dict.fromkeys(statements, 0)
+        for table, sql in (("deliveries", ""), *statements.items()):
+            size = BULK_FIRST_BATCH
+            for _ in range(1_000_000):  # bounded: each batch deletes ``size`` rows or ends
+                with self.transaction() as db:
+                    if table == "deliveries":  # no rowid: each row by its primary key
+                        keys = db.execute("SELECT report, msisdn, idremote FROM deliveries "
+                                          "WHERE at < ? LIMIT ?", (before, size)).fetchall()
+                        db.executemany("DELETE FROM deliveries WHERE report = ? AND "
+                                       "msisdn = ? AND idremote = ?", keys)
+                        count = len(keys)
+                    else:
+                        count = db.execute(sql, (before, size)).rowcount
+                deleted[table] += count
+                if count < size:
+                    break
+                size = _next_batch(size, self.last_hold)
+                time.sleep(BULK_PAUSE)
+        return deleted
 
     def line_counts(self, report: int, *, stop: bool) -> dict[int, int]:
         """Occurrences of each line (by key) of a STOP (or SMS-MO) file ingested so far."""
@@ -724,9 +754,7 @@ class Store:
                     "INSERT INTO suppression (msisdn, added_at, source, campaign) "
                     "VALUES (?,?,?,?) ON CONFLICT(msisdn) DO NOTHING",
                     [(msisdn, source_at, source, campaign) for msisdn in sorted(new)])
-            held = max(self.last_hold, 0.001)
-            size = max(BULK_MIN_BATCH, min(BULK_MAX_BATCH, 2 * size,
-                                           int(size * BULK_HOLD_TARGET / held)))
+            size = _next_batch(size, self.last_hold)
             yield new
 
     def unsuppress(self, numbers: Sequence[str]) -> list[str]:
