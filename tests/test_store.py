@@ -131,3 +131,33 @@ def test_a_large_suppress_commits_in_short_batches(tmp_path: Path) -> None:
     assert len(holds) >= 3  # not one transaction for all
     assert sorted(holds)[len(holds) // 2] < 0.1  # the typical batch holds the lock < 100 ms
     store.close()
+
+
+def test_purge_deletes_in_batches_and_keeps_what_is_recent(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in (("BULK_FIRST_BATCH", 2), ("BULK_MIN_BATCH", 2), ("BULK_MAX_BATCH", 2),
+                        ("BULK_PAUSE", 0)):
+        monkeypatch.setattr(store_module, name, value)
+    store = Store(tmp_path / "s.db")
+    old, new = T0.isoformat(), (T0 + dt.timedelta(days=2)).isoformat()
+    with store.transaction() as db:
+        db.executemany("INSERT INTO deliveries VALUES (1, ?, ?, NULL, 'S', '2', 'sent', 'op', ?)",
+                       [(f"+3361234567{n}", f"R{n}", old if n < 5 else new) for n in range(7)])
+        db.executemany("INSERT INTO optouts (report, key, occurrence, msisdn, at) "
+                       "VALUES (2, ?, 1, '+33612345678', ?)",
+                       [(n, old if n < 3 else new) for n in range(4)])
+    holds = []
+    original = store.transaction
+
+    def counted() -> object:
+        holds.append(1)
+        return original()
+
+    monkeypatch.setattr(store, "transaction", counted)
+    deleted = store.purge_rows(T0 + dt.timedelta(days=1))
+    assert deleted["deliveries"] == 5 and deleted["optouts"] == 3
+    assert len(holds) >= 3 + 2 + 3  # 2 rows a transaction: 3 for 5 lines, 2 for 3 opt-outs
+    left = store._db.execute("SELECT idremote FROM deliveries ORDER BY idremote").fetchall()
+    assert [r[0] for r in left] == ["R5", "R6"]
+    assert store._db.execute("SELECT count(*) FROM optouts").fetchone()[0] == 1
+    store.close()
