@@ -193,11 +193,14 @@ class Agent:
         self.scheduler.add_job(self._purge_job, CronTrigger(hour=4, minute=17,
                                                         timezone=self.settings.tz), id="purge")
         self.scheduler.start()
-        self._guarded("purge", self._purge)
+        await self._purge_job()
 
     def _start_facts(self) -> None:
         self.store.set_fact("pid", os.getpid())
         self.store.set_fact("started_at", now_iso(self.clock()))
+        # Times are kept to the second: a restart within the second of the last stop must
+        # not read as "stopped" (started_at == stopped_at).
+        self.store.set_fact("stopped_at", None)
         self._heartbeat_fact()
 
     def _request_stop(self, name: str) -> None:
@@ -406,8 +409,10 @@ class Agent:
         self.wake.set()
 
     async def _purge_job(self) -> None:
+        """The purge deletes in short batches: in a worker thread, the loop goes on."""
         async with self.lock:
-            self._guarded("purge", self._purge)
+            with self._unit("retention purge"):
+                await asyncio.to_thread(self._purge)
 
     def _purge(self) -> None:
         """The daily retention purge (the suppression list is never purged)."""

@@ -14,6 +14,7 @@ It says so at start, with a warning naming the switches in force.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime
 import os
@@ -73,15 +74,16 @@ def fault_hook_from_environment() -> Callable[[str, object], None] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``run --config PATH`` with the test switches honoured."""
-    from .cli import build_parser  # noqa: PLC0415
+    """``run [--config PATH]`` with the test switches honoured."""
     from .config import load_settings  # noqa: PLC0415
     from .daemon import Agent  # noqa: PLC0415
     from .logs import configure  # noqa: PLC0415
 
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    if args.command != "run":
-        raise SystemExit("python -m sftpd_agent.testing: only 'run' is offered here")
+    parser = argparse.ArgumentParser(prog="python -m sftpd_agent.testing",
+                                     description=__doc__.split("\n", 1)[0])
+    parser.add_argument("command", choices=["run"])
+    parser.add_argument("--config", metavar="PATH")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     settings = load_settings(args.config)
     configure()
     log.warning("test_mode", switches={k: os.environ[k] for k in SWITCHES if k in os.environ},

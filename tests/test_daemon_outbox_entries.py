@@ -127,7 +127,10 @@ def test_a_spool_file_that_cannot_be_recorded_is_set_aside_at_start(
     (incoming / "1.name").mkdir()  # reading the name fails: IsADirectoryError
     for _ in range(2):
         daemon.start()
-        wait_until(lambda: daemon.status()["agent"]["healthy"], what="healthy")
+        try:
+            wait_until(lambda: daemon.status()["agent"]["healthy"], what="healthy")
+        except AssertionError:
+            raise AssertionError(f"{daemon.status()['agent']}\n{daemon.output()}") from None
         assert daemon.stop() == 0
     assert not (incoming / "1.csv").exists()
     held = list((daemon.root / "failed").glob("*.reason.txt"))
