@@ -56,9 +56,9 @@ def generate_reports(folder: Path, lines: int) -> None:
 
 def ingest(folder: Path, kind: str) -> dict[str, float]:
     from sftpd_agent.config import Settings
-    from sftpd_agent.remote import LocalRemote
-    from sftpd_agent.reports import Reports
-    from sftpd_agent.store import Store
+    from sftpd_agent.pipeline.reports import Reports
+    from sftpd_agent.remote.base import LocalRemote
+    from sftpd_agent.store.journal import Store
 
     provider = folder / f"provider-{kind}"
     (provider / "Report").mkdir(parents=True, exist_ok=True)
@@ -103,8 +103,8 @@ def naive_ack(folder: Path) -> dict[str, float]:
 
 def check(folder: Path, with_list: bool) -> dict[str, float]:
     from sftpd_agent.config import Settings
-    from sftpd_agent.intake import take_in
-    from sftpd_agent.store import Store
+    from sftpd_agent.pipeline.intake import take_in
+    from sftpd_agent.store.journal import Store
 
     settings = Settings(service_id="12345")
     start = time.perf_counter()

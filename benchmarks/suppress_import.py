@@ -57,8 +57,8 @@ def config(folder: Path) -> Path:
 def baseline(listing: Path, state_db: Path) -> None:
     """The import as it was: every number read, then one transaction, one INSERT a row."""
     from sftpd_agent.lists import read_numbers
-    from sftpd_agent.numbers import NumberNormalizer
-    from sftpd_agent.store import Store, now_iso
+    from sftpd_agent.rules.numbers import NumberNormalizer
+    from sftpd_agent.store.journal import Store, now_iso
 
     normalize = NumberNormalizer("FR").normalize
     numbers = [n for _, value in read_numbers(listing)
@@ -84,7 +84,7 @@ def import_command(kind: str, listing: Path, agent_config: Path, state_db: Path)
 
 def import_beside_a_writer(kind: str, listing: Path, folder: Path) -> dict[str, float]:
     """Run one import while this process writes every 10 ms; its time and the writes' waits."""
-    from sftpd_agent.store import Store
+    from sftpd_agent.store.journal import Store
 
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)

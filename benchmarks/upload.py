@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 import asyncssh  # noqa: E402
 
 from sftpd_agent.config import RemoteSettings  # noqa: E402
-from sftpd_agent.sftp import connect  # noqa: E402
+from sftpd_agent.remote.sftp import connect  # noqa: E402
 from tests.servers import CHROOT_BASE, SSHD, start_sshd  # noqa: E402
 
 TARGET_RATIO = 0.9

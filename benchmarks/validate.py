@@ -152,7 +152,7 @@ def ours(path: Path) -> dict[str, int]:
     import datetime
 
     from sftpd_agent.config import Settings
-    from sftpd_agent.intake import take_in
+    from sftpd_agent.pipeline.intake import take_in
 
     settings = Settings(service_id="12345")
     result = take_in(path, settings, now=datetime.datetime.now(datetime.UTC))
@@ -169,7 +169,7 @@ def child(which: str, path: Path) -> None:
     measurement shows the whole)."""
     if which == "ours":
         import sftpd_agent.config
-        import sftpd_agent.intake  # noqa: F401
+        import sftpd_agent.pipeline.intake  # noqa: F401
     else:
         import phonenumbers  # noqa: F401
     start = time.perf_counter()

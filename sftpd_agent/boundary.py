@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .logs import get_logger
+from .rules.display import one_line
 
 log = get_logger("sftpd_agent.boundary")
 
@@ -33,10 +34,10 @@ def describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, OSError) and exc.strerror and exc.filename is None:
         text = exc.strerror
-    line = " ".join(text.split())
+    line = one_line(text)
     if not isinstance(exc, OSError | sqlite3.Error) and type(exc).__name__ not in line:
         line = f"{type(exc).__name__}: {line}"
-    return line if len(line) <= MAX_REASON else line[:MAX_REASON - 3] + "..."
+    return one_line(line, MAX_REASON)
 
 
 def waits_for_space(exc: BaseException) -> bool:

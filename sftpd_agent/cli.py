@@ -14,8 +14,8 @@ from typing import TextIO
 from . import __version__, lists
 from .config import Settings, load_settings
 from .errors import ConfigError
-from .gsm import Counted, Policy, count
-from .intake import Intake, take_in
+from .pipeline.intake import Intake, take_in
+from .rules.gsm import Counted, Policy, count
 
 EXIT_OK, EXIT_NOT_OK, EXIT_USAGE = 0, 1, 2
 
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the unit that failed, e.g. sftpd-agent.service (%%i in the "
                             "template)")
 
-    from . import trust  # noqa: PLC0415  (asyncssh only when needed)
+    from .remote import trust  # noqa: PLC0415  (asyncssh only when needed)
 
     trust.add_arguments(command(
         "trust-host", "fetch the server's host key, show its fingerprint, add it to known_hosts"))
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate", help="the provider simulator: an SFTP server processing Send/ like MTarget",
         description="the provider simulator: an SFTP server processing Send/ like MTarget",
     ))
-    from . import demo  # noqa: PLC0415
+    from .demo import orchestrator as demo  # noqa: PLC0415
 
     demo.add_arguments(commands.add_parser(
         "demo", help="two sample campaigns' whole life against the embedded simulator",
@@ -125,12 +125,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "alert":
             return _alert(args, sys.stdout)
         if args.command == "trust-host":
-            from . import trust  # noqa: PLC0415
+            from .remote import trust  # noqa: PLC0415
 
             return trust.run(args, load_settings(args.config), stdin=sys.stdin,
                              stdout=sys.stdout)
         if args.command == "demo":
-            from . import demo  # noqa: PLC0415
+            from .demo import orchestrator as demo  # noqa: PLC0415
 
             return demo.run(args)
         if args.command == "simulate":
@@ -166,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace, out: TextIO) -> int:
     from .status import render, status  # noqa: PLC0415
-    from .store import Store  # noqa: PLC0415
+    from .store.journal import Store  # noqa: PLC0415
 
     settings = load_settings(args.config)
     if not settings.paths.state_db.exists():
@@ -188,8 +188,8 @@ def _submit(args: argparse.Namespace, out: TextIO) -> int:
     import shutil  # noqa: PLC0415
     import uuid  # noqa: PLC0415
 
-    from .intake import timing_from  # noqa: PLC0415
-    from .plan import submission_name  # noqa: PLC0415
+    from .pipeline.intake import timing_from  # noqa: PLC0415
+    from .rules.plan import submission_name  # noqa: PLC0415
 
     settings = load_settings(args.config)
     source = Path(args.file)
@@ -262,7 +262,7 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
 
 def _suppression_list(settings: Settings) -> set[str] | None:
     """The agent's suppression list when its journal is here (read-only), else None."""
-    from .store import Store  # noqa: PLC0415
+    from .store.journal import Store  # noqa: PLC0415
 
     if not settings.paths.state_db.exists():
         return None
@@ -282,7 +282,7 @@ def _print_check(result: Intake, settings: Settings, out: TextIO, *, as_json: bo
 
 def render_check(result: Intake, settings: Settings) -> str:
     """The human summary of one checked file."""
-    from .plan import describe  # noqa: PLC0415
+    from .rules.plan import describe  # noqa: PLC0415
 
     s, p = result.summary, result.plan
     verdict = f"HELD: {result.hold_reason}" if result.hold_reason else "OK"
@@ -382,7 +382,7 @@ def _alert(args: argparse.Namespace, out: TextIO) -> int:
     """``alert --unit NAME``: e-mail that systemd gave up on NAME (its OnFailure= unit)."""
     import asyncio  # noqa: PLC0415
 
-    from .notify import UNIT_NAME, send_alert  # noqa: PLC0415
+    from .notify.queue import UNIT_NAME, send_alert  # noqa: PLC0415
 
     if not UNIT_NAME.fullmatch(args.unit):
         raise ConfigError(f"alert: {args.unit!r} is not a unit name")

@@ -25,8 +25,8 @@ from pydantic_settings import (
 )
 
 from .errors import ConfigError
-from .gsm import Policy
-from .window import MarketingWindow
+from .rules.gsm import Policy
+from .rules.window import MarketingWindow
 
 DEFAULT_CONFIG = Path("/etc/sftpd-agent/agent.toml")
 CONFIG_ENV = "SFTPD_AGENT_CONFIG"

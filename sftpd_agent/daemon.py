@@ -32,23 +32,24 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from .boundary import Failures, describe, waits_for_space
-from .campaigns import Campaigns
 from .clock import Clock
 from .config import Settings, load_settings
-from .display import shown
 from .errors import ConfigError, RemoteError
 from .logs import bind_campaign, get_logger
-from .metrics import write_textfile
-from .notify import Notifications, event_payload
-from .outbox import Outbox, watch
-from .publication import Publisher
-from .remote import Remote
-from .reports import Reports
-from .retention import purge
-from .sdnotify import Notifier
-from .session import Backoff, RemoteSession
-from .states import WAITING, CampaignState, PartState
-from .store import Campaign, Store, now_iso
+from .notify.queue import Notifications, event_payload
+from .pipeline.campaigns import Campaigns
+from .pipeline.metrics import write_textfile
+from .pipeline.outbox import Outbox, watch
+from .pipeline.publication import Publisher
+from .pipeline.reports import Reports
+from .pipeline.retention import purge
+from .remote.base import Remote
+from .remote.session import RemoteSession
+from .rules.backoff import Backoff
+from .rules.display import shown
+from .rules.states import WAITING, CampaignState, PartState
+from .store.journal import Campaign, Store, now_iso
+from .systemd import Notifier
 
 log = get_logger("sftpd_agent.daemon")
 C = CampaignState
@@ -490,7 +491,7 @@ class Agent:
 
 
 async def _sftp_connect(settings: Settings) -> Remote:
-    from .sftp import connect  # noqa: PLC0415  (asyncssh only in the daemon)
+    from .remote.sftp import connect  # noqa: PLC0415  (asyncssh only in the daemon)
 
     directory = os.environ.get("CREDENTIALS_DIRECTORY")
     return await connect(settings.remote, credentials_dir=Path(directory) if directory else None)

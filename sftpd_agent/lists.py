@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import TextIO
 
 from .config import Settings
-from .display import shown
 from .errors import ConfigError
-from .numbers import NumberNormalizer
-from .store import JournalBusyError, Store, private_file
+from .files import private_file
+from .rules.display import shown
+from .rules.numbers import NumberNormalizer
+from .store.journal import JournalBusyError, Store
 
 EXIT_OK, EXIT_NOT_OK = 0, 1
 SHOWN_PROBLEMS = 20

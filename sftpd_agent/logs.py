@@ -8,7 +8,6 @@ in a string, message texts are replaced by their length, secrets by ``***``.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from contextlib import AbstractContextManager
 from typing import Any, TextIO
@@ -16,22 +15,14 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor
 
-from .numbers import mask
+from .rules.masking import mask_numbers
 
 # Keys whose values are message texts (personal data) or secrets.
 _TEXT_KEYS = frozenset({"msg", "message", "text", "body", "reply"})
 _SECRET_KEYS = frozenset({"password", "passphrase", "private_key_passphrase", "secret", "token"})
-# An international number or a long run of digits anywhere in a string.
-_NUMBER = re.compile(r"\+?\d[\d ]{7,16}\d")
-
-
-def _mask_number(match: re.Match[str]) -> str:
-    return mask(match.group(0).replace(" ", ""))
-
-
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return _NUMBER.sub(_mask_number, value)
+        return mask_numbers(value)
     if isinstance(value, list | tuple):
         return type(value)(_scrub(item) for item in value)
     if isinstance(value, dict):

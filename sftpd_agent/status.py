@@ -11,8 +11,8 @@ import datetime
 from typing import Any
 
 from .config import Settings
-from .notify import queue_status
-from .store import Store, parse_iso
+from .notify.queue import queue_status
+from .store.journal import Store, parse_iso
 
 
 def health(store: Store, settings: Settings, now: datetime.datetime) -> dict[str, Any]:

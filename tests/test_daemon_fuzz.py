@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sftpd_agent.outbox import eligible
+from sftpd_agent.pipeline.outbox import eligible
 from sftpd_agent.simulator import SimulatorOptions
 from tests.daemon_harness import Daemon, rows, wait_until, write_config
 from tests.servers import SftpServer

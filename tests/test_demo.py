@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from sftpd_agent.config import load_settings
-from sftpd_agent.demo import (
+from sftpd_agent.demo.orchestrator import (
     clean_environment,
     demo_config,
     hide_numbers,
@@ -28,7 +28,7 @@ from sftpd_agent.demo import (
     sample_campaign,
     second_campaign,
 )
-from sftpd_agent.intake import take_in
+from sftpd_agent.pipeline.intake import take_in
 
 WHOLE_NUMBER = re.compile(r"\+?33 ?6 ?12 ?00 ?0\d ?\d\d|06 12 00 0\d \d\d")
 
@@ -183,7 +183,7 @@ def test_a_failing_step_without_keep_removes_the_folder(demo_tmp: Path) -> None:
 def test_ctrl_c_stops_the_agent_and_the_simulator_and_cleans_up(tmp_path: Path) -> None:
     env = {**clean_environment(), "TMPDIR": str(tmp_path)}
     process = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from sftpd_agent.demo import run_demo; "
+        [sys.executable, "-c", "import sys; from sftpd_agent.demo.orchestrator import run_demo; "
                                "sys.exit(run_demo())"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     assert process.stdout is not None

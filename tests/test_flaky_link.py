@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from sftpd_agent.errors import RetryableRemoteError
-from sftpd_agent.remote import ConnectionLost, LocalRemote, Remote
-from sftpd_agent.session import CUT_UNREACHABLE_AFTER, Backoff, RemoteSession
+from sftpd_agent.remote.base import ConnectionLost, LocalRemote, Remote
+from sftpd_agent.remote.session import CUT_UNREACHABLE_AFTER, RemoteSession
+from sftpd_agent.rules.backoff import Backoff
 from sftpd_agent.simulator import SimulatorOptions
 from tests.daemon_harness import Daemon, rows, wait_until, write_config
 from tests.faults import FaultProxy, ProxyThread

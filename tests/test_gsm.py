@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sftpd_agent.gsm import (
+from sftpd_agent.rules.gsm import (
     _TRANSLITERATIONS,
     BASIC,
     BASIC_TABLE,

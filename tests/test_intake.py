@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from sftpd_agent import intake, parallel, reader
 from sftpd_agent.config import Settings
-from sftpd_agent.intake import rules_from, take_in
-from sftpd_agent.validation import Summary, Validator
+from sftpd_agent.pipeline import intake
+from sftpd_agent.pipeline import multicore as parallel
+from sftpd_agent.pipeline.intake import rules_from, take_in
+from sftpd_agent.rules import campaign_file as reader
+from sftpd_agent.rules.validation import Summary, Validator
 
 NOW = datetime.datetime(2026, 11, 23, 9, 0, tzinfo=datetime.UTC)
 SETTINGS = Settings(service_id="12345")

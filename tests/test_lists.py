@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sftpd_agent.store import Store
+from sftpd_agent.store.journal import Store
 
 
 def agent(tmp_path: Path) -> Path:

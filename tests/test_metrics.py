@@ -12,10 +12,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sftpd_agent.errors import ConfigError
-from sftpd_agent.metrics import write_textfile
-from sftpd_agent.states import CampaignState, PartState
-from sftpd_agent.store import PartPlan, Store, now_iso
-from sftpd_agent.validation import CODES
+from sftpd_agent.pipeline.metrics import write_textfile
+from sftpd_agent.rules.states import CampaignState, PartState
+from sftpd_agent.rules.validation import CODES
+from sftpd_agent.store.journal import PartPlan, Store, now_iso
 
 T0 = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from sftpd_agent.naming import distinct_part_ids, parse_name
-from sftpd_agent.plan import Plan, Timing, plan
-from sftpd_agent.window import MarketingWindow
+from sftpd_agent.rules.naming import distinct_part_ids, parse_name
+from sftpd_agent.rules.plan import Plan, Timing, plan
+from sftpd_agent.rules.window import MarketingWindow
 
 PARIS = ZoneInfo("Europe/Paris")
 UTC = dt.UTC

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sftpd_agent.naming import (
+from sftpd_agent.rules.naming import (
     DroppedName,
     Kind,
     ProviderName,

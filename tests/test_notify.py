@@ -36,7 +36,7 @@ from cryptography.x509.oid import NameOID
 
 from sftpd_agent.config import Settings
 from sftpd_agent.logs import configure
-from sftpd_agent.notify import (
+from sftpd_agent.notify.queue import (
     HOOK_ENV_KEYS,
     HOOK_TAIL_BYTES,
     Notifications,
@@ -50,9 +50,9 @@ from sftpd_agent.notify import (
     retry_delay,
     subject_of,
 )
-from sftpd_agent.numbers import mask
-from sftpd_agent.states import CampaignState
-from sftpd_agent.store import Campaign, Store
+from sftpd_agent.rules.masking import mask
+from sftpd_agent.rules.states import CampaignState
+from sftpd_agent.store.journal import Campaign, Store
 from tests.servers import ManualClock
 
 PASSWORD = "Pw-s3cret-7f2a"  # the SMTP password: must never appear in a log, mail or hook

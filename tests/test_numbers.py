@@ -21,8 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phonenumbers import PhoneNumberDesc, phonenumberutil
 
-from sftpd_agent import numbers
-from sftpd_agent.numbers import NumberNormalizer, mask, normalize_reference
+from sftpd_agent.rules import numbers
+from sftpd_agent.rules.masking import mask
+from sftpd_agent.rules.numbers import NumberNormalizer, normalize_reference
 
 MAIN_REGIONS = ("FR", "DE", "GB", "US", "IT", "BE", "CH", "ES", "RE")
 # Regions with carrier codes, transform rules and odd international prefixes.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sftpd_agent.outbox import Outbox, eligible
+from sftpd_agent.pipeline.outbox import Outbox, eligible
 
 
 class Clock:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sftpd_agent import parallel
-from sftpd_agent.parallel import validate_in_parallel
-from sftpd_agent.validation import RowError, Rules, Summary, Validator
+from sftpd_agent.pipeline import multicore as parallel
+from sftpd_agent.pipeline.multicore import validate_in_parallel
+from sftpd_agent.rules.validation import RowError, Rules, Summary, Validator
 
 MESSAGES = ["Bonjour", "Fête à Noël", "Prix 20 € [x]", "Emoji 🎄", "", "x" * 900,
             '"quoted; with ""quotes"""']

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sftpd_agent.plan import (
+from sftpd_agent.rules.plan import (
     Timing,
     distinct_provider_names,
     plan,
@@ -15,7 +15,7 @@ from sftpd_agent.plan import (
     resolve_local,
     submission_name,
 )
-from sftpd_agent.window import MarketingWindow
+from sftpd_agent.rules.window import MarketingWindow
 
 PARIS = ZoneInfo("Europe/Paris")
 WINDOW = MarketingWindow.parse("Mon-Sat", "08:00", "21:30")

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from sftpd_agent.campaigns import Campaigns
 from sftpd_agent.config import Settings
-from sftpd_agent.publication import Publisher
-from sftpd_agent.remote import LocalRemote
+from sftpd_agent.pipeline.campaigns import Campaigns
+from sftpd_agent.pipeline.publication import Publisher
+from sftpd_agent.remote.base import LocalRemote
+from sftpd_agent.rules.states import CampaignState, PartState
 from sftpd_agent.simulator import Processor, SimulatorOptions
 from sftpd_agent.simulator.processing import read_journal
-from sftpd_agent.states import CampaignState, PartState
-from sftpd_agent.store import Part, Store
+from sftpd_agent.store.journal import Part, Store
 
 MONDAY_10H = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)  # 10:00 in Paris
 

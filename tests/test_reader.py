@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sftpd_agent import reader
 from sftpd_agent.errors import InputError
-from sftpd_agent.reader import (
+from sftpd_agent.rules import campaign_file as reader
+from sftpd_agent.rules.campaign_file import (
     ENCODINGS,
     MAX_LINE,
     MAX_RECORD_LINES,

@@ -19,16 +19,16 @@ from typing import Any
 import pytest
 import structlog
 
-from sftpd_agent.campaigns import Campaigns
 from sftpd_agent.config import Settings
 from sftpd_agent.errors import RetryableRemoteError
-from sftpd_agent.publication import Publisher
-from sftpd_agent.remote import LocalRemote, RemoteEntry
-from sftpd_agent.reports import SKIPPED, Reports, report_kind, shown, skip_reason
-from sftpd_agent.sftp import SftpRemote, connect
+from sftpd_agent.pipeline.campaigns import Campaigns
+from sftpd_agent.pipeline.publication import Publisher
+from sftpd_agent.pipeline.reports import SKIPPED, Reports, report_kind, shown, skip_reason
+from sftpd_agent.remote.base import LocalRemote, RemoteEntry
+from sftpd_agent.remote.sftp import SftpRemote, connect
+from sftpd_agent.rules.states import PartState
 from sftpd_agent.simulator import SimulatorOptions
-from sftpd_agent.states import PartState
-from sftpd_agent.store import Store
+from sftpd_agent.store.journal import Store
 from tests.servers import SftpServer
 from tests.test_sftp import settings_for
 

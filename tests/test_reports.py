@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from sftpd_agent import reports as reports_module
-from sftpd_agent.campaigns import Campaigns
 from sftpd_agent.config import Settings
-from sftpd_agent.publication import Publisher
-from sftpd_agent.remote import LocalRemote
-from sftpd_agent.reports import Reports, fold, parse_ack, parse_report_line, report_kind
+from sftpd_agent.pipeline import reports as reports_module
+from sftpd_agent.pipeline.campaigns import Campaigns
+from sftpd_agent.pipeline.publication import Publisher
+from sftpd_agent.pipeline.reports import Reports, fold, parse_ack, parse_report_line, report_kind
+from sftpd_agent.remote.base import LocalRemote
+from sftpd_agent.rules.states import CampaignState
 from sftpd_agent.simulator import Processor, SimulatorOptions
-from sftpd_agent.states import CampaignState
-from sftpd_agent.store import Store
+from sftpd_agent.store.journal import Store
 
 MONDAY_10H = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)  # 10:00 in Paris
 ROWS = 60

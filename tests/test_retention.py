@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 from sftpd_agent.config import Settings
-from sftpd_agent.retention import purge
-from sftpd_agent.store import ReportCursor, Store
+from sftpd_agent.pipeline.retention import purge
+from sftpd_agent.store.journal import ReportCursor, Store
 
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 OLD = NOW - dt.timedelta(days=91)

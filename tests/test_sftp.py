@@ -20,11 +20,11 @@ import asyncssh
 import pytest
 from pydantic import SecretStr
 
-from sftpd_agent import sftp
 from sftpd_agent.config import RemoteSettings
 from sftpd_agent.errors import PermanentRemoteError, RemoteError, RetryableRemoteError
-from sftpd_agent.remote import ConnectionLost, Remote, TargetExists
-from sftpd_agent.sftp import SftpRemote, connect, translate
+from sftpd_agent.remote import sftp
+from sftpd_agent.remote.base import ConnectionLost, Remote, TargetExists
+from sftpd_agent.remote.sftp import SftpRemote, connect, translate
 from tests.faults import FaultProxy
 from tests.servers import SftpServer
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import itertools
 
-from sftpd_agent.states import CampaignState as C
-from sftpd_agent.states import PartState as P
-from sftpd_agent.states import advanced, campaign_state_of, can_move
+from sftpd_agent.rules.states import CampaignState as C
+from sftpd_agent.rules.states import PartState as P
+from sftpd_agent.rules.states import advanced, campaign_state_of, can_move
 
 
 def test_held_and_reported_are_final() -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from sftpd_agent import store as store_module
-from sftpd_agent.states import CampaignState, PartState
-from sftpd_agent.store import MIGRATIONS, PartPlan, Store, private_dir
+from sftpd_agent.files import private_dir
+from sftpd_agent.rules.states import CampaignState, PartState
+from sftpd_agent.store import journal as store_module
+from sftpd_agent.store.journal import MIGRATIONS, PartPlan, Store
 
 T0 = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 

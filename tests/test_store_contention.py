@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from sftpd_agent import lists
-from sftpd_agent.numbers import NumberNormalizer
-from sftpd_agent.store import BUSY_TIMEOUT_MS, JournalBusyError, Store
+from sftpd_agent.rules.numbers import NumberNormalizer
+from sftpd_agent.store.journal import BUSY_TIMEOUT_MS, JournalBusyError, Store
 
 T0 = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 MILLION = 1_000_000

@@ -12,10 +12,10 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from sftpd_agent import trust
 from sftpd_agent.config import RemoteSettings, Settings
 from sftpd_agent.errors import ConfigError
-from sftpd_agent.sftp import connect
+from sftpd_agent.remote import trust
+from sftpd_agent.remote.sftp import connect
 from tests.servers import SftpServer
 
 

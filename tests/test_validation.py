@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from sftpd_agent.gsm import Policy, count
-from sftpd_agent.validation import Row, RowError, Rules, Summary, Validator
+from sftpd_agent.rules.gsm import Policy, count
+from sftpd_agent.rules.validation import Row, RowError, Rules, Summary, Validator
 
 SAMPLE = (
     "VSQR0339;+33787798753;Logement; 4P 79m2 3ème étage Imm ancien 2Chbres Volumes vue "

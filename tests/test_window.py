@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sftpd_agent.window import MarketingWindow, parse_days
+from sftpd_agent.rules.window import MarketingWindow, parse_days
 
 PARIS = ZoneInfo("Europe/Paris")
 UTC = dt.UTC

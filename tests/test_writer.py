@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 
-from sftpd_agent.reader import read_records
-from sftpd_agent.validation import Row
-from sftpd_agent.writer import upload_bytes
+from sftpd_agent.rules.campaign_file import read_records
+from sftpd_agent.rules.upload_file import upload_bytes
+from sftpd_agent.rules.validation import Row
 
 
 def row(text: str, n: int = 0) -> Row:

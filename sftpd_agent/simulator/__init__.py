@@ -5,8 +5,8 @@
 ``sftpd-agent simulate``. Used by ``sftpd-agent demo`` and the integration tests.
 """
 
-from sftpd_agent.simulator.processing import (
-    Clock,
+from ..clock import Clock
+from .processing import (
     JournalEntry,
     Judgement,
     Processor,
@@ -19,7 +19,7 @@ from sftpd_agent.simulator.processing import (
     read_journal,
     system_clock,
 )
-from sftpd_agent.simulator.server import Simulator, SimulatorThread
+from .server import Simulator, SimulatorThread
 
 __all__ = [
     "Clock",

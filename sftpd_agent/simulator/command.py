@@ -9,9 +9,9 @@ import signal
 import sys
 from pathlib import Path
 
-from sftpd_agent.errors import ConfigError
-from sftpd_agent.simulator.processing import SimulatorOptions
-from sftpd_agent.simulator.server import Simulator
+from ..errors import ConfigError
+from .processing import SimulatorOptions
+from .server import Simulator
 
 DEFAULT_LISTEN = ("127.0.0.1", 2222)
 

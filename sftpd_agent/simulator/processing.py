@@ -29,7 +29,7 @@ import random
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,11 +38,11 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from sftpd_agent.errors import ConfigError
-from sftpd_agent.gsm import Policy, count
-from sftpd_agent.naming import Kind, parse_name
+from ..clock import Clock
+from ..errors import ConfigError
+from ..rules.gsm import Policy, count
+from ..rules.naming import Kind, parse_name
 
-Clock = Callable[[], datetime]
 _T = TypeVar("_T")
 Verdict = Literal["done", "reject"]
 

@@ -22,9 +22,9 @@ from types import TracebackType
 
 import asyncssh
 
-from sftpd_agent.errors import ConfigError
-from sftpd_agent.simulator.processing import (
-    Clock,
+from ..clock import Clock
+from ..errors import ConfigError
+from .processing import (
     Processor,
     SimulatorOptions,
     system_clock,

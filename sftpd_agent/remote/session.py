@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import PermanentRemoteError, RemoteError
-from .logs import get_logger
-from .remote import ConnectionLost, Remote, RemoteEntry
+from ..clock import Clock
+from ..errors import PermanentRemoteError, RemoteError
+from ..events import Events
+from ..logs import get_logger
+from ..rules.backoff import Backoff
+from .base import ConnectionLost, Remote, RemoteEntry
 
 log = get_logger("sftpd_agent.session")
 
@@ -40,24 +42,10 @@ link cut every time before a round completes is down for the operator's purposes
 
 
 @dataclass
-class Backoff:
-    base: float = 1.0
-    ceiling: float = 300.0
-    permanent: float = 600.0
-    rng: random.Random = field(default_factory=random.Random)
-
-    def delay(self, failures: int, *, permanent: bool) -> float:
-        if permanent:
-            return self.permanent
-        raw = min(self.ceiling, self.base * 2.0 ** max(0, failures - 1))
-        return float(raw * (0.5 + self.rng.random() / 2))  # "equal jitter": never less than half
-
-
-@dataclass
 class RemoteSession:
     connect: Callable[[], Awaitable[Remote]]
-    clock: Callable[[], datetime.datetime]
-    events: Callable[..., None]
+    clock: Clock
+    events: Events
     backoff: Backoff = field(default_factory=Backoff)
     remote: Remote | None = None
     failures: int = 0

@@ -38,6 +38,15 @@ def plain(name: str) -> str:
     return _CONTROL.sub("", text)
 
 
+def one_line(text: str, limit: int | None = None) -> str:
+    """``text`` as one line: runs of white space (line ends included) become one space; cut
+    to ``limit`` characters with "..." when given."""
+    line = " ".join(text.split())
+    if limit is None or len(line) <= limit:
+        return line
+    return line[:limit - 3] + "..."
+
+
 def _escape(match: re.Match[str]) -> str:
     char = match.group(0)
     return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100

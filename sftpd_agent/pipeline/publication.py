@@ -18,24 +18,20 @@ moves parts ``published -> processing -> done | rejected``.
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-from .errors import RetryableRemoteError
-from .logs import get_logger
-from .remote import Remote, RemoteEntry, TargetExists, join
-from .states import EXTENSION_STATE, PartState, advanced, campaign_state_of, can_move
-from .store import Campaign, Part, Store
+from ..clock import Clock
+from ..errors import RetryableRemoteError
+from ..events import Events
+from ..logs import get_logger
+from ..remote.base import Remote, RemoteEntry, TargetExists, join
+from ..rules.states import EXTENSION_STATE, PartState, advanced, campaign_state_of, can_move
+from ..store.journal import Part, Store
 
 log = get_logger("sftpd_agent.publication")
-
-
-class Events(Protocol):
-    def __call__(self, event: str, campaign: Campaign | None = None, **data: object) -> None: ...
 
 
 def seen_state(stem: str, names: dict[str, RemoteEntry]) -> PartState | None:
@@ -54,7 +50,7 @@ class Publisher:
     store: Store
     send_dir: str
     local_file: Callable[[Part], Path]
-    clock: Callable[[], datetime.datetime]
+    clock: Clock
     events: Events
     hooks: Callable[[str, Part], None] | None = None  # test fault points, see ``_point``
     on_progress: Callable[[], None] | None = None  # liveness, for the watchdog

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import watchfiles
 
-from .display import shown
+from ..logs import get_logger
+from ..rules.display import shown
 from .entries import odd_kind
-from .logs import get_logger
 
 log = get_logger("sftpd_agent.outbox")
 

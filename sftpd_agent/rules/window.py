@@ -82,7 +82,7 @@ class MarketingWindow:
         Works on instants, not wall-clock arithmetic, so a daylight-saving change never
         yields a nonexistent local time nor an instant earlier than ``when``.
         """
-        earliest = _ceil_minute(_require_aware(when).astimezone(UTC))
+        earliest = ceil_minute(_require_aware(when).astimezone(UTC))
         first_day = earliest.astimezone(PARIS).date()
         for offset in range(_SEARCH_DAYS):
             day = first_day + offset * _ONE_DAY
@@ -169,7 +169,7 @@ def _require_aware(when: datetime.datetime) -> datetime.datetime:
     return when
 
 
-def _ceil_minute(instant: datetime.datetime) -> datetime.datetime:
+def ceil_minute(instant: datetime.datetime) -> datetime.datetime:
     """Round up to a whole minute (Paris offsets are whole hours, so UTC minutes are local ones)."""
     floor = instant.replace(second=0, microsecond=0)
     return floor if floor == instant else floor + _MINUTE
@@ -202,7 +202,7 @@ def _offset_change(day: datetime.date) -> datetime.datetime | None:
     if high.astimezone(PARIS).utcoffset() == before:
         return None
     while high - low > _MINUTE:  # bisection: about 11 steps for a day of minutes
-        middle = _ceil_minute(low + (high - low) / 2)
+        middle = ceil_minute(low + (high - low) / 2)
         if middle.astimezone(PARIS).utcoffset() == before:
             low = middle
         else:

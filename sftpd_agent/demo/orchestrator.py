@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import queue
-import re
 import shutil
 import signal
 import sqlite3
@@ -33,12 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TextIO, TypeVar
 
-from .naming import campaign_id_from_stem
-from .numbers import mask
+from ..rules.masking import mask_numbers
+from ..rules.naming import campaign_id_from_stem
 
 if TYPE_CHECKING:
-    from .simulator import SimulatorOptions
-    from .store import Store
+    from ..simulator import SimulatorOptions
+    from ..store.journal import Store
 
 _T = TypeVar("_T")
 
@@ -49,7 +48,6 @@ USERNAME = "demo"
 POLL_SECONDS = 0.5
 
 # A number in international form, or French national form with or without spaces.
-_NUMBER = re.compile(r"\+\d{7,15}\b|\b0[1-9](?: ?\d\d){4}\b")
 # Variables that would steer the child daemon away from the demo's own configuration.
 _SYSTEMD_ENV = ("CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
@@ -120,7 +118,7 @@ def second_campaign(numbers: list[str]) -> str:
 
 def hide_numbers(text: str) -> str:
     """``text`` with every phone number in it masked."""
-    return _NUMBER.sub(lambda match: mask(match.group(0).replace(" ", "")), text)
+    return mask_numbers(text)
 
 
 # --- output --------------------------------------------------------------------------------
@@ -416,7 +414,7 @@ class _Follower:
 @contextlib.contextmanager
 def _read_store(path: Path) -> Iterator[Store]:
     """The agent's journal, read-only (beside the running daemon, as ``status`` does)."""
-    from .store import Store  # noqa: PLC0415
+    from ..store.journal import Store  # noqa: PLC0415
 
     store = Store(path, readonly=True)
     try:
@@ -509,7 +507,7 @@ def simulator_options() -> SimulatorOptions:
     0.5 s, sees it), the ACK comes 1.5 s after ``.done``, opt-outs and replies in 2 steps 2 s
     apart. On the 36 valid rows of the sample: 2 failed, 2 STOP, 2 replies (each may be an
     opt-out word), whatever the run."""
-    from .simulator import SimulatorOptions  # noqa: PLC0415
+    from ..simulator import SimulatorOptions  # noqa: PLC0415
 
     return SimulatorOptions(
         service_id=SERVICE_ID, seed=2026, lock_seconds=2.0, ack_delay=1.5,
@@ -608,7 +606,7 @@ class _Demo:
         self.follow = _Follower(screen, self.daemon, self.state_db, deadline)
 
     def run(self) -> int:
-        from .simulator import SimulatorThread  # noqa: PLC0415
+        from ..simulator import SimulatorThread  # noqa: PLC0415
 
         say = self.screen.say
         say("sftpd-agent demo: two SMS campaigns against the embedded provider simulator "
@@ -762,7 +760,7 @@ class _Demo:
         self._reported(label, campaign)
 
     def _status(self) -> None:
-        from .status import render  # noqa: PLC0415
+        from ..status import render  # noqa: PLC0415
 
         step = "final status"
         self.screen.say()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from .errors import PermanentRemoteError, RemoteError, RetryableRemoteError
+from ..errors import PermanentRemoteError, RemoteError, RetryableRemoteError
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from .naming import (
     read_dropped_name,
     safe_campaign_id,
 )
-from .window import MarketingWindow
+from .window import MarketingWindow, ceil_minute
 
 UTC = datetime.UTC
 _MINUTE = datetime.timedelta(minutes=1)
@@ -149,7 +149,7 @@ def plan(filename: str, rows: int, *, now: datetime.datetime, timing: Timing) ->
     reading = read_filename(filename, timing)
     zone = timing.timezone
     now = now.astimezone(UTC)
-    earliest = _ceil_minute(now)
+    earliest = ceil_minute(now)
     notes = [reading.time_note] if reading.time_note else []
     hold = reading.problem
     send_at = earliest
@@ -212,7 +212,7 @@ def submission_name(
     if at is not None:
         requested, time_note = resolve_local(at, timing.timezone)
     elif requested is None:
-        requested = _ceil_minute(now.astimezone(UTC)).astimezone(timing.timezone)
+        requested = ceil_minute(now.astimezone(UTC)).astimezone(timing.timezone)
     if time_note:
         notes.append(time_note)
     stale = stale_reason(requested, now, timing)
@@ -294,9 +294,3 @@ def _exists(aware: datetime.datetime) -> bool:
 def _offset(local: datetime.datetime) -> str:
     text = local.strftime("%z")
     return f"{text[:3]}:{text[3:]}"
-
-
-def _ceil_minute(instant: datetime.datetime) -> datetime.datetime:
-    """Round a UTC instant up to a whole minute."""
-    floor = instant.replace(second=0, microsecond=0)
-    return floor if floor == instant else floor + _MINUTE

@@ -30,9 +30,10 @@ from typing import BinaryIO, cast
 import asyncssh
 from pydantic import SecretStr
 
-from .config import RemoteSettings
-from .errors import PermanentRemoteError, RemoteError, RetryableRemoteError
-from .remote import ConnectionLost, RemoteEntry, TargetExists, decode_name
+from ..config import RemoteSettings
+from ..errors import PermanentRemoteError, RemoteError, RetryableRemoteError
+from ..rules.display import one_line
+from .base import ConnectionLost, RemoteEntry, TargetExists, decode_name
 
 # Uploads: each write request carries BLOCK_SIZE bytes (less if the server's limits say so),
 # with at most MAX_REQUESTS of them unacknowledged: 8 MiB in flight.
@@ -54,18 +55,14 @@ _TRUST_HINT = ("check remote.known_hosts, or run `sftpd-agent trust-host` after 
                "the fingerprint with the provider")
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def translate(exc: BaseException, where: str, timeout: float | None = None) -> RemoteError:
     """The agent's error for a third-party one: retryable or permanent, the reason kept."""
     if isinstance(exc, RemoteError):
         return exc
     if isinstance(exc, asyncssh.Error):
-        reason = _one_line(exc.reason) or type(exc).__name__
+        reason = one_line(exc.reason) or type(exc).__name__
     else:
-        reason = _one_line(str(exc)) or type(exc).__name__
+        reason = one_line(str(exc)) or type(exc).__name__
     match exc:
         case asyncssh.HostKeyNotVerifiable():
             return PermanentRemoteError(f"{where}: host key not trusted ({reason}): "
@@ -98,7 +95,7 @@ def _os_reason(exc: OSError) -> str:
     """The system's words for an errno ("Connection refused"), not asyncio's wrapping."""
     if exc.errno and exc.errno > 0 and not isinstance(exc, socket.gaierror):
         return os.strerror(exc.errno)
-    return _one_line(exc.strerror or "")
+    return one_line(exc.strerror or "")
 
 
 @contextlib.contextmanager
@@ -145,7 +142,7 @@ def load_client_key(path: Path, passphrase: SecretStr | None) -> asyncssh.SSHKey
     try:
         return asyncssh.import_private_key(data, secret)
     except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
-        reason = _one_line(str(exc))
+        reason = one_line(str(exc))
         if "bcrypt" in reason:
             reason += " (install the bcrypt package: pip install 'asyncssh[bcrypt]')"
         elif "ncorrect passphrase" in reason or "nable to decrypt" in reason:
@@ -162,11 +159,11 @@ def load_known_hosts(path: Path) -> asyncssh.SSHKnownHosts:
             f"known_hosts {path} not found: run `sftpd-agent trust-host` to fetch and confirm "
             "the server's host key") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise PermanentRemoteError(f"known_hosts {path}: {_one_line(str(exc))}") from None
+        raise PermanentRemoteError(f"known_hosts {path}: {one_line(str(exc))}") from None
     try:
         return asyncssh.import_known_hosts(text)
     except ValueError as exc:
-        raise PermanentRemoteError(f"known_hosts {path}: {_one_line(str(exc))}") from None
+        raise PermanentRemoteError(f"known_hosts {path}: {one_line(str(exc))}") from None
 
 
 def describe_endpoint(settings: RemoteSettings) -> str:

@@ -18,8 +18,8 @@ from typing import TextIO
 
 import asyncssh
 
-from .config import RemoteSettings, Settings
-from .errors import ConfigError, PermanentRemoteError, RemoteError
+from ..config import RemoteSettings, Settings
+from ..errors import ConfigError, PermanentRemoteError, RemoteError
 from .sftp import describe_endpoint, load_known_hosts, translated
 
 EXIT_OK, EXIT_NOT_OK = 0, 1

@@ -14,9 +14,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import PathsSettings
-from .logs import get_logger
-from .store import Store
+from ..config import PathsSettings
+from ..logs import get_logger
+from ..store.journal import Store
 
 log = get_logger("sftpd_agent.retention")
 

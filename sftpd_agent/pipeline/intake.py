@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, TextIO, cast
 
-from .config import Settings
+from ..config import Settings
+from ..rules.plan import Plan, Timing, plan
+from ..rules.validation import RowError, RowSink, Rules, Summary, Validator
 from .entries import open_regular, refusal
-from .parallel import validate_in_parallel
-from .plan import Plan, Timing, plan
-from .validation import RowError, RowSink, Rules, Summary, Validator
+from .multicore import validate_in_parallel
 
 
 @dataclass(frozen=True, slots=True)

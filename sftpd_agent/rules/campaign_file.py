@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from itertools import chain, islice
 from typing import BinaryIO
 
-from .errors import InputError
+from ..errors import InputError
 
 MAX_LINE = 16_384
 """Characters in one physical line, its line end included: a five-part message fits many

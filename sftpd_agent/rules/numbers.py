@@ -53,9 +53,6 @@ _DIGIT_PATTERN: Final = re.compile(r"(?:[0-9\[\](){}|?:,-]|\\d)*")
 _MIN_FAST_DIGITS: Final = 4  # fewer: parse()'s viability rules, left to it
 _MAX_NSN: Final = 17  # phonenumbers' _MAX_LENGTH_FOR_NSN
 _MIN_NSN: Final = 2  # phonenumbers' _MIN_LENGTH_FOR_NSN
-_MASK_HEAD: Final = 6
-_MASK_TAIL: Final = 2
-_MASK_MIN_STARS: Final = 2
 
 # The fast path's "cannot tell": never an E.164 number, never None, never a national number.
 _UNDECIDED: Final = ""
@@ -89,14 +86,6 @@ def normalize_reference(raw: str, default_region: str = "FR") -> str | None:
         return None
     result: str = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return result
-
-
-def mask(msisdn: str) -> str:
-    """``msisdn`` fit for a log line: "+33612345678" -> "+33612****78"."""
-    stars = len(msisdn) - _MASK_HEAD - _MASK_TAIL
-    if stars < _MASK_MIN_STARS:
-        return "*" * len(msisdn)
-    return msisdn[:_MASK_HEAD] + "*" * stars + msisdn[-_MASK_TAIL:]
 
 
 def _check_region(region: str) -> None:

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sftpd_agent.sdnotify import Notifier
+from sftpd_agent.systemd import Notifier
 
 RECEIVE_TIMEOUT = 2.0
 
@@ -168,11 +168,11 @@ def test_vanished_socket_is_ignored_and_logged_once(
     sock.close()
     os.unlink(path)  # systemd went away (or was re-executed)
 
-    with caplog.at_level(logging.DEBUG, logger="sftpd_agent.sdnotify"):
+    with caplog.at_level(logging.DEBUG, logger="sftpd_agent.systemd"):
         assert notifier.watchdog() is False
         assert notifier.status("still here") is False
         assert notifier.stopping() is False
-    records = [r for r in caplog.records if r.name == "sftpd_agent.sdnotify"]
+    records = [r for r in caplog.records if r.name == "sftpd_agent.systemd"]
     assert len(records) == 1
     assert records[0].levelno == logging.DEBUG
 
@@ -182,9 +182,9 @@ def test_vanished_socket_is_ignored_and_logged_once(
         assert again.recv(4096) == b"WATCHDOG=1\n"
     os.unlink(path)
     caplog.clear()
-    with caplog.at_level(logging.DEBUG, logger="sftpd_agent.sdnotify"):
+    with caplog.at_level(logging.DEBUG, logger="sftpd_agent.systemd"):
         assert notifier.watchdog() is False
-    assert len([r for r in caplog.records if r.name == "sftpd_agent.sdnotify"]) == 1
+    assert len([r for r in caplog.records if r.name == "sftpd_agent.systemd"]) == 1
 
 
 def test_a_socket_that_is_not_a_socket_does_not_raise(socket_dir: Path) -> None:

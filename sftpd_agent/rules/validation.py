@@ -26,10 +26,17 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from .errors import InputError
+from ..errors import InputError
+from .campaign_file import (
+    ENCODINGS,
+    WrongEncoding,
+    is_header,
+    quoted_record,
+    read_lines,
+    undecodable,
+)
 from .gsm import BASIC, BASIC_ASCII, Policy, Specials, count, specials
 from .numbers import NumberNormalizer, Shortcut
-from .reader import ENCODINGS, WrongEncoding, is_header, quoted_record, read_lines, undecodable
 
 CODES = ("field_count", "idremote", "msisdn", "oadc", "msg_empty", "msg_non_gsm", "msg_too_long")
 FIELDS = ("IDREMOTE", "MSISDN", "OADC", "MSG")

@@ -29,10 +29,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from .errors import ConfigError
-from .states import CampaignState, PartState
-from .store import Store
-from .validation import CODES
+from ..errors import ConfigError
+from ..rules.states import CampaignState, PartState
+from ..rules.validation import CODES
+from ..store.journal import Store
 
 PREFIX = "sftpd_agent_"
 MODE = 0o644

@@ -28,16 +28,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Settings
-from .display import local_name, plain, shown
+from ..clock import Clock
+from ..config import Settings
+from ..events import Events
+from ..files import fsync_dir, private_dir, private_file, replaced
+from ..logs import bind_campaign, get_logger
+from ..rules.display import local_name, plain, shown
+from ..rules.plan import campaign_from_filename, distinct_provider_names, provider_names
+from ..rules.states import CampaignState, PartState
+from ..rules.upload_file import UploadWriter
+from ..rules.validation import Row, Validator
+from ..store.journal import Campaign, Part, PartPlan, Store
 from .intake import rules_from, take_in, timing_from
-from .logs import bind_campaign, get_logger
-from .plan import campaign_from_filename, distinct_provider_names, provider_names
-from .publication import Events
-from .states import CampaignState, PartState
-from .store import Campaign, Part, PartPlan, Store, private_dir, private_file
-from .validation import Row, Validator
-from .writer import UploadWriter
 
 log = get_logger("sftpd_agent.campaigns")
 C = CampaignState
@@ -46,16 +48,7 @@ NAME_SUFFIX = ".name"
 """Beside a taken file in ``spool/incoming/``: the name it was dropped under, until the
 journal has it."""
 
-Clock = Callable[[], datetime.datetime]
 Suppressed = Callable[[], "set[str] | frozenset[str]"]
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -367,14 +360,8 @@ class Campaigns:
     @staticmethod
     def _write_summary(target: Path, campaign: Campaign, summary: dict[str, object]) -> None:
         """``<campaign>.summary.json`` in ``target``, replaced atomically."""
-        final = target / f"{campaign.campaign_id}.summary.json"
-        temporary = final.with_name(f".{final.name}.tmp")
-        fd = private_file(temporary)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
+        with replaced(target / f"{campaign.campaign_id}.summary.json") as out:
             json.dump(summary, out, ensure_ascii=False, indent=2, default=str)
-            out.flush()
-            os.fsync(out.fileno())
-        temporary.replace(final)
 
     def unarchived(self) -> list[Campaign]:
         """Campaigns on the provider's side whose spool is still here."""

@@ -29,8 +29,8 @@ from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from .reader import CHUNK, WrongEncoding
-from .validation import EXAMPLES_PER_CODE, ErrorSink, RowError, Summary, Tracker, Validator
+from ..rules.campaign_file import CHUNK, WrongEncoding
+from ..rules.validation import EXAMPLES_PER_CODE, ErrorSink, RowError, Summary, Tracker, Validator
 
 MIN_BYTES = 16 << 20
 """Below this a single pass is faster than starting workers."""

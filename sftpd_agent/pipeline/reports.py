@@ -44,16 +44,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
-from .config import Settings
-from .errors import PermanentRemoteError, RemoteError, RetryableRemoteError
-from .logs import get_logger
-from .naming import parse_name
-from .numbers import NumberNormalizer
-from .remote import Remote, RemoteEntry, join
-from .states import CampaignState, PartState
-from .store import Campaign, ReportCursor, Store, now_iso, private_dir, private_file
+from ..clock import Clock
+from ..config import Settings
+from ..errors import PermanentRemoteError, RemoteError, RetryableRemoteError
+from ..events import Events
+from ..files import private_dir, private_file
+from ..logs import get_logger
+from ..remote.base import Remote, RemoteEntry, join
+from ..rules.naming import parse_name
+from ..rules.numbers import NumberNormalizer
+from ..rules.states import CampaignState, PartState
+from ..store.journal import Campaign, ReportCursor, Store, now_iso
 
 log = get_logger("sftpd_agent.reports")
 C = CampaignState
@@ -91,10 +94,6 @@ _PREFIXES = (("ACK-", Kind.ACK), ("STOP-", Kind.STOP), ("SMSMO-", Kind.MO))
 _REPORT_NAME = re.compile(
     r"(?:ACK|STOP|SMSMO)-[A-Za-z0-9]{5}-[0-9]{8}-[0-9]{4}-[A-Za-z0-9]{1,20}\.csv", re.ASCII)
 _LOOKS_LIKE = re.compile(r"(?:ACK|STOP|SMSMO)-|.*\.csv\Z", re.IGNORECASE | re.DOTALL)
-
-
-class Events(Protocol):
-    def __call__(self, event: str, campaign: Campaign | None = None, **data: object) -> None: ...
 
 
 def report_kind(name: str) -> Kind | None:
@@ -270,7 +269,7 @@ class _Read:
 class Reports:
     store: Store
     settings: Settings
-    clock: Callable[[], datetime.datetime]
+    clock: Clock
     events: Events
     on_reported: Callable[[Campaign], None] | None = None
     hooks: Callable[[str, str], None] | None = None  # test fault points: ("report_chunk", name)

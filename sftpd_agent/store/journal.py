@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .states import CampaignState, PartState
+from ..files import private_dir, private_file
+from ..rules.states import CampaignState, PartState
 
 MIGRATIONS: Sequence[str] = (
     # 1: campaigns, parts, transitions, agent facts
@@ -206,29 +207,6 @@ def now_iso(when: datetime.datetime) -> str:
 
 def parse_iso(text: str | None) -> datetime.datetime | None:
     return datetime.datetime.fromisoformat(text) if text else None
-
-
-def private_dir(path: Path) -> Path:
-    """``path`` created 0700, and so are its missing parents, whatever the umask (``mkdir``'s
-    own ``parents=True`` would make those with the umask's mode)."""
-    missing = []
-    folder = path
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    for created in reversed(missing):
-        created.mkdir(mode=0o700, exist_ok=True)
-        created.chmod(0o700)
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o700)
-    return path
-
-
-def private_file(path: Path) -> int:
-    """Open ``path`` for writing, created 0600 whatever the umask; the file descriptor."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    return fd
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,10 +51,13 @@ from typing import Any, NamedTuple
 
 import aiosmtplib
 
-from .config import EmailSettings, HookSettings, NotifySettings, Settings
-from .logs import get_logger
-from .numbers import mask
-from .store import Campaign, Store, now_iso, parse_iso
+from ..clock import Clock
+from ..config import EmailSettings, HookSettings, NotifySettings, Settings
+from ..logs import get_logger
+from ..rules.backoff import Backoff
+from ..rules.display import one_line
+from ..rules.masking import mask, mask_numbers
+from ..store.journal import Campaign, Store, now_iso, parse_iso
 
 log = get_logger("sftpd_agent.notify")
 
@@ -77,7 +80,6 @@ _NUMBER_LIST_KEYS = frozenset({"numbers", "msisdns"})
 _TEXT_KEYS = frozenset({"message", "msg", "text", "body", "reply"})
 _PATH_KEYS = frozenset({"file", "errors_file", "reason_file", "source", "remote_name",
                         "remote_names", "path", "report"})
-_NUMBER = re.compile(r"\+?\d[\d ]{7,16}\d")
 _KEYWORD_CHARS = 20
 HOOK_ENV_KEYS = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ",
                            "TMPDIR"})  # and LC_*: see hook_environment
@@ -135,7 +137,7 @@ def _safe(key: str, value: Any) -> Any:
             return mask(value)
         if lowered in _PATH_KEYS:
             return value
-        return _NUMBER.sub(lambda m: mask(m.group(0).replace(" ", "")), value)
+        return mask_numbers(value)
     if isinstance(value, bool | int | float) or value is None:
         return value
     if isinstance(value, datetime.datetime | datetime.date):
@@ -204,8 +206,7 @@ def _shown(channel: str) -> str:
 
 def retry_delay(attempts: int, rng: random.Random) -> float:
     """Seconds before attempt ``attempts + 1``: 30 s doubling to 1 h, "equal jitter"."""
-    raw = min(RETRY_CEILING_SECONDS, RETRY_BASE_SECONDS * 2.0 ** max(0, attempts - 1))
-    return raw * (0.5 + rng.random() / 2)
+    return Backoff(RETRY_BASE_SECONDS, RETRY_CEILING_SECONDS, rng=rng).delay(attempts)
 
 
 # -- the e-mail (pure) ------------------------------------------------------------------
@@ -434,8 +435,7 @@ def _scalar(value: Any) -> bool:
 
 
 def _one_line(text: str, limit: int = ERROR_CHARS) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+    return one_line(text, limit)
 
 
 # -- the queue and its senders (the shell) ----------------------------------------------
@@ -474,7 +474,7 @@ class Notifications:
 
     def __init__(
         self, store: Store, settings: Callable[[], Settings],
-        clock: Callable[[], datetime.datetime], *, tls_context: ssl.SSLContext | None = None,
+        clock: Clock, *, tls_context: ssl.SSLContext | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
@@ -842,7 +842,7 @@ class _Tail:
         text = self.data.decode("utf-8", errors="replace")
         if self.total > len(self.data):
             text = "..." + text.partition("\n")[2]  # a cut first line says nothing
-        return _NUMBER.sub(lambda m: mask(m.group(0).replace(" ", "")), text.strip())
+        return mask_numbers(text.strip())
 
 
 class _HookProtocol(asyncio.SubprocessProtocol):

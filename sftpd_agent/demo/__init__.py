@@ -1,0 +1,1 @@
+"""``sftpd-agent demo``: the whole job against the embedded simulator."""

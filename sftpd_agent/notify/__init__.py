@@ -1,0 +1,1 @@
+"""Telling people: the durable queue, e-mail and command hooks."""
