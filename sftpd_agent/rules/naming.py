@@ -49,6 +49,17 @@ class Kind(StrEnum):
     STOP = "STOP"
     SMSMO = "SMSMO"
 
+    @property
+    def word(self) -> str:
+        """The kind in the journal (``report_cursors.kind``) and as an ``inbox/`` folder:
+        ``send``, ``ack``, ``stop``, ``mo``."""
+        return "mo" if self is Kind.SMSMO else self.value.lower()
+
+    @classmethod
+    def from_word(cls, word: str) -> Kind:
+        """The kind a journal ``word`` stands for (the inverse of :attr:`word`)."""
+        return cls.SMSMO if word == "mo" else cls(word.upper())
+
 
 @dataclass(frozen=True, slots=True)
 class ProviderName:
