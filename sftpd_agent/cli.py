@@ -382,7 +382,7 @@ def _alert(args: argparse.Namespace, out: TextIO) -> int:
     """``alert --unit NAME``: e-mail that systemd gave up on NAME (its OnFailure= unit)."""
     import asyncio  # noqa: PLC0415
 
-    from .notify.queue import UNIT_NAME, send_alert  # noqa: PLC0415
+    from .notify.alert import UNIT_NAME, send_alert  # noqa: PLC0415
 
     if not UNIT_NAME.fullmatch(args.unit):
         raise ConfigError(f"alert: {args.unit!r} is not a unit name")

@@ -36,7 +36,8 @@ from .clock import Clock
 from .config import Settings, load_settings
 from .errors import ConfigError, RemoteError
 from .logs import bind_campaign, get_logger
-from .notify.queue import Notifications, event_payload
+from .notify.payload import event_payload
+from .notify.queue import Notifications
 from .pipeline.campaigns import Campaigns
 from .pipeline.metrics import write_textfile
 from .pipeline.outbox import Outbox, watch

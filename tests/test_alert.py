@@ -22,7 +22,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from sftpd_agent.config import EmailSettings
-from sftpd_agent.notify.queue import (
+from sftpd_agent.notify.alert import (
     JOURNAL_LINE_CHARS,
     JOURNAL_LINES,
     JOURNAL_SECONDS,

@@ -36,23 +36,20 @@ from cryptography.x509.oid import NameOID
 
 from sftpd_agent.config import Settings
 from sftpd_agent.logs import configure
+from sftpd_agent.notify.email import body_of, subject_of
+from sftpd_agent.notify.hooks import HOOK_ENV_KEYS, HOOK_TAIL_BYTES, _Tail, hook_environment
+from sftpd_agent.notify.payload import event_payload
 from sftpd_agent.notify.queue import (
-    HOOK_ENV_KEYS,
-    HOOK_TAIL_BYTES,
     Notifications,
-    _Tail,
-    body_of,
     channels_for,
-    event_payload,
     hook_channel,
-    hook_environment,
     queue_status,
     retry_delay,
-    subject_of,
 )
 from sftpd_agent.rules.masking import mask
 from sftpd_agent.rules.states import CampaignState
 from sftpd_agent.store.journal import Campaign, Store
+from sftpd_agent.store.notifications import NotificationRows
 from tests.servers import ManualClock
 
 PASSWORD = "Pw-s3cret-7f2a"  # the SMTP password: must never appear in a log, mail or hook
@@ -248,7 +245,7 @@ def figures(body: str) -> dict[str, int]:
 
 
 def rows(store: Store) -> list[dict[str, Any]]:
-    return [dict(r) for r in store._db.execute("SELECT * FROM notifications ORDER BY id")]
+    return NotificationRows(store).all()
 
 
 # -- the payload and the words (pure) ------------------------------------------------------

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from sftpd_agent.config import EmailSettings, Settings
-from sftpd_agent.notify.queue import JOURNAL_SECONDS
+from sftpd_agent.notify.alert import JOURNAL_SECONDS
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "sftpd-agent.service"
 ALERT = UNIT.with_name("sftpd-agent-alert@.service")
