@@ -30,7 +30,7 @@ from sftpd_agent.notify.alert import (
     alert_email,
     journal_tail,
 )
-from tests.test_notify import PASSWORD, USER, Mailbox, Tls, free_port, make_tls, start_smtp
+from tests.notify_support import PASSWORD, USER, Mailbox, Tls, free_port, make_tls, start_smtp
 
 UNIT = "sftpd-agent.service"
 WAIT = 60  # seconds: the bound on one run of the command
