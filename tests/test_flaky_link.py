@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from sftpd_agent.errors import RetryableRemoteError
-from sftpd_agent.remote.base import ConnectionLost, LocalRemote, Remote
+from sftpd_agent.remote.base import ConnectionLost, Remote
+from sftpd_agent.remote.local import LocalRemote
 from sftpd_agent.remote.session import CUT_UNREACHABLE_AFTER, RemoteSession
 from sftpd_agent.rules.backoff import Backoff
 from sftpd_agent.simulator import SimulatorOptions

@@ -16,7 +16,7 @@ import pytest
 from sftpd_agent.config import Settings
 from sftpd_agent.pipeline.campaigns import Campaigns
 from sftpd_agent.pipeline.publication import Publisher
-from sftpd_agent.remote.base import LocalRemote
+from sftpd_agent.remote.local import LocalRemote
 from sftpd_agent.rules.states import CampaignState, PartState
 from sftpd_agent.simulator import Processor, SimulatorOptions
 from sftpd_agent.simulator.processing import read_journal

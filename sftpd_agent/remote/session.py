@@ -12,9 +12,9 @@ works between cuts is retried at the base delay, not pushed out by every cut. Pr
 any request the server answered on that connection (a listing, a stat, upload bytes
 acknowledged, a read, a rename, a removal), seen by the session through the remote it hands
 the step, or told by a step through :meth:`RemoteSession.progress`. Only a lost link
-(:class:`~sftpd_agent.remote.ConnectionLost`: reset, broken pipe, no answer) is forgiven so:
-a server that answers and then refuses (disk full, a failure status) still backs off, and so
-does a link cut before it answered anything.
+(:class:`~sftpd_agent.remote.base.ConnectionLost`: reset, broken pipe, no answer) is
+forgiven so: a server that answers and then refuses (disk full, a failure status) still
+backs off, and so does a link cut before it answered anything.
 """
 
 from __future__ import annotations

@@ -3,11 +3,11 @@
 :func:`connect` opens a session that trusts host keys only from ``remote.known_hosts`` (an
 unknown or changed key is refused, never learned) and logs in only with the configured key:
 no ``~/.ssh/config``, no SSH agent, no default identities, no password or GSS. The session is
-a :class:`~sftpd_agent.remote.Remote`.
+a :class:`~sftpd_agent.remote.base.Remote`.
 
 Every asyncssh, OS and timeout error is translated at one edge, :func:`translated`:
 :class:`RetryableRemoteError` for what may pass (network, timeout, busy server; its subclass
-:class:`~sftpd_agent.remote.ConnectionLost` when the link itself failed),
+:class:`~sftpd_agent.remote.base.ConnectionLost` when the link itself failed),
 :class:`PermanentRemoteError` for what a person must fix (host key, authentication,
 permission, missing path). Each operation is bounded by ``operation_timeout_seconds``; the
 transfer of an upload or a read instead by a stall watchdog (no request answered for that
@@ -204,30 +204,25 @@ async def connect(settings: RemoteSettings, *, credentials_dir: Path | None = No
             except BaseException:
                 conn.abort()
                 raise
-    return SftpRemote(conn, sftp, where=where, timeout=settings.operation_timeout_seconds)
+    return SftpRemote(conn, sftp, timeout=settings.operation_timeout_seconds)
 
 
 class SftpRemote:
-    """One SFTP session to the provider: the :class:`~sftpd_agent.remote.Remote` of production.
+    """One SFTP session to the provider: the production
+    :class:`~sftpd_agent.remote.base.Remote`.
 
     Not thread-safe; one event loop. After a timeout or a lost connection every call raises
     :class:`RetryableRemoteError`: close it and connect again.
     """
 
     def __init__(self, conn: asyncssh.SSHClientConnection, sftp: asyncssh.SFTPClient, *,
-                 where: str, timeout: float) -> None:
+                 timeout: float) -> None:
         self._conn = conn
         self._sftp = sftp
-        self._where = where
         self._timeout = timeout
         limits = sftp.limits
         self._write_block = min(BLOCK_SIZE, limits.max_write_len or BLOCK_SIZE)
         self._read_block = min(BLOCK_SIZE, limits.max_read_len or BLOCK_SIZE)
-
-    @property
-    def endpoint(self) -> str:
-        """``user@host:port``, for logs."""
-        return self._where
 
     @contextlib.asynccontextmanager
     async def _edge(self, what: str, *, bounded: bool = True) -> AsyncIterator[None]:
