@@ -45,10 +45,6 @@ class InputError(AgentError):
             where += f" ({self.field})"
         return f"{where}: {self.reason}"
 
-    def located(self, file: str) -> InputError:
-        """The same error, naming ``file``."""
-        return InputError(self.reason, file=file, line=self.line, field=self.field)
-
 
 class RemoteError(AgentError):
     """A failure talking to the provider's SFTP server."""
