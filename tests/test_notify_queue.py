@@ -20,9 +20,11 @@ from sftpd_agent.notify.queue import (
     Notifications,
     channels_for,
     hook_channel,
+    queue_status,
     retry_delay,
 )
 from sftpd_agent.store.journal import Store
+from sftpd_agent.store.notifications import NotificationRows
 from tests import notify_support as support
 from tests.notify_support import (
     PASSPHRASE,
@@ -232,3 +234,36 @@ def test_enqueue_without_a_matching_channel_adds_nothing(
     notifications = Notifications(store, Config(settings), clock)
     assert notifications.enqueue("campaign.done", {"event": "campaign.done"}) == 0
     assert notifications.pending() == 0 and os.environ.get("SFTPD_EVENT") is None
+
+
+def test_the_rows_keep_queue_order_due_times_and_figures(tmp_path: Path, store: Store) -> None:
+    table = NotificationRows(store)
+    table.add("campaign.held", ["email", 'hook:["/bin/true"]'], '{"event": "campaign.held"}', T0)
+    table.add("campaign.done", ["email"], '{"event": "campaign.done"}', T0)
+    first, second, third = table.due(T0, 10)
+    assert [r.channel for r in (first, second, third)] == ["email", 'hook:["/bin/true"]', "email"]
+    assert table.due(T0, 2) == [first, second]
+    assert table.due(T0 - datetime.timedelta(seconds=1), 10) == []  # not due yet
+    assert first.payload == {"event": "campaign.held"} and first.attempts == 0
+
+    later = T0 + datetime.timedelta(minutes=5)
+    table.failed(first.id, attempts=1, error="SMTPConnectError: down", next_at=later)
+    table.postpone([third.id], later)
+    assert table.due(T0, 10) == [second]
+    assert table.next_due() == T0
+    table.sent(second.id, at=T0, attempts=1)
+    assert table.next_due() == later
+    assert [r.id for r in table.due(later, 10)] == [first.id, third.id]
+    assert table.figures() == {"pending": 2, "failing": 1, "oldest": T0.isoformat(),
+                               "last_error": "SMTPConnectError: down"}
+
+    table.dropped(third.id, at=later, reason="channel removed")
+    reader = Store(tmp_path / "state.db", readonly=True)  # as status reads beside the daemon
+    try:
+        assert queue_status(reader) == {"pending": 1, "failing": 1, "oldest": T0.isoformat(),
+                                        "last_error": "SMTPConnectError: down"}
+        assert NotificationRows(reader).next_due() == later
+    finally:
+        reader.close()
+    assert [(r["attempts"], r["last_error"], r["sent_at"] is not None) for r in table.all()] == [
+        (1, "SMTPConnectError: down", False), (1, None, True), (0, "channel removed", True)]

@@ -21,7 +21,7 @@ from typing import NamedTuple
 from ..config import EmailSettings, Settings
 from ..rules.display import one_line
 from .email import local_time, smtp_send
-from .hooks import HOOK_ENV_KEYS, run_hook
+from .hooks import allowed_environment, run_hook
 from .payload import ERROR_CHARS, scrub
 
 UNIT_NAME = re.compile(r"[A-Za-z0-9:_.@\\][A-Za-z0-9:_.@\\-]{0,255}")  # \\: systemd escapes
@@ -43,8 +43,7 @@ class Journal(NamedTuple):
 
 async def journal_tail(unit: str, environ: Mapping[str, str] | None = None) -> Journal:
     """``journalctl -u UNIT -n 20``, bounded in time and size; any failure is a note."""
-    env = {key: value for key, value in (os.environ if environ is None else environ).items()
-           if key in HOOK_ENV_KEYS or key.startswith("LC_")}
+    env = allowed_environment(os.environ if environ is None else environ)
     env.update(SYSTEMD_COLORS="0", SYSTEMD_PAGER="", SYSTEMD_LESS="")
     program = shutil.which("journalctl", path=env.get("PATH", os.defpath))
     if program is None:

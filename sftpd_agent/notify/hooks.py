@@ -26,6 +26,13 @@ KILL_WAIT_SECONDS = 5.0  # for a killed hook to be reaped
 PIPE_GRACE_SECONDS = 2.0  # after the hook's exit, to read what is left in its pipes
 
 
+def allowed_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``environ`` a program the agent runs may see: :data:`HOOK_ENV_KEYS` and
+    ``LC_*`` (no secret, no socket of systemd's)."""
+    return {key: value for key, value in environ.items()
+            if key in HOOK_ENV_KEYS or key.startswith("LC_")}
+
+
 def hook_environment(
     event: str, campaign_id: str, notification_id: int,
     environ: Mapping[str, str] | None = None,
@@ -37,9 +44,7 @@ def hook_environment(
     may hold secrets), systemd's sockets or anything else a site put in the agent's
     environment. A hook that needs more gets it in its ``command`` (``/usr/bin/env K=V ...``).
     """
-    source = os.environ if environ is None else environ
-    env = {key: value for key, value in source.items()
-           if key in HOOK_ENV_KEYS or key.startswith("LC_")}
+    env = allowed_environment(os.environ if environ is None else environ)
     env.setdefault("PATH", os.defpath)
     env["SFTPD_EVENT"] = event
     env["SFTPD_CAMPAIGN"] = campaign_id

@@ -3,14 +3,6 @@
     emit -> event_payload() -> Notifications.enqueue()   one journal row per channel, durable
          -> Notifications.run()                           the sender task: send_due() in a loop
 
-The package, one job a module:
-
-    payload.py  the event as JSON (numbers masked, texts left out); secrets out of errors
-    queue.py    this: routing to channels, the durable queue, the sender task
-    email.py    the e-mail for an event, and sending it over SMTP
-    hooks.py    running a hook command (bounded output, allow-listed environment, timeout)
-    alert.py    ``sftpd-agent alert``: the e-mail that systemd gave up on the agent
-
 A row is a *channel* (``email``, or ``hook:<argv as JSON>``) and the event's JSON payload. It
 stays in the journal (``notifications`` table, ``store/notifications.py``) until it is sent: a
 failure is logged (``notification_failed``) and retried with a backoff (30 s doubling to 1 h,
@@ -54,9 +46,6 @@ from ..store.notifications import NotificationRows, Queued, QueueFigures
 from .email import render_email, smtp_send
 from .hooks import hook_environment, run_hook
 from .payload import ERROR_CHARS, redact, scrub
-
-__all__ = ["BATCH", "EMAIL", "HOOK_PREFIX", "Notifications", "Queued", "channels_for",
-           "hook_channel", "queue_status", "retry_delay"]
 
 log = get_logger("sftpd_agent.notify")
 
@@ -297,7 +286,6 @@ class _Failure(NamedTuple):
     error: str
     channel_down: bool  # True: the rows behind on this channel would fail too: wait
     detail: Mapping[str, str] = {}  # a hook's output tails (read only)
-
 
 
 def queue_status(store: Store) -> QueueFigures:
