@@ -166,7 +166,7 @@ async def test_big_campaigns_become_parts(tmp_path: Path) -> None:
     world = World(tmp_path)
     world.settings = world.settings.model_copy(update={
         "campaign": world.settings.campaign.model_copy(update={"max_rows_per_file": 20})})
-    world.campaigns.settings = world.settings
+    world.restart()  # the pieces built again with the new settings
     parts = prepared(world, "SEND-12345-20261123-1000-promo.csv")
     assert [p.remote_name for p in parts] == [
         f"SEND-12345-20261123-1000-promoP{i}.csv" for i in (1, 2, 3)]
