@@ -9,9 +9,28 @@
 
 Third-party exceptions (asyncssh, OSError, pydantic) are translated into these at one edge
 each: ``config`` for settings, ``reader`` for input files, ``sftp`` for the remote.
+
+``ExitCode`` is what every command returns: the one definition of the exit statuses.
 """
 
 from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The exit status of every ``sftpd-agent`` command (what each means, per command, is in
+    the table of ``commands``)."""
+
+    OK = 0
+    """Success."""
+    NOT_OK = 1
+    """The thing checked is not OK: a file that would be held, an unhealthy agent, a step
+    that failed."""
+    USAGE = 2
+    """A usage or configuration error: one line on stderr naming the bad key or argument."""
+    INTERRUPTED = 130
+    """Stopped by Ctrl-C (SIGINT), as shells report it (128 + 2)."""
 
 
 class AgentError(Exception):
