@@ -17,18 +17,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import os
+import shutil
 import stat
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import watchfiles
 
+from ..config import Settings
+from ..errors import ConfigError
+from ..files import fsync_dir
 from ..logs import get_logger
 from ..rules.display import shown
+from ..rules.plan import submission_name
 from .entries import odd_kind
+from .intake import timing_from
 
 log = get_logger("sftpd_agent.outbox")
 
@@ -181,3 +189,42 @@ async def watch(
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError, RuntimeError):
             await watcher
+
+
+def submit(source: Path, settings: Settings, *, campaign: str | None,
+           at: datetime.datetime | None, now: datetime.datetime) -> tuple[Path, tuple[str, ...]]:
+    """Place a copy of ``source`` in the outbox under the provider's file name, as ``sftpd-agent
+    submit`` does; the path placed, and notes on what the name changed.
+
+    The name follows the rules of a dropped file (``rules.plan.submission_name``; ``at`` is a
+    naive local time). The copy is written to a dotfile the watcher ignores, fsynced, then
+    hard-linked under its name: the agent never sees half of it, and a file that waits, or
+    arrives meanwhile, under that name is never replaced. ConfigError, in one line, when
+    ``source`` is missing, no name can be given, there is no outbox, or the name is taken.
+    """
+    if not source.is_file():
+        raise ConfigError(f"{source}: no such file")
+    try:
+        name, notes = submission_name(source.name, campaign=campaign, at=at, now=now,
+                                      timing=timing_from(settings))
+    except ValueError as exc:
+        raise ConfigError(f"submit: {exc}") from None
+    outbox = settings.paths.outbox
+    if not outbox.is_dir():
+        raise ConfigError(f"{outbox}: no outbox (is paths.root right, has the agent run?)")
+    target = outbox / name
+    if target.exists():
+        raise ConfigError(f"{target} is already waiting in the outbox")
+    temporary = outbox / f".{name}.{uuid.uuid4().hex}.tmp"
+    with source.open("rb") as src, temporary.open("xb") as dst:
+        shutil.copyfileobj(src, dst)
+        dst.flush()
+        os.fsync(dst.fileno())
+    try:
+        os.link(temporary, target)  # fails rather than replace a file dropped meanwhile
+    except FileExistsError:
+        raise ConfigError(f"{target} is already waiting in the outbox") from None
+    finally:
+        temporary.unlink()
+    fsync_dir(outbox)
+    return target, notes
