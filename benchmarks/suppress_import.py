@@ -56,7 +56,7 @@ def config(folder: Path) -> Path:
 
 def baseline(listing: Path, state_db: Path) -> None:
     """The import as it was: every number read, then one transaction, one INSERT a row."""
-    from sftpd_agent.lists import read_numbers
+    from sftpd_agent.commands.suppress import read_numbers
     from sftpd_agent.rules.numbers import NumberNormalizer
     from sftpd_agent.store.journal import Store, now_iso
 

@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sftpd_agent import cli
+from sftpd_agent.commands import main
+from sftpd_agent.errors import ExitCode
 from sftpd_agent.simulator import SimulatorOptions
 from tests.daemon_harness import Daemon, rows, wait_until, write_config
 from tests.servers import SftpServer
@@ -105,7 +106,7 @@ def test_check_reads_every_row_of_the_table(
     now = dt.datetime.now(PARIS)
     expected = table(now)
     files = [str(write_rows(tmp_path, row.name)) for row in expected]
-    assert cli.main(["check", "--json", "--config", str(config), *files]) == cli.EXIT_NOT_OK
+    assert main(["check", "--json", "--config", str(config), *files]) == ExitCode.NOT_OK
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [Path(o["file"]).name for o in out] == [row.name for row in expected]
     for row, result in zip(expected, out, strict=True):
@@ -126,7 +127,7 @@ def test_check_reads_every_row_of_the_table(
         else:
             assert said.strip() == ""
     # The human form says how each name was read.
-    assert cli.main(["check", "--config", str(config), files[0], files[-1]]) == cli.EXIT_OK
+    assert main(["check", "--config", str(config), files[0], files[-1]]) == ExitCode.OK
     text = capsys.readouterr().out
     assert "campaign        promo1" in text
     assert f"requested       {expected[0].send_at:%Y-%m-%d} 09:00 Europe/Paris" in text
@@ -239,7 +240,7 @@ def test_submit_follows_the_same_rules(
     source = write_rows(tmp_path, "contacts.csv")
     gap = next_spring_gap(dt.datetime.now(PARIS))
     argv = ["submit", "--config", str(config), str(source), "--campaign", "spring sale"]
-    assert cli.main([*argv, "--at", f"{gap:%Y-%m-%d} 02:30"]) == cli.EXIT_OK
+    assert main([*argv, "--at", f"{gap:%Y-%m-%d} 02:30"]) == ExitCode.OK
     out = capsys.readouterr().out
     assert f"SEND-12345-{gap:%Y%m%d}-0300-springsale.csv" in out
     assert "moved to 03:00" in out and "made safe as 'springsale'" in out
@@ -247,11 +248,11 @@ def test_submit_follows_the_same_rules(
         f"SEND-12345-{gap:%Y%m%d}-0300-springsale.csv"]
     # A time long past is refused with the reason (exit 2), nothing is placed.
     old = dt.datetime.now(PARIS) - dt.timedelta(days=3)
-    assert cli.main([*argv, "--at", f"{old:%Y-%m-%d %H:%M}"]) == cli.EXIT_USAGE
+    assert main([*argv, "--at", f"{old:%Y-%m-%d %H:%M}"]) == ExitCode.USAGE
     assert "stale: the requested time" in capsys.readouterr().err
     # A source named like the provider's keeps its own time, not "now".
     future = dt.datetime.now(PARIS) + dt.timedelta(days=9)
     named = write_rows(tmp_path, f"SEND-12345-{future:%Y%m%d}-0900-promo (2).csv")
-    assert cli.main(["submit", "--config", str(config), str(named)]) == cli.EXIT_OK
+    assert main(["submit", "--config", str(config), str(named)]) == ExitCode.OK
     assert f"SEND-12345-{future:%Y%m%d}-0900-promo2.csv" in capsys.readouterr().out
     assert len(list((root / "outbox").iterdir())) == 2

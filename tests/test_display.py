@@ -9,9 +9,9 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sftpd_agent.commands.status import render, status
 from sftpd_agent.config import Settings
 from sftpd_agent.rules.display import NAME_MAX, local_name, plain, shown
-from sftpd_agent.status import render, status
 from sftpd_agent.store.journal import Store
 
 raw_names = st.binary(min_size=1, max_size=255).filter(lambda b: b"/" not in b and b"\0" not in b)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from sftpd_agent import lists
+from sftpd_agent.commands import suppress
 from sftpd_agent.rules.numbers import NumberNormalizer
 from sftpd_agent.store.journal import BUSY_TIMEOUT_MS, JournalBusyError, Store
 
@@ -115,7 +115,7 @@ def test_an_import_stopped_by_a_busy_journal_says_so(tmp_path: Path) -> None:
     listing.write_text("".join(f"+3361{i:07d}\n" for i in range(50)))
     thread = hold_write_lock(store.path, 1.0)
     out, err = io.StringIO(), io.StringIO()
-    code = lists._import(store, listing, NumberNormalizer("FR").normalize, now=T0, out=out,
+    code = suppress._import(store, listing, NumberNormalizer("FR").normalize, now=T0, out=out,
                          err=err)
     thread.join(5)
     assert code == 1 and out.getvalue() == ""

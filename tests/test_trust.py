@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from sftpd_agent.commands import trust_host as trust_command
 from sftpd_agent.config import RemoteSettings, Settings
 from sftpd_agent.errors import ConfigError
 from sftpd_agent.remote import trust
@@ -30,7 +31,7 @@ def settings_for(server: SftpServer, known_hosts: Path, **overrides: object) -> 
 
 def namespace(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    trust.add_arguments(parser)
+    trust_command.add_arguments(parser)
     return parser.parse_args(list(argv))
 
 
@@ -43,7 +44,7 @@ async def trust_host(settings: Settings, *argv: str, answer: str | None = None) 
     """Run the command as the CLI would (in a thread: it runs its own event loop)."""
     stdin = io.StringIO(answer if answer is not None else "")
     stdout, stderr = io.StringIO(), io.StringIO()
-    code = await asyncio.to_thread(trust.run, namespace(*argv), settings, stdin=stdin,
+    code = await asyncio.to_thread(trust_command.trust, namespace(*argv), settings, stdin=stdin,
                                    stdout=stdout, stderr=stderr)
     return Outcome(code, stdout.getvalue(), stderr.getvalue())
 
@@ -161,7 +162,7 @@ async def test_a_silent_server_is_bounded_by_the_connect_timeout(tmp_path: Path)
 def test_no_host_is_a_configuration_error(tmp_path: Path) -> None:
     settings = Settings(remote=RemoteSettings(known_hosts=tmp_path / "kh"))
     with pytest.raises(ConfigError, match=r"remote\.host"):
-        trust.run(namespace("--yes"), settings, stdin=io.StringIO(), stdout=io.StringIO())
+        trust_command.trust(namespace("--yes"), settings, stdin=io.StringIO(), stdout=io.StringIO())
 
 
 @pytest.mark.parametrize(("host", "port", "expected"), [

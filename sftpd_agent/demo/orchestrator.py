@@ -760,7 +760,7 @@ class _Demo:
         self._reported(label, campaign)
 
     def _status(self) -> None:
-        from ..status import render  # noqa: PLC0415
+        from ..commands.status import render  # noqa: PLC0415
 
         step = "final status"
         self.screen.say()

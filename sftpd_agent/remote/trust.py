@@ -1,28 +1,23 @@
-"""``sftpd-agent trust-host``: fetch the server's host key and, once confirmed, trust it.
+"""Host keys for ``sftpd-agent trust-host``: the key a server presents, and ``known_hosts``.
 
-The agent itself never learns a host key (see ``sftp``): an operator runs this once, compares
-the printed SHA256 fingerprint with the one the provider gives, and answers ``y``. The key is
-appended to ``remote.known_hosts`` in OpenSSH's format. A different key already recorded for
-the host is never replaced: the operator removes the old line after checking with the provider.
+The agent itself never learns a host key (see ``sftp``): an operator runs ``trust-host``
+once (the dialogue is ``commands.trust_host``). Here: fetching the key the server presents
+(asyncssh, no login), the keys ``known_hosts`` already holds for a host, OpenSSH's line and
+fingerprint formats, and appending a line durably.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ipaddress
 import os
-import sys
 from pathlib import Path
-from typing import TextIO
 
 import asyncssh
 
-from ..config import RemoteSettings, Settings
-from ..errors import ConfigError, PermanentRemoteError, RemoteError
+from ..config import RemoteSettings
+from ..errors import PermanentRemoteError
 from .sftp import describe_endpoint, load_known_hosts, translated
-
-EXIT_OK, EXIT_NOT_OK = 0, 1
 
 # ssh-keygen's names and sizes for the key types whose size is fixed.
 _KEY_TYPES: dict[str, tuple[str, int | None]] = {
@@ -36,51 +31,6 @@ _KEY_TYPES: dict[str, tuple[str, int | None]] = {
     "ecdsa-sha2-nistp384": ("ECDSA", 384),
     "ecdsa-sha2-nistp521": ("ECDSA", 521),
 }
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--yes", action="store_true",
-                        help="trust the key without asking (for scripts)")
-
-
-def run(ns: argparse.Namespace, settings: Settings, *, stdin: TextIO, stdout: TextIO,
-        stderr: TextIO | None = None) -> int:
-    """0 trusted (now or already); 1 not trusted (declined, unreachable, a different key)."""
-    err = stderr if stderr is not None else sys.stderr
-    remote = settings.remote
-    if not remote.host:
-        raise ConfigError("remote.host is not set")
-    where = known_hosts_name(remote.host, remote.port)
-    try:
-        key = asyncio.run(fetch_host_key(remote))
-        recorded = recorded_keys(remote.known_hosts, remote.host, remote.port)
-    except RemoteError as exc:
-        print(f"sftpd-agent trust-host: {exc}", file=err)
-        return EXIT_NOT_OK
-    print(f"The server {where} presents this host key:", file=stdout)
-    print(f"  {fingerprint_line(key, where)}", file=stdout)
-    if any(same_key(key, known) for known in recorded):
-        print(f"This key is already trusted in {remote.known_hosts}; nothing to do.", file=stdout)
-        return EXIT_OK
-    if recorded:
-        print(f"sftpd-agent trust-host: {remote.known_hosts} already holds a DIFFERENT host key "
-              f"for {where}. The server's key has changed, or someone is in the way: verify "
-              f"the new fingerprint with the provider, then remove the old line (ssh-keygen "
-              f"-R '{where}' -f {remote.known_hosts}) and run trust-host again.", file=err)
-        return EXIT_NOT_OK
-    if not ns.yes:
-        print("Compare it with the fingerprint the provider gave you.", file=stdout)
-        if not confirm("Trust this host key? [y/N] ", stdin, stdout):
-            print("Not trusted; nothing written.", file=stdout)
-            return EXIT_NOT_OK
-    try:
-        append_line(remote.known_hosts, known_hosts_line(key, where))
-    except OSError as exc:
-        print(f"sftpd-agent trust-host: cannot write {remote.known_hosts}: {exc.strerror}",
-              file=err)
-        return EXIT_NOT_OK
-    print(f"Added to {remote.known_hosts}.", file=stdout)
-    return EXIT_OK
 
 
 async def fetch_host_key(remote: RemoteSettings) -> asyncssh.SSHKey:
@@ -133,19 +83,6 @@ def fingerprint_line(key: asyncssh.SSHKey, where: str) -> str:
     if bits is None:
         bits = getattr(key.pyca_key, "key_size", 0)
     return f"{bits} {key.get_fingerprint('sha256')} {where} ({name})"
-
-
-def confirm(question: str, stdin: TextIO, stdout: TextIO) -> bool:
-    """Ask; only ``y`` or ``yes`` is a yes. No input (EOF, a closed stream) is a no."""
-    stdout.write(question)
-    stdout.flush()
-    try:
-        answer = stdin.readline()
-    except (OSError, ValueError):
-        answer = ""
-    if not answer.endswith("\n"):
-        stdout.write("\n")
-    return answer.strip().lower() in {"y", "yes"}
 
 
 def append_line(path: Path, line: str) -> None:

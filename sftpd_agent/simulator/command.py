@@ -9,11 +9,12 @@ import signal
 import sys
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ExitCode
 from .processing import SimulatorOptions
 from .server import Simulator
 
 DEFAULT_LISTEN = ("127.0.0.1", 2222)
+DEFAULT_SERVICE_ID = "12345"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,8 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-server", action="store_true",
                         help="only process DIR, exposed by another SFTP server")
     parser.add_argument("--seed", type=int, help="make failures, opt-outs and replies repeatable")
-    parser.add_argument("--service-id", default="12345", metavar="ID",
-                        help="the SERVICEID file names must carry (default 12345)")
+    parser.add_argument("--service-id", metavar="ID",
+                        help="the SERVICEID file names must carry (default: the --config "
+                             f"file's service_id, else {DEFAULT_SERVICE_ID})")
     parser.add_argument("--ack-delay", type=_seconds, metavar="S",
                         help="seconds from .done to the ACK report")
     parser.add_argument("--failure-share", type=_share, metavar="X",
@@ -49,8 +51,8 @@ def run(ns: argparse.Namespace) -> int:
         asyncio.run(_serve(simulator))
     except ConfigError as exc:
         print(f"sftpd-agent simulate: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return ExitCode.USAGE
+    return ExitCode.OK
 
 
 def _simulator(ns: argparse.Namespace) -> Simulator:
@@ -58,7 +60,7 @@ def _simulator(ns: argparse.Namespace) -> Simulator:
         "ack_delay": ns.ack_delay, "ack_failure_share": ns.failure_share,
         "stop_share": ns.stop_share, "mo_share": ns.mo_share,
     }
-    options = SimulatorOptions(service_id=ns.service_id, seed=ns.seed,
+    options = SimulatorOptions(service_id=ns.service_id or DEFAULT_SERVICE_ID, seed=ns.seed,
                                **{key: value for key, value in given.items()
                                   if value is not None})
     if not ns.no_server and ns.authorized_keys is None:

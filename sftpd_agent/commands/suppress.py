@@ -1,4 +1,4 @@
-"""``sftpd-agent suppress ...`` and ``sftpd-agent replies``: the journal's lists, for people.
+"""``sftpd-agent suppress list|add|remove|import|export``: the local suppression list.
 
 The suppression list is read and changed beside a running daemon (SQLite WAL lets both work);
 numbers are normalised to E.164 exactly as campaign rows are, so an import matches the rows it
@@ -15,41 +15,53 @@ import csv
 import datetime
 import io
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO
 
-from .config import Settings
-from .errors import ConfigError
-from .files import private_file
-from .rules.display import shown
-from .rules.numbers import NumberNormalizer
-from .store.journal import JournalBusyError, Store
+from ..config import Settings, load_settings
+from ..errors import ConfigError, ExitCode
+from ..files import replaced
+from ..rules.numbers import NumberNormalizer
+from ..store.journal import JournalBusyError, Store
 
-EXIT_OK, EXIT_NOT_OK = 0, 1
 SHOWN_PROBLEMS = 20
 """Unreadable import lines named one by one; the rest are counted."""
 
 
-def add_arguments(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """The ``suppress`` actions (on the ``suppress`` parser's sub-commands)."""
-    listing = commands.add_parser("list", help="every suppressed number")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``suppress`` actions, each a sub-command."""
+    commands = parser.add_subparsers(dest="action", required=True, metavar="ACTION",
+                                     title="actions")
+    listing = commands.add_parser("list", help="every suppressed number",
+                                  description="Print every suppressed number: number, date "
+                                  "added, source (manual, import:<file>, a report file) and "
+                                  "campaign.")
     listing.add_argument("--json", action="store_true", help="one JSON array of entries")
     for name, text in (("add", "add numbers"), ("remove", "remove numbers")):
-        action = commands.add_parser(name, help=text)
+        action = commands.add_parser(name, help=text, description=f"{text.capitalize()} "
+                                     "(any format: normalised to E.164).")
         action.add_argument("numbers", nargs="+", metavar="MSISDN")
     importing = commands.add_parser(
-        "import", help="add the numbers of a CSV file or of a file with one number per line")
+        "import", help="add the numbers of a CSV file or of a file with one number per line",
+        description="Add the numbers of a CRM export (CSV with ; , or tab, the numbers in the "
+        "first column, a header row skipped) or of a file with one number per line, UTF-8 or "
+        "CP1252. Every line that cannot be read is named on stderr.")
     importing.add_argument("file", metavar="FILE")
     exporting = commands.add_parser(
-        "export", help="write the list as CSV (msisdn;added_at;source;campaign)")
+        "export", help="write the list as CSV (msisdn;added_at;source;campaign)",
+        description="Write the list as CSV (msisdn;added_at;source;campaign) to FILE (0600, "
+        "replaced atomically) or to standard output. An export imports back unchanged.")
     exporting.add_argument("file", nargs="?", metavar="FILE", help="default: standard output")
 
 
+def run(args: argparse.Namespace) -> int:
+    return suppress(args, load_settings(args.config), sys.stdout)
+
+
 def suppress(args: argparse.Namespace, settings: Settings, out: TextIO,
-             err: TextIO = sys.stderr) -> int:
+             err: TextIO = sys.stderr) -> ExitCode:
     store = Store(settings.paths.state_db)
     try:
         if args.action == "list":
@@ -75,44 +87,39 @@ def suppress(args: argparse.Namespace, settings: Settings, out: TextIO,
         else:
             changed = store.unsuppress(numbers)
             print(f"removed {len(changed)}, not there {len(numbers) - len(changed)}", file=out)
-        return EXIT_NOT_OK if bad else EXIT_OK
+        return ExitCode.NOT_OK if bad else ExitCode.OK
     finally:
         store.close()
 
 
-def _list(store: Store, out: TextIO, *, as_json: bool) -> int:
+def _list(store: Store, out: TextIO, *, as_json: bool) -> ExitCode:
     entries = store.suppression_entries()
     if as_json:
         print(json.dumps(entries, ensure_ascii=False), file=out)
-        return EXIT_OK
+        return ExitCode.OK
     for entry in entries:
         campaign = f"  {entry['campaign']}" if entry["campaign"] else ""
         print(f"{entry['msisdn']:<16}  {entry['added_at']}  {entry['source']}{campaign}",
               file=out)
     print(f"{len(entries)} number{'s' if len(entries) != 1 else ''}", file=sys.stderr)
-    return EXIT_OK
+    return ExitCode.OK
 
 
-def _export(store: Store, target: Path | None, out: TextIO) -> int:
+def _export(store: Store, target: Path | None, out: TextIO) -> ExitCode:
     entries = store.suppression_entries()
     if target is None:
         _write_csv(out, entries)
-        return EXIT_OK
-    temporary = target.with_name(f".{target.name}.tmp")
+        return ExitCode.OK
     try:
-        fd = private_file(temporary)  # personal data: 0600
+        with replaced(target, newline="") as handle:  # personal data: 0600
+            _write_csv(handle, entries)
     except OSError as exc:
         raise ConfigError(f"export: cannot write {target}: {exc.strerror}") from None
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-        _write_csv(handle, entries)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(target)
     print(f"exported {len(entries)} numbers to {target}", file=out)
-    return EXIT_OK
+    return ExitCode.OK
 
 
-def _write_csv(handle: TextIO, entries: Sequence[dict[str, object]]) -> None:
+def _write_csv(handle: IO[str], entries: Sequence[dict[str, object]]) -> None:
     writer = csv.writer(handle, delimiter=";", lineterminator="\r\n")
     writer.writerow(["msisdn", "added_at", "source", "campaign"])
     for entry in entries:
@@ -144,7 +151,7 @@ def read_numbers(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def _import(store: Store, path: Path, normalize: Callable[[str], str | None], *,
-            now: datetime.datetime, out: TextIO, err: TextIO) -> int:
+            now: datetime.datetime, out: TextIO, err: TextIO) -> ExitCode:
     """The numbers go in sorted, in batches that each hold the journal's write lock a few
     hundredths of a second (a running daemon writes between them; sorted, a batch touches few
     pages). Stopped half-way, the batches committed stay: importing again adds the rest."""
@@ -172,27 +179,7 @@ def _import(store: Store, path: Path, normalize: Callable[[str], str | None], *,
     except JournalBusyError as exc:
         print(f"sftpd-agent: import stopped: {exc}; {added} new numbers were imported before "
               "it, importing the file again adds the rest", file=err)
-        return EXIT_NOT_OK
+        return ExitCode.NOT_OK
     print(f"imported {added} new, {len(numbers) - added} already there "
           f"or repeated, {bad} unreadable", file=out)
-    return EXIT_NOT_OK if bad else EXIT_OK
-
-
-def replies(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
-    if not settings.paths.state_db.exists():
-        raise ConfigError(f"{settings.paths.state_db}: no journal yet (has the agent run?)")
-    store = Store(settings.paths.state_db, readonly=True)
-    try:
-        found = store.replies(args.campaign)
-    finally:
-        store.close()
-    if args.json:
-        print(json.dumps(found, ensure_ascii=False), file=out)
-        return EXIT_OK
-    for reply in found:
-        when = datetime.datetime.fromisoformat(reply["received_at"]).astimezone(
-            settings.tz).strftime("%Y-%m-%d %H:%M") if reply["received_at"] else "?"
-        flag = "  [opt-out]" if reply["opt_out"] else ""
-        print(f"{when}  {reply['msisdn']:<16}  {reply['campaign_id'] or '-':<20}  "
-              f"{shown(reply['message'])}{flag}", file=out)  # a reply may hold escapes
-    return EXIT_OK
+    return ExitCode.NOT_OK if bad else ExitCode.OK

@@ -7,12 +7,42 @@ succeeded recently and no remote error stands.
 
 from __future__ import annotations
 
+import argparse
 import datetime
-from typing import Any
+import json
+import sys
+from typing import Any, TextIO
 
-from .config import Settings
-from .notify.queue import queue_status
-from .store.journal import Store, parse_iso
+from ..config import Settings, load_settings
+from ..errors import ConfigError, ExitCode
+from ..notify.queue import queue_status
+from ..store.journal import Store, parse_iso
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="the contract's JSON object (also whenever stdout is not a "
+                             "terminal)")
+
+
+def run(args: argparse.Namespace) -> int:
+    return show(args, sys.stdout)
+
+
+def show(args: argparse.Namespace, out: TextIO) -> ExitCode:
+    settings = load_settings(args.config)
+    if not settings.paths.state_db.exists():
+        raise ConfigError(f"{settings.paths.state_db}: no journal yet (has the agent run?)")
+    store = Store(settings.paths.state_db, readonly=True)
+    try:
+        report = status(store, settings, datetime.datetime.now(datetime.UTC))
+    finally:
+        store.close()
+    if args.json or not out.isatty():
+        print(json.dumps(report, ensure_ascii=False), file=out)
+    else:
+        print(render(report), file=out)
+    return ExitCode.OK if report["agent"]["healthy"] else ExitCode.NOT_OK
 
 
 def health(store: Store, settings: Settings, now: datetime.datetime) -> dict[str, Any]:

@@ -1,0 +1,123 @@
+"""``sftpd-agent check FILE...``: validate campaign files offline, as ``run`` would."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from ..config import Settings, load_settings
+from ..errors import ConfigError, ExitCode
+from ..pipeline.intake import Intake, take_in
+from ..rules.plan import describe
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE", help="a campaign CSV file")
+    parser.add_argument("--json", action="store_true", help="one JSON object per file")
+    parser.add_argument("--errors", metavar="PATH",
+                        help="write the rejected rows (line;code;field;value;detail) to PATH "
+                             "(a directory: <dir>/<file>.errors.csv for each file)")
+
+
+def run(args: argparse.Namespace) -> int:
+    return check(args, sys.stdout)
+
+
+def check(args: argparse.Namespace, out: TextIO) -> ExitCode:
+    settings = load_settings(args.config, required=False)
+    errors_dir: Path | None = None
+    if args.errors:
+        target = Path(args.errors)
+        if target.is_dir():
+            errors_dir = target
+        elif len(args.files) > 1:
+            raise ConfigError("--errors: give a directory when checking several files")
+    for name in args.files:
+        if not os.path.lexists(name):  # a link, a FIFO...: held below, as run would
+            raise ConfigError(f"{name}: no such file")
+    now = datetime.datetime.now(datetime.UTC)
+    suppressed = _suppression_list(settings)
+    worst = ExitCode.OK
+    for name in args.files:
+        path = Path(name)
+        errors_path = None
+        if args.errors:
+            errors_path = (errors_dir / f"{path.name}.errors.csv") if errors_dir else Path(
+                args.errors)
+        result = take_in(path, settings, now=now, errors_to=errors_path,
+                         progress=sys.stderr if sys.stderr.isatty() else None,
+                         suppressed=suppressed)
+        if args.json:
+            print(json.dumps(result.as_dict(), ensure_ascii=False), file=out)
+        else:
+            print(render_check(result, settings), file=out)
+        if result.hold_reason:
+            worst = ExitCode.NOT_OK
+    return worst
+
+
+def _suppression_list(settings: Settings) -> set[str] | None:
+    """The agent's suppression list when its journal is here (read-only), else None."""
+    from ..store.journal import Store  # noqa: PLC0415
+
+    if not settings.paths.state_db.exists():
+        return None
+    store = Store(settings.paths.state_db, readonly=True)
+    try:
+        return store.suppressed()
+    finally:
+        store.close()
+
+
+def render_check(result: Intake, settings: Settings) -> str:
+    """The human summary of one checked file."""
+    s, p = result.summary, result.plan
+    verdict = f"HELD: {result.hold_reason}" if result.hold_reason else "OK"
+    lines = [f"{result.path}: {verdict}"]
+
+    def row(label: str, value: object) -> None:
+        lines.append(f"  {label:<15} {value}")
+
+    # How the name was read, for every file: what it asks for and what was made of it.
+    row("name", "read as the provider's (SEND-...)" if p.provider_like
+        else "carries no time: send now")
+    row("campaign", p.campaign_id or "-")
+    if p.requested_at is not None:
+        requested = describe(p.requested_at, settings.tz)
+        wall = p.requested_wall
+        if wall is not None and wall != p.requested_at.replace(tzinfo=None):
+            requested = f"{wall:%Y-%m-%d %H:%M} as written, read as {requested}"
+        row("requested", requested)
+    for note in p.name_notes:
+        row("changed", note)
+    if p.name_problem and p.name_problem != result.hold_reason:
+        row("name problem", p.name_problem)
+    if s.unreadable:
+        return "\n".join(lines)
+
+    row("encoding", s.encoding + (" (header row skipped)" if s.header else ""))
+    row("rows", s.rows)
+    row("valid", s.valid)
+    by_code = ", ".join(f"{code} {n}" for code, n in s.invalid_by_code.most_common())
+    row("invalid", f"{s.invalid}" + (f"  ({by_code})" if by_code else ""))
+    for code, examples in s.examples.items():
+        for e in examples:
+            lines.append(f"      line {e.line:<6} {e.field:<9} {e.value!r}: {code}, {e.detail}")
+    row("duplicates", s.duplicates)
+    if s.suppressed is not None:
+        row("suppressed", f"{s.suppressed}  (on the suppression list: dropped at upload)")
+    row("segments", s.segments)
+    if s.replaced:
+        row("transliterated", ", ".join(f"{k} x{n}" for k, n in s.replaced.most_common(8)))
+    when = describe(p.send_at, settings.tz)
+    if result.hold_reason:
+        when = "not sent: held"
+    row("send at", when + (f"  ({p.note})" if p.note else ""))
+    for name in p.names:
+        row("provider file", name)
+    return "\n".join(lines)
