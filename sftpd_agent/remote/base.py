@@ -10,7 +10,8 @@ must fix.
 
 The semantics every implementation keeps (as OpenSSH's ``internal-sftp`` has them):
 
-- paths are POSIX, relative ones start at the login folder, and ``..`` stops at the root;
+- paths are POSIX, relative ones start at the login folder, ``..`` stops at the root,
+  and a symbolic link never leads out of it;
 - a listing shows every entry but folders and symbolic links, never ``.`` or ``..``, with
   whole-second modification times (SFTP v3), and a name that is not UTF-8 flagged;
 - a rename never replaces an existing target: like SFTP v3 and OpenSSH's plain rename, it

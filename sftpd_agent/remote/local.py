@@ -54,13 +54,16 @@ class LocalRemote:
         self.root = Path(root)
         self.block_size = block_size
 
-    def _path(self, path: str) -> Path:
+    def _path(self, path: str, *, follow: bool = True) -> Path:
         """The local path of a remote one: ``..`` stops at the root (as in a chroot), and a
-        symbolic link that leads out of the root is refused."""
+        symbolic link that leads out of the root leads nowhere (a chroot's links resolve
+        inside it, where such a target is rarely found): ENOENT. With ``follow`` False the
+        last name is not followed (rename, remove: they act on a link itself)."""
         inside = posixpath.normpath(posixpath.join("/", path)).lstrip("/")
         local = self.root / inside
-        if not local.resolve().is_relative_to(self.root.resolve()):
-            raise PermanentRemoteError(f"{path}: outside the root")
+        followed = local.resolve() if follow else local.parent.resolve() / local.name
+        if not followed.is_relative_to(self.root.resolve()):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
         return local
 
     async def list(self, directory: str) -> list[RemoteEntry]:
@@ -81,10 +84,9 @@ class LocalRemote:
     async def upload(
         self, local: Path, remote: str, *, progress: Callable[[int], None] | None = None
     ) -> int:
-        target = self._path(remote)
         written = 0
         with local.open("rb") as source, _translated(f"upload {remote}"), \
-                target.open("wb") as out:  # a missing local file is not the server's fault
+                self._path(remote).open("wb") as out:  # a missing local file: not the server's
             while chunk := source.read(self.block_size):
                 out.write(chunk)
                 written += len(chunk)
@@ -99,8 +101,8 @@ class LocalRemote:
         """Link then unlink, as sftp-server.c renames a file: no moment without either name,
         and an existing target is never replaced. Like ``SftpRemote``, any failure while
         the target exists is :class:`TargetExists`."""
-        source, target = self._path(old), self._path(new)
         with _translated(f"rename {old} -> {new}"):
+            source, target = self._path(old, follow=False), self._path(new, follow=False)
             try:
                 if source.is_symlink() or not source.is_file():
                     if target.is_symlink() or target.exists():
@@ -130,7 +132,7 @@ class LocalRemote:
     async def remove(self, path: str) -> None:
         with _translated(f"remove {path}"), \
                 contextlib.suppress(FileNotFoundError, NotADirectoryError):
-            self._path(path).unlink()
+            self._path(path, follow=False).unlink()
 
     async def close(self) -> None:
         return None
