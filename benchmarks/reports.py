@@ -57,7 +57,7 @@ def generate_reports(folder: Path, lines: int) -> None:
 def ingest(folder: Path, kind: str) -> dict[str, float]:
     from sftpd_agent.config import Settings
     from sftpd_agent.pipeline.reports import Reports
-    from sftpd_agent.remote.base import LocalRemote
+    from sftpd_agent.remote.local import LocalRemote
     from sftpd_agent.store.journal import Store
 
     provider = folder / f"provider-{kind}"

@@ -24,7 +24,8 @@ from sftpd_agent.errors import RetryableRemoteError
 from sftpd_agent.pipeline.campaigns import Campaigns
 from sftpd_agent.pipeline.publication import Publisher
 from sftpd_agent.pipeline.reports import SKIPPED, Reports, report_kind, shown, skip_reason
-from sftpd_agent.remote.base import LocalRemote, RemoteEntry
+from sftpd_agent.remote.base import RemoteEntry
+from sftpd_agent.remote.local import LocalRemote
 from sftpd_agent.remote.sftp import SftpRemote, connect
 from sftpd_agent.rules.states import PartState
 from sftpd_agent.simulator import SimulatorOptions

@@ -19,7 +19,7 @@ from sftpd_agent.pipeline import reports as reports_module
 from sftpd_agent.pipeline.campaigns import Campaigns
 from sftpd_agent.pipeline.publication import Publisher
 from sftpd_agent.pipeline.reports import Reports, fold, parse_ack, parse_report_line, report_kind
-from sftpd_agent.remote.base import LocalRemote
+from sftpd_agent.remote.local import LocalRemote
 from sftpd_agent.rules.states import CampaignState
 from sftpd_agent.simulator import Processor, SimulatorOptions
 from sftpd_agent.store.journal import Store
