@@ -17,9 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)  # a configuration error first, in one line
     from ..daemon import open_agent  # noqa: PLC0415  (the daemon's imports only for run)
 
-    settings = load_settings(args.config)
     configure()
     ignored = [name for name in SWITCHES if name in os.environ]
     if ignored:
