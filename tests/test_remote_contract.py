@@ -214,10 +214,6 @@ async def test_paths_start_at_the_root_and_never_leave_it(side: Side) -> None:
 
 async def test_a_link_never_leads_out_of_the_root(side: Side, tmp_path: Path,
                                                  request: pytest.FixtureRequest) -> None:
-    if request.node.callspec.params["served"] == "simulator":
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="asyncssh's chroot is lexical: the simulator follows a link out "
-                                "of its root (the simulator's to fix; then drop this mark)"))
     secret = tmp_path / "secret.csv"
     secret.write_bytes(b"not the provider's")
     side.disk("absolute.csv").symlink_to(secret)

@@ -42,6 +42,29 @@ class ProviderSFTPServer(asyncssh.SFTPServer):
                  file_types: bool = True) -> None:
         super().__init__(chan, chroot=os.fsencode(root))
         self._file_types = file_types
+        self._root = os.path.realpath(os.fsencode(root))
+
+    # asyncssh's chroot maps names lexically; the OS still follows a symbolic link. As in
+    # OpenSSH's chroot, no path may lead out of the root: the folders on the way are
+    # resolved for every request, and the last name too where the request follows it
+    # (stat, open, listing); a link that leads out is "No such file".
+
+    def _inside(self, local: bytes, *, follow: bool) -> bytes:
+        if follow:
+            resolved = os.path.realpath(local)
+        else:
+            parent, name = os.path.split(local)
+            resolved = os.path.realpath(parent) + b"/" + name
+        if resolved != self._root and not resolved.startswith(self._root + b"/"):
+            raise asyncssh.SFTPNoSuchFile("No such file")
+        return local
+
+    def map_path(self, path: bytes) -> bytes:
+        return self._inside(super().map_path(path), follow=False)
+
+    def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
+        self._inside(self.map_path(path), follow=True)
+        return super().open(path, pflags, attrs)
 
     # With ``file_types=False`` no attributes carry a file type: neither the SFTP v3 mode's
     # S_IFMT bits nor a type, as some servers send them.
@@ -57,14 +80,15 @@ class ProviderSFTPServer(asyncssh.SFTPServer):
         return self._typed(asyncssh.SFTPAttrs.from_local(os.lstat(self.map_path(path))))
 
     def stat(self, path: bytes) -> asyncssh.SFTPAttrs:
-        return self._typed(asyncssh.SFTPAttrs.from_local(
-            Path(os.fsdecode(self.map_path(path))).stat()))
+        local = self._inside(self.map_path(path), follow=True)
+        return self._typed(asyncssh.SFTPAttrs.from_local(Path(os.fsdecode(local)).stat()))
 
     def fstat(self, file_obj: object) -> asyncssh.SFTPAttrs:
         return self._typed(asyncssh.SFTPAttrs.from_local(
             os.fstat(file_obj.fileno())))  # type: ignore[attr-defined]
 
     async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
+        self._inside(self.map_path(path), follow=True)
         async for name in super().scandir(path):
             name.attrs = self._typed(name.attrs)
             yield name
