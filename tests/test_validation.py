@@ -230,3 +230,23 @@ def test_only_numbers_written_as_validation_writes_them_match() -> None:
     as_set = {"+33612345678"}
     validator = Validator(Rules(), suppressed=as_set)
     assert validator.suppressed is as_set  # a set is not copied
+
+
+@pytest.mark.parametrize(("row", "rules", "code", "field", "value"), [
+    ("a;+33612345678;0612345678;x STOP au 36111", Rules(marketing=True), "oadc_mobile", "OADC",
+     "0612345678"),
+    ("a;+33612345678;RDV;x STOP au 36111", Rules(marketing=True, sender_blocklist=("rdv",)),
+     "oadc_blocked", "OADC", "RDV"),
+    ("a;+33612345678;S;Promo", Rules(optout="require"), "msg_no_optout", "MSG", "Promo"),
+])
+def test_the_compliance_codes(row: str, rules: Rules, code: str, field: str, value: str) -> None:
+    summary, rows, errors = run(f"ok1;+33612345600;S;fine STOP 36111\n{row}\n", rules)
+    assert [(e.code, e.field, e.line, e.value) for e in errors] == [(code, field, 2, value)]
+    assert summary.invalid == 1 and summary.valid == 1 and rows[0].line == 1
+
+
+def test_the_default_rules_are_todays() -> None:
+    # Rules() is neither marketing nor looks for a mention: the settings turn them on.
+    summary, rows, errors = run("a;+33612345678;0612345678;Promo\nb;+33612345679;INFO;x\n")
+    assert errors == [] and summary.valid == 2 and summary.optout_appended == 0
+    assert rows[0].text == "Promo"

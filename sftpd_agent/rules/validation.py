@@ -4,8 +4,9 @@ The same code runs in ``check`` and in the daemon. It streams: what grows with t
 only the set of numbers already seen (for duplicates). Errors and surviving rows are handed to
 sinks as they are found, so a million invalid rows never sit in memory.
 
-Codes (the contract's): ``field_count``, ``idremote``, ``msisdn``, ``oadc``, ``msg_empty``,
-``msg_non_gsm``, ``msg_too_long``; ``duplicate`` drops a later row without being an error.
+Codes (the contract's): ``field_count``, ``idremote``, ``msisdn``, ``oadc``, ``oadc_mobile``,
+``oadc_blocked``, ``msg_empty``, ``msg_no_optout``, ``msg_non_gsm``, ``msg_too_long``;
+``duplicate`` drops a later row without being an error.
 Given the suppression list, validation also counts the valid rows it would drop at upload
 (``suppressed``: not an error, and those rows stay counted as valid).
 
@@ -13,7 +14,10 @@ Speed: a million rows must take a couple of seconds, so the row loop calls as li
 as it can. The usual number is decided by one regex from a table of number heads
 (:meth:`NumberNormalizer.shortcuts`), the usual message by two C calls (its characters
 outside the basic table's ASCII, usually none) or by a verdict kept per such sequence of
-characters (:func:`gsm.specials`): the exact full paths remain for everything else.
+characters (:func:`gsm.specials`): the exact full paths remain for everything else. The
+opt-out mention (:mod:`.compliance`) is looked for with two byte scans and, from the first
+"stop" on, one regex match; it is appended before the message is counted, so segments and
+``msg_too_long`` are those of the text sent.
 """
 
 from __future__ import annotations
@@ -35,10 +39,19 @@ from .campaign_file import (
     read_lines,
     undecodable,
 )
+from .compliance import (
+    ACCENTED_STOP_LETTERS,
+    STOP_REACH,
+    OptoutMention,
+    OptoutPolicy,
+    blocklist_key,
+    sender_problem,
+)
 from .gsm import BASIC, BASIC_ASCII, Policy, Specials, count, specials
 from .numbers import NumberNormalizer, Shortcut
 
-CODES = ("field_count", "idremote", "msisdn", "oadc", "msg_empty", "msg_non_gsm", "msg_too_long")
+CODES = ("field_count", "idremote", "msisdn", "oadc", "oadc_mobile", "oadc_blocked", "msg_empty",
+         "msg_no_optout", "msg_non_gsm", "msg_too_long")
 FIELDS = ("IDREMOTE", "MSISDN", "OADC", "MSG")
 EXAMPLES_PER_CODE = 3
 MESSAGE_CACHE = 65_536
@@ -52,13 +65,23 @@ _NO_SHORTCUT: Shortcut = (re.compile("(?!)").fullmatch, 0, 0)  # a check that al
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """The campaign settings the row rules depend on."""
+    """The campaign settings the row rules depend on.
+
+    ``optout`` is the opt-out policy in force (``compliance.resolve_policy``: the settings'
+    default is resolved by whoever builds this); ``marketing`` turns on the senders' rules
+    (``oadc_mobile``, and ``oadc_blocked`` with ``sender_blocklist``). The defaults are the
+    rules without them.
+    """
 
     default_sender: str = ""
     default_region: str = "FR"
     max_segments: int = 5
     policy: Policy = Policy.TRANSLITERATE
     max_invalid_percent: float = 5.0
+    marketing: bool = False
+    stop_mention: str = ""
+    optout: OptoutPolicy = "off"
+    sender_blocklist: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +113,8 @@ class Summary:
     """What validation found; ``unreadable`` is set when the file could not be read at all.
 
     ``suppressed`` is None unless a suppression list was given: then the valid rows (counted
-    in ``valid``, duplicates not) whose number is on it.
+    in ``valid``, duplicates not) whose number is on it. ``optout_appended``: the valid rows
+    (duplicates not) whose message got the opt-out mention appended.
     """
 
     file: str
@@ -106,6 +130,7 @@ class Summary:
     replaced: Counter[str] = field(default_factory=Counter)
     unreadable: str | None = None
     suppressed: int | None = None
+    optout_appended: int = 0
 
     def hold_reason(self, rules: Rules) -> str | None:
         """Why the whole file must be held back, or None."""
@@ -134,6 +159,7 @@ class Summary:
             "duplicates": self.duplicates,
             **suppressed,
             "segments": self.segments,
+            "optout_appended": self.optout_appended,
             "invalid_by_code": dict(self.invalid_by_code),
             "examples": {
                 code: [
@@ -166,18 +192,24 @@ class Tracker:
     """The valid rows of a slice, kept compactly, so that duplicates across slices can be
     found and taken off exactly when the slices' summaries are merged."""
 
-    __slots__ = ("keys", "parts", "replaced")
+    __slots__ = ("appended", "keys", "parts", "replaced")
 
     def __init__(self) -> None:
         self.keys = array("q")
         self.parts = array("H")
         self.replaced: dict[int, tuple[str, ...]] = {}
+        self.appended = bytearray()
+        """Under ``stop_mention_policy = "append"`` only (else empty): one byte per row, 1
+        when the row's message got the mention appended."""
 
-    def add(self, key: int, parts: int, replaced: tuple[str, ...]) -> None:
+    def add(self, key: int, parts: int, replaced: tuple[str, ...],
+            appended: bool | None = None) -> None:
         if replaced:
             self.replaced[len(self.keys)] = replaced
         self.keys.append(key)
         self.parts.append(parts)
+        if appended is not None:
+            self.appended.append(appended)
 
 
 class Validator:
@@ -201,6 +233,9 @@ class Validator:
         self._shortcuts = normalizer.shortcuts()
         self._messages: dict[str, _Judged] = {}
         self._verdicts: dict[bytes, _Verdict] = {}
+        self._accented: dict[bytes, bool] = {}
+        self._blocked = blocklist_key(rules.sender_blocklist)
+        self._mention = OptoutMention(rules.stop_mention)
         self.suppressed: AbstractSet[str] | None = (
             suppressed if suppressed is None or isinstance(suppressed, AbstractSet)
             else frozenset(suppressed))
@@ -299,6 +334,18 @@ class Validator:
         suppressed_numbers = self.suppressed
         sender = self.rules.default_sender
         max_segments = self.rules.max_segments
+        marketing = self.rules.marketing
+        blocked = self._blocked
+        optout = self.rules.optout != "off"
+        appending = self.rules.optout == "append"
+        mention = self._mention.mention
+        spaced_mention = " " + mention  # compliance.with_mention, inlined
+        stop_only = not self._mention.other_forms
+        mention_specials = mention.encode().translate(None, BASIC_ASCII)
+        mention_in = self._mention_in
+        starting = self._mention.starting  # stretches from before a "STOP" that start one
+        reach = STOP_REACH
+        optout_appended = 0
         idremote_ok = _IDREMOTE.fullmatch
         oadc_ok = _OADC.fullmatch
         basic_ascii = BASIC_ASCII
@@ -306,6 +353,7 @@ class Validator:
         tracking = track is not None
         tracker = track if track is not None else Tracker()  # (unused when not tracking)
         tracked, track_key, track_parts = tracker.keys, tracker.keys.append, tracker.parts.append
+        track_appended = tracker.appended.append
         invalid = duplicates = segments = suppressed = 0
         errors: list[RowError] = []
         replaced_rows: dict[tuple[str, ...], int] = {}  # counted per distinct tuple: cheaper
@@ -348,15 +396,54 @@ class Validator:
                 if oadc != ok_oadc:
                     if oadc.isalnum() and oadc.isascii() and (
                             len(oadc) <= 11 or (oadc.isdigit() and len(oadc) <= 15)):
-                        ok_oadc = oadc
+                        problem = sender_problem(oadc, blocked) if marketing else None
+                        if problem is None:
+                            ok_oadc = oadc
+                        else:
+                            errors.append(RowError(number + shift, problem[0], "OADC", oadc,
+                                                   problem[1]))
                     else:
                         oadc = oadc.strip() or sender
-                        if oadc and not oadc_ok(oadc):
+                        if oadc:
+                            problem = sender_problem(oadc, blocked) if marketing else None
+                            # "+33 6 12 34 56 78" is said to be a mobile number, not only bad
+                            # characters.
+                            if not oadc_ok(oadc) and (problem is None
+                                                      or problem[0] != "oadc_mobile"):
+                                errors.append(RowError(
+                                    number + shift, "oadc", "OADC", oadc,
+                                    "1 to 11 letters or digits, or up to 15 digits",
+                                ))
+                            if problem is not None:
+                                errors.append(RowError(number + shift, problem[0], "OADC",
+                                                       oadc, problem[1]))
+                appended = False
+                if optout:
+                    encoded = message.encode()
+                    specials_utf8 = encoded.translate(None, basic_ascii)
+                    # The usual mention, "... STOP au 36111" as in earlier rows, is found
+                    # here; OptoutMention.in_row decides the rest.
+                    # A message of basic ASCII characters without "stop" has none, unless
+                    # the configured mention is a link.
+                    stop_at = message.rfind("STOP")
+                    if not (stop_at > 0 and message[stop_at - 1:stop_at + reach] in starting
+                            ) and (message and not message.isspace()  # blank: msg_empty
+                                   ) and ((not specials_utf8 and stop_only
+                                           and b"stop" not in encoded.lower())
+                                          or not mention_in(message, encoded, specials_utf8)):
+                        if appending:  # before counting: what is counted is what is sent
+                            message += mention if message[-1].isspace() else spaced_mention
+                            specials_utf8 += mention_specials  # a space is basic ASCII
+                            appended = True
+                        else:
                             errors.append(RowError(
-                                number + shift, "oadc", "OADC", oadc,
-                                "1 to 11 letters or digits, or up to 15 digits",
+                                number + shift, "msg_no_optout", "MSG", message[:40],
+                                "no opt-out mention (STOP and a number, e.g. STOP au 36111, or "
+                                "the account's stop_mention) under stop_mention_policy = "
+                                "require",
                             ))
-                specials_utf8 = message.encode().translate(None, basic_ascii)
+                else:
+                    specials_utf8 = message.encode().translate(None, basic_ascii)
                 if not specials_utf8 and message and not message.isspace():
                     parts = len(message)
                     parts = 1 if parts <= 160 else -(-parts // 153)
@@ -390,6 +477,8 @@ class Validator:
                         replaced_rows[replaced] = replaced_rows.get(replaced, 0) + 1
                     if suppressed_numbers is not None and f"+{key}" in suppressed_numbers:
                         suppressed += 1
+                    if appended:
+                        optout_appended += 1
                     if on_row is not None:
                         on_row(Row(number + shift, idremote, f"+{key}", oadc,
                                    self._sent(message), parts))
@@ -398,6 +487,8 @@ class Validator:
                             tracker.replaced[len(tracked)] = replaced
                         track_key(key)
                         track_parts(parts)
+                        if appending:
+                            track_appended(appended)
                     continue
             if header and len(seen) == known and not (invalid or duplicates):  # the first
                 header = False
@@ -416,6 +507,7 @@ class Validator:
         summary.rows = valid + invalid + duplicates
         summary.valid, summary.invalid = valid, invalid
         summary.duplicates, summary.segments = duplicates, segments
+        summary.optout_appended = optout_appended
         if suppressed_numbers is not None:
             summary.suppressed = suppressed
         return max(number + shift, quoted_end) - first_line + 1
@@ -438,6 +530,17 @@ class Validator:
                 shown.append(error)
             if on_error is not None:
                 on_error(error)
+
+    def _mention_in(self, message: str, encoded: bytes, specials_utf8: bytes) -> bool:
+        """Whether ``message`` holds an opt-out mention (its UTF-8 and the part of it outside
+        the basic table's ASCII given)."""
+        accented = self._accented.get(specials_utf8) if specials_utf8 else False
+        if accented is None:  # an accented S, T, O or P: looked for the slow way
+            accented = not ACCENTED_STOP_LETTERS.isdisjoint(specials_utf8.decode())
+            if len(self._accented) >= MESSAGE_CACHE:
+                self._accented.clear()
+            self._accented[specials_utf8] = accented
+        return self._mention.in_row(message, encoded, accented)
 
     def _verdict_for(self, specials_utf8: bytes) -> _Verdict:
         """The verdict for messages whose characters outside the basic table's ASCII are
