@@ -16,7 +16,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -25,7 +33,15 @@ from pydantic_settings import (
 )
 
 from .errors import ConfigError
-from .rules.gsm import Policy
+from .rules.compliance import (
+    DEFAULT_SENDER_BLOCKLIST,
+    OptoutPolicy,
+    blocklist_key,
+    mention_problem,
+    resolve_policy,
+    sender_problem,
+)
+from .rules.gsm import Policy, count
 from .rules.window import MarketingWindow
 
 DEFAULT_CONFIG = Path("/etc/sftpd-agent/agent.toml")
@@ -99,13 +115,19 @@ class PathsSettings(_Section):
 
 
 class CampaignSettings(_Section):
-    default_sender: str = ""
+    """The ``[campaign]`` keys. Fields are validated in order: a key checked against others
+    comes after them (``default_sender`` after ``marketing`` and ``sender_blocklist``)."""
+
     default_region: str = "FR"
     max_segments: int = Field(5, ge=1, le=10)
     non_gsm: Policy = Policy.TRANSLITERATE
     max_invalid_percent: float = Field(5.0, ge=0, le=100)
     max_rows_per_file: int = Field(1_000_000, ge=1, le=1_000_000)
     marketing: bool = True
+    sender_blocklist: tuple[str, ...] = DEFAULT_SENDER_BLOCKLIST
+    default_sender: str = ""
+    stop_mention: str = ""
+    stop_mention_policy: OptoutPolicy | None = None
     window_days: str = "Mon-Sat"
     window_start: str = "08:00"
     window_end: str = "21:30"
@@ -118,12 +140,50 @@ class CampaignSettings(_Section):
 
     @field_validator("default_sender")
     @classmethod
-    def _sender(cls, value: str) -> str:
+    def _sender(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("marketing", True):
+            problem = sender_problem(value, blocklist_key(info.data.get("sender_blocklist", ())))
+            if problem is not None:
+                code, _ = problem
+                raise ValueError(
+                    "a French mobile number cannot send marketing SMS (forbidden since 2019)"
+                    if code == "oadc_mobile" else
+                    "a generic sender that operators block (listed in sender_blocklist)")
         if value and not (
             (value.isdigit() and len(value) <= 15) or (_ALNUM.fullmatch(value) and len(value) <= 11)
         ):
-            raise ValueError("must be 1-11 letters/digits or up to 15 digits")
+            raise ValueError("must be 1-11 letters/digits (no accents or spaces) or up to "
+                             "15 digits")
         return value
+
+    @field_validator("stop_mention")
+    @classmethod
+    def _stop_mention(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        problem = mention_problem(value)
+        if problem is None and value:
+            policy = info.data.get("non_gsm", Policy.TRANSLITERATE)
+            unsendable = count(value, policy).unsendable
+            if unsendable:
+                problem = (f"{unsendable[0]!r} cannot be sent under non_gsm = {policy}: "
+                           "every message would be invalid")
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("stop_mention_policy")
+    @classmethod
+    def _stop_mention_policy(cls, value: OptoutPolicy | None,
+                             info: ValidationInfo) -> OptoutPolicy | None:
+        if value == "append" and not info.data.get("stop_mention", "x"):
+            raise ValueError('"append" needs the text to append: set stop_mention')
+        return value
+
+    @property
+    def optout_policy(self) -> OptoutPolicy:
+        """``stop_mention_policy`` in force: as set, else append when ``stop_mention`` is
+        set, else require for marketing campaigns and off for transactional ones."""
+        return resolve_policy(self.stop_mention_policy, self.stop_mention, self.marketing)
 
     @field_validator("default_region")
     @classmethod
@@ -336,3 +396,4 @@ def describe_validation_error(exc: ValidationError) -> str:
     if any(word in key.lower() for word in _SECRET_KEYS) or isinstance(value, dict | list):
         return f"{key}: {message}"
     return f"{key}: {message} (got {value!r})"
+

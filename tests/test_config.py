@@ -66,6 +66,18 @@ def test_config_path_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mo
     ('service_id = "12345"\n[[notify.hooks]]\nevents = ["campaign.exploded"]\ncommand = ["x"]\n',
      "notify.hooks.0.events"),
     ("service_id = \n", "not valid TOML"),
+    ('[campaign]\ndefault_sender = "0612345678"\n', "campaign.default_sender: a French mobile"),
+    ('[campaign]\ndefault_sender = "+33712345678"\n', "campaign.default_sender: a French mobile"),
+    ('[campaign]\ndefault_sender = "Info"\n', "campaign.default_sender: a generic sender"),
+    ('[campaign]\nsender_blocklist = ["PROMO"]\ndefault_sender = "promo"\n',
+     "campaign.default_sender: a generic sender"),
+    ('[campaign]\ndefault_sender = "Boutiqué"\n', "campaign.default_sender: must be 1-11"),
+    ('[campaign]\ndefault_sender = "Ma Boutique"\n', "campaign.default_sender: must be 1-11"),
+    ('[campaign]\nstop_mention = "STOP au 36xxx"\n', "campaign.stop_mention: must hold STOP"),
+    ('[campaign]\nnon_gsm = "reject"\nstop_mention = "STOP au 36111 🛑"\n',
+     "campaign.stop_mention: '🛑' cannot be sent"),
+    ('[campaign]\nstop_mention_policy = "append"\n', "campaign.stop_mention_policy: "),
+    ('[campaign]\nstop_mention_policy = "always"\n', "campaign.stop_mention_policy"),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -130,3 +142,42 @@ def test_the_metrics_file_must_be_one_node_exporter_reads(tmp_path: Path) -> Non
     config.write_text('service_id = "12345"\n[metrics]\ntextfile = "/var/lib/x/agent.txt"\n')
     with pytest.raises(ConfigError, match=r"metrics\.textfile.*\.prom"):
         load_settings(config)
+
+
+def test_the_compliance_keys_and_their_defaults(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    base = 'service_id = "12345"\n[campaign]\n'
+    defaults = load_settings(write(tmp_path, base)).campaign
+    assert defaults.stop_mention == "" and defaults.stop_mention_policy is None
+    assert defaults.optout_policy == "require"  # marketing by default
+    assert defaults.sender_blocklist == ("INFO", "ALERTE", "RDV", "BANQUE", "COLIS",
+                                         "PAIEMENT", "LIVRAISON")
+    appending = load_settings(write(tmp_path, base + 'stop_mention = " STOP au 36111 "\n'))
+    assert appending.campaign.stop_mention == "STOP au 36111"
+    assert appending.campaign.optout_policy == "append"
+    transactional = load_settings(write(tmp_path, base + "marketing = false\n"
+                                        'default_sender = "0612345678"\n'))
+    assert transactional.campaign.optout_policy == "off"  # and a mobile sender is allowed
+    link = load_settings(write(tmp_path, base + 'stop_mention = "Desabo : https://ex.co/u"\n'
+                               'stop_mention_policy = "require"\n'))
+    assert link.campaign.optout_policy == "require"
+    monkeypatch.setenv("SFTPD_AGENT_CAMPAIGN__SENDER_BLOCKLIST", '["PROMO"]')
+    monkeypatch.setenv("SFTPD_AGENT_CAMPAIGN__DEFAULT_SENDER", "Info")  # no longer blocked
+    overridden = load_settings(write(tmp_path, base)).campaign
+    assert overridden.sender_blocklist == ("PROMO",) and overridden.default_sender == "Info"
+    monkeypatch.setenv("SFTPD_AGENT_CAMPAIGN__DEFAULT_SENDER", "promo")
+    with pytest.raises(ConfigError, match=r"campaign\.default_sender: a generic sender"):
+        load_settings(write(tmp_path, base))
+
+
+def test_a_mobile_default_sender_exits_2_naming_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, 'service_id = "12345"\n[campaign]\ndefault_sender = "0612345678"\n')
+    sample = tmp_path / "c.csv"
+    sample.write_text("a;+33612345678;S;x STOP au 36111\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "sftpd_agent", "check", "--config", str(path), str(sample)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert "campaign.default_sender" in done.stderr and "'0612345678'" in done.stderr

@@ -60,6 +60,10 @@ def rules_from(settings: Settings) -> Rules:
         max_segments=c.max_segments,
         policy=c.non_gsm,
         max_invalid_percent=c.max_invalid_percent,
+        marketing=c.marketing,
+        stop_mention=c.stop_mention,
+        optout=c.optout_policy,
+        sender_blocklist=c.sender_blocklist,
     )
 
 
