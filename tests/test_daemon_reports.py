@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sftpd_agent.pipeline.reports import fold
 from sftpd_agent.rules.masking import mask
+from sftpd_agent.rules.report_lines import fold
 from sftpd_agent.simulator import SimulatorOptions
 from tests.daemon_harness import Daemon, wait_until, write_config
 from tests.servers import SftpServer

@@ -13,9 +13,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sftpd_agent.errors import ConfigError
 from sftpd_agent.pipeline.metrics import write_textfile
+from sftpd_agent.rules.naming import Kind
 from sftpd_agent.rules.states import CampaignState, PartState
 from sftpd_agent.rules.validation import CODES
-from sftpd_agent.store.journal import PartPlan, Store, now_iso
+from sftpd_agent.store.journal import Store
+from sftpd_agent.store.records import PartPlan, ReportCursor, now_iso
 
 T0 = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)
@@ -59,6 +61,12 @@ def move_part(store: Store, pk: int, number: int, to: PartState, *, at: dt.datet
     store.move_part(part, to, at=at)
 
 
+def stop_report(store: Store) -> ReportCursor:
+    """A STOP file's cursor, saved: the report its opt-out lines come from."""
+    return store.save_report_cursor(
+        ReportCursor("STOP-12345-20261123-1000-promo.csv", Kind.STOP, None, seen_at=T0), T0)
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "state" / "state.db")
@@ -91,13 +99,9 @@ def populate(store: Store) -> None:
     store.add_campaign(campaign_id="new", file="new.csv", source="1-new.csv", at=T0)
 
     store.suppress(["+33612345678", "+33612345679"], source="optout", at=T0)
-    with store.transaction() as db:
-        db.executemany(
-            "INSERT INTO optouts (report, key, occurrence, msisdn, received_at, campaign, at)"
-            " VALUES (?,?,?,?,?,?,?)",
-            [(1, n, 1, f"+3361234567{n}", None, promo, now_iso(T0))
-             for n in range(3)],
-        )
+    stop = stop_report(store)
+    store.record_lines(stop, [(1, n, 1, f"+3361234567{n}", None, promo, now_iso(T0))
+                              for n in range(3)], [None] * 3, bulk=True, at=T0)
     store.set_fact("last_poll", now_iso(T0 + 4 * HOUR))
     store.set_fact("remote_errors_total", 3)
     store.set_fact("remote_error", "connection refused")
@@ -218,13 +222,10 @@ def test_a_failed_rename_leaves_no_temporary_file(store: Store, tmp_path: Path) 
 
 def test_large_tables_are_aggregated_in_sqlite(store: Store, tmp_path: Path) -> None:
     rows = 200_000
-    with store.transaction() as db:
-        db.executemany(
-            "INSERT INTO suppression (msisdn, added_at, source) VALUES (?,?,?)",
-            ((f"+336{n:08d}", now_iso(T0), "import") for n in range(rows)))
-        db.executemany(
-            "INSERT INTO optouts (report, key, occurrence, msisdn, at) VALUES (?,?,?,?,?)",
-            ((1, n, 1, f"+336{n:08d}", now_iso(T0)) for n in range(rows)))
+    store.suppress((f"+336{n:08d}" for n in range(rows)), source="import", at=T0)
+    stop = stop_report(store)
+    store.record_lines(stop, [(1, n, 1, f"+336{n:08d}", None, None, now_iso(T0))
+                              for n in range(rows)], [None] * rows, bulk=True, at=T0)
     path = tmp_path / "m.prom"
     tracemalloc.start()
     try:

@@ -23,10 +23,13 @@ from sftpd_agent.config import Settings
 from sftpd_agent.errors import RetryableRemoteError
 from sftpd_agent.pipeline.campaigns import Campaigns
 from sftpd_agent.pipeline.publication import Publisher
-from sftpd_agent.pipeline.reports import SKIPPED, Reports, report_kind, shown, skip_reason
+from sftpd_agent.pipeline.reports import SKIPPED, Reports, skip_reason
 from sftpd_agent.remote.base import RemoteEntry
 from sftpd_agent.remote.local import LocalRemote
 from sftpd_agent.remote.sftp import SftpRemote, connect
+from sftpd_agent.rules.display import shown
+from sftpd_agent.rules.naming import Kind
+from sftpd_agent.rules.report_lines import report_kind
 from sftpd_agent.rules.states import PartState
 from sftpd_agent.simulator import SimulatorOptions
 from sftpd_agent.store.journal import Store
@@ -224,7 +227,7 @@ async def test_a_name_with_slashes_is_never_read_or_joined(tmp_path: Path) -> No
 
 
 def test_the_report_grammar() -> None:
-    assert report_kind("STOP-12345-20261123-1000-promo.csv") == "stop"
+    assert report_kind("STOP-12345-20261123-1000-promo.csv") is Kind.STOP
     for name in ("STOP-12345-20261123-1000-promo.CSV", "STOP-1234-20261123-1000-promo.csv",
                  "STOP-12345-20261323-1000-promo.csv", "STOP-12345-20261123-2460-promo.csv",
                  "STOP-12345-20261123-1000-" + "a" * 21 + ".csv", "SEND-12345-20261123-1000-p.csv",

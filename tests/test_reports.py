@@ -7,10 +7,11 @@ the provider's own files, that every line was ingested exactly once.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -18,8 +19,10 @@ from sftpd_agent.config import Settings
 from sftpd_agent.pipeline import reports as reports_module
 from sftpd_agent.pipeline.campaigns import Campaigns
 from sftpd_agent.pipeline.publication import Publisher
-from sftpd_agent.pipeline.reports import Reports, fold, parse_ack, parse_report_line, report_kind
+from sftpd_agent.pipeline.reports import Reports
 from sftpd_agent.remote.local import LocalRemote
+from sftpd_agent.rules.naming import Kind
+from sftpd_agent.rules.report_lines import fold, parse_ack, parse_report_line, report_kind
 from sftpd_agent.rules.states import CampaignState
 from sftpd_agent.simulator import Processor, SimulatorOptions
 from sftpd_agent.store.journal import Store
@@ -97,8 +100,8 @@ class World:
             lines += [line for line in path.read_bytes().decode().split("\r\n")[:-1] if line]
         return lines
 
-    def count(self, table: str) -> int:
-        return int(self.store._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
+    def count(self, table: Literal["deliveries", "optouts", "replies"]) -> int:
+        return self.store.count_rows(table)
 
 
 def test_ack_lines_keep_semicolons_in_msg_and_trim_status() -> None:
@@ -118,8 +121,11 @@ def test_report_lines_and_keywords() -> None:
     assert line.message == "Stop; merci"
     assert parse_report_line("+33612345678;20261123;1015;R7") is None
     assert fold("  Arrêt ") == fold("ARRET") == "arret"
-    assert report_kind("ACK-12345-20261123-1000-promo.csv") == "ack"
-    assert report_kind("SMSMO-12345-20261123-1000-promo.csv") == "mo"
+    # One Kind (naming's); its word is the journal's and the inbox folder's, as before.
+    assert report_kind("ACK-12345-20261123-1000-promo.csv") is Kind.ACK
+    assert report_kind("SMSMO-12345-20261123-1000-promo.csv") is Kind.SMSMO
+    assert (Kind.ACK.word, Kind.STOP.word, Kind.SMSMO.word) == ("ack", "stop", "mo")
+    assert all(Kind.from_word(kind.word) is kind for kind in Kind)
     assert report_kind(".STOP-x.csv.1.part") is None
     assert report_kind("ACK-.csv") is None
 
@@ -175,8 +181,10 @@ async def test_every_report_line_is_ingested_exactly_once(tmp_path: Path) -> Non
     # Reading everything again from scratch changes nothing.
     before = (world.count("deliveries"), world.count("optouts"), world.count("replies"),
               world.store.suppressed())
-    world.store._db.execute("UPDATE report_cursors SET offset = 0, size = 0, lines = 0 "
-                            "WHERE kind != 'ack'")
+    for cursor in world.store.report_cursors():
+        if cursor.kind is not Kind.ACK:
+            world.store.save_report_cursor(
+                dataclasses.replace(cursor, offset=0, size=0, lines=0), world.now)
     events = len(world.events)
     await world.poll()
     assert before == (world.count("deliveries"), world.count("optouts"), world.count("replies"),

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from sftpd_agent.config import Settings
 from sftpd_agent.pipeline.retention import purge
-from sftpd_agent.store.journal import ReportCursor, Store
+from sftpd_agent.rules.naming import Kind
+from sftpd_agent.store.journal import Store
+from sftpd_agent.store.records import ReportCursor
 
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 OLD = NOW - dt.timedelta(days=91)
@@ -37,15 +39,17 @@ def test_old_personal_data_is_purged_and_the_suppression_list_kept(tmp_path: Pat
     for name in ("STOP-live.csv", "STOP-gone.csv"):
         (paths.inbox / "stop" / name).write_text("x")
         aged(paths.inbox / "stop" / name, OLD)
-    with store.transaction() as db:
-        store.save_cursor(db, ReportCursor("STOP-live.csv", "stop", None, seen_at=NOW), NOW)
-        store.save_cursor(db, ReportCursor("STOP-gone.csv", "stop", None, seen_at=OLD), OLD)
-        for at, number in ((OLD, "+33612345678"), (RECENT, "+33612345679")):
-            db.execute("INSERT INTO deliveries VALUES (1, ?, 'R', NULL, 'S', '2', "
-                       "'sent', 'op', ?)", (number, at.isoformat()))
-            db.execute("INSERT INTO replies (report, key, occurrence, msisdn, message, "
-                       "idremote, opt_out, at) VALUES (1, ?, 1, ?, 'Stop', "
-                       "'R', 1, ?)", (number, number, at.isoformat()))
+    store.save_report_cursor(ReportCursor("STOP-live.csv", Kind.STOP, None, seen_at=NOW), NOW)
+    store.save_report_cursor(ReportCursor("STOP-gone.csv", Kind.STOP, None, seen_at=OLD), OLD)
+    ack = store.save_report_cursor(ReportCursor("ACK-x.csv", Kind.ACK, None, seen_at=NOW), NOW)
+    mo = store.save_report_cursor(ReportCursor("SMSMO-x.csv", Kind.SMSMO, None, seen_at=NOW),
+                                  NOW)
+    assert ack.id is not None and mo.id is not None
+    for at, number in ((OLD, "+33612345678"), (RECENT, "+33612345679")):
+        store.record_acks(ack, [(ack.id, number, "R", None, "S", "2", "sent", "op",
+                                 at.isoformat())], NOW)
+        store.record_lines(mo, [(mo.id, int(number), 1, number, None, "Stop", "R", None, True,
+                                 at.isoformat())], [None], bulk=False, at=NOW)
     store.suppress(["+33612345678"], source="STOP-x.csv", at=OLD - dt.timedelta(days=400))
 
     purged = purge(store, paths, 90, now=NOW)

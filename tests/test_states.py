@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import itertools
 
+from sftpd_agent.rules.states import (
+    ALLOWED,
+    FINAL,
+    IN_FLIGHT,
+    OUTCOME,
+    PART_ALLOWED,
+    PART_FINAL,
+    PART_UPLOADED,
+    PART_WAITING,
+    WAITING,
+    advanced,
+    campaign_state_of,
+    can_move,
+)
 from sftpd_agent.rules.states import CampaignState as C
 from sftpd_agent.rules.states import PartState as P
-from sftpd_agent.rules.states import advanced, campaign_state_of, can_move
 
 
 def test_held_and_reported_are_final() -> None:
@@ -39,3 +52,22 @@ def test_remote_news_only_moves_forward() -> None:
     assert not advanced(P.PROCESSING, P.PUBLISHED)
     assert not advanced(P.DONE, P.REJECTED)
     assert advanced(P.PROCESSING, P.REJECTED)
+
+
+def test_the_groups_cover_every_state_once() -> None:
+    assert set(C) == WAITING | IN_FLIGHT | FINAL
+    assert not (WAITING & IN_FLIGHT or WAITING & FINAL or IN_FLIGHT & FINAL)
+    assert OUTCOME < FINAL and PART_WAITING | PART_FINAL | {P.UPLOADING} == set(P)
+    assert set(P) - {P.UPLOADING} == PART_UPLOADED
+    for state in FINAL - OUTCOME:
+        assert not ALLOWED[state], state  # held and reported: nothing follows
+    for state in OUTCOME:
+        assert ALLOWED[state] == {C.REPORTED}
+
+
+def test_a_part_never_moves_back_nor_past_its_outcome() -> None:
+    for before, after in itertools.product(P, P):
+        assert advanced(before, after) == (after in PART_ALLOWED[before])
+        if after == before or before in PART_FINAL:
+            assert not advanced(before, after), (before, after)
+    assert not advanced(P.PUBLISHED, P.UPLOADING)

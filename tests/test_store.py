@@ -10,11 +10,22 @@ from pathlib import Path
 import pytest
 
 from sftpd_agent.files import private_dir
+from sftpd_agent.rules.naming import Kind
 from sftpd_agent.rules.states import CampaignState, PartState
 from sftpd_agent.store import journal as store_module
-from sftpd_agent.store.journal import MIGRATIONS, PartPlan, Store
+from sftpd_agent.store.journal import IllegalTransition, Store
+from sftpd_agent.store.records import Campaign, PartPlan, ReportCursor
+from sftpd_agent.store.schema import MIGRATIONS
 
 T0 = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
+C = CampaignState
+P = PartState
+
+
+def scheduled(store: Store, campaign_id: str, file: str = "promo.csv") -> Campaign:
+    c = store.add_campaign(campaign_id=campaign_id, file=file, source=f"1-{file}", at=T0)
+    store.move(c.id, C.VALIDATED, at=T0)
+    return store.move(c.id, C.SCHEDULED, at=T0)
 
 
 def test_created_private_whatever_the_umask(tmp_path: Path) -> None:
@@ -71,7 +82,7 @@ def test_transitions_are_recorded_with_their_times(tmp_path: Path) -> None:
 
 def test_parts_are_the_intent_and_names_are_unique(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.db")
-    c = store.add_campaign(campaign_id="promo", file="promo.csv", source="1-promo.csv", at=T0)
+    c = scheduled(store, "promo")
     plans = [PartPlan("SEND-12345-20261123-1000-promoP1.csv", 10, "ab", 1),
              PartPlan("SEND-12345-20261123-1000-promoP2.csv", 12, "cd", 1)]
     parts = store.add_parts(c.id, plans, at=T0, suppressed=3)
@@ -79,12 +90,52 @@ def test_parts_are_the_intent_and_names_are_unique(tmp_path: Path) -> None:
     assert store.campaign(c.id).state == CampaignState.UPLOADING
     assert store.campaign(c.id).suppressed == 3
     assert store.name_taken(plans[0].remote_name)
-    other = store.add_campaign(campaign_id="promo", file="x.csv", source="2-x.csv", at=T0)
+    other = scheduled(store, "promo", "x.csv")
     with pytest.raises(sqlite3.IntegrityError):
         store.add_parts(other.id, plans[:1], at=T0, suppressed=0)
-    assert store.campaign(other.id).state == CampaignState.RECEIVED  # rolled back whole
+    assert store.campaign(other.id).state == CampaignState.SCHEDULED  # rolled back whole
     store.move_part(parts[0], PartState.PUBLISHED, at=T0)
     assert store.parts(c.id)[0].published_at == T0
+    store.close()
+
+
+def test_an_illegal_campaign_move_is_refused_and_nothing_written(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    c = store.add_campaign(campaign_id="promo", file="promo.csv", source="1-promo.csv", at=T0)
+    with pytest.raises(IllegalTransition, match="received -> uploading"):
+        store.move(c.id, C.UPLOADING, at=T0, rows=5)
+    with pytest.raises(IllegalTransition, match="received -> uploading"):
+        store.add_parts(c.id, [PartPlan("SEND-12345-20261123-1000-p.csv", 1, "ab", 1)],
+                        at=T0, suppressed=0)
+    assert store.campaign(c.id).state == C.RECEIVED and store.campaign(c.id).rows == 0
+    assert store.parts(c.id) == [] and not store.name_taken("SEND-12345-20261123-1000-p.csv")
+    store.move(c.id, C.HELD, at=T0, reason="no rows")
+    for to in (C.RECEIVED, C.VALIDATED, C.SCHEDULED, C.REPORTED):
+        with pytest.raises(IllegalTransition) as refused:
+            store.move(c.id, to, at=T0 + dt.timedelta(seconds=1))
+        assert (refused.value.before, refused.value.after) == ("held", to)
+        assert isinstance(refused.value, ValueError)
+    assert store.move(c.id, C.HELD, at=T0, reason="still").reason == "still"  # same state
+    assert [b for _, b, _ in store.transitions(c.id)] == ["received", "held"]
+    with pytest.raises(KeyError):
+        store.move(999, C.VALIDATED, at=T0)
+    store.close()
+
+
+def test_a_part_moves_only_forward(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    c = scheduled(store, "promo")
+    (part,) = store.add_parts(c.id, [PartPlan("SEND-12345-20261123-1000-p.csv", 1, "ab", 1)],
+                              at=T0, suppressed=0)
+    store.move_part(part, P.PROCESSING, at=T0)  # seen .lock without our rename: allowed
+    for to in (P.UPLOADING, P.PUBLISHED, P.PROCESSING):
+        with pytest.raises(IllegalTransition, match=f"processing -> {to}"):
+            store.move_part(part, to, at=T0)  # the stale Part says uploading: the journal rules
+    store.move_part(part, P.REJECTED, at=T0 + dt.timedelta(seconds=1))
+    with pytest.raises(IllegalTransition, match="rejected -> done"):
+        store.move_part(part, P.DONE, at=T0)
+    (moved,) = store.parts(c.id)
+    assert moved.state == P.REJECTED and moved.outcome_at == T0 + dt.timedelta(seconds=1)
     store.close()
 
 
@@ -141,12 +192,14 @@ def test_purge_deletes_in_batches_and_keeps_what_is_recent(
         monkeypatch.setattr(store_module, name, value)
     store = Store(tmp_path / "s.db")
     old, new = T0.isoformat(), (T0 + dt.timedelta(days=2)).isoformat()
-    with store.transaction() as db:
-        db.executemany("INSERT INTO deliveries VALUES (1, ?, ?, NULL, 'S', '2', 'sent', 'op', ?)",
-                       [(f"+3361234567{n}", f"R{n}", old if n < 5 else new) for n in range(7)])
-        db.executemany("INSERT INTO optouts (report, key, occurrence, msisdn, at) "
-                       "VALUES (2, ?, 1, '+33612345678', ?)",
-                       [(n, old if n < 3 else new) for n in range(4)])
+    ack = store.save_report_cursor(ReportCursor("ACK-x.csv", Kind.ACK, None, seen_at=T0), T0)
+    stop = store.save_report_cursor(ReportCursor("STOP-x.csv", Kind.STOP, None,
+                                                 seen_at=T0 + dt.timedelta(days=2)), T0)
+    assert ack.id is not None and stop.id is not None
+    store.record_acks(ack, [(ack.id, f"+3361234567{n}", f"R{n}", None, "S", "2", "sent", "op",
+                             old if n < 5 else new) for n in range(7)], T0)
+    store.record_lines(stop, [(stop.id, n, 1, "+33612345678", None, None, old if n < 3 else new)
+                              for n in range(4)], [None] * 4, bulk=True, at=T0)
     holds = []
     original = store.transaction
 
@@ -158,7 +211,7 @@ def test_purge_deletes_in_batches_and_keeps_what_is_recent(
     deleted = store.purge_rows(T0 + dt.timedelta(days=1))
     assert deleted["deliveries"] == 5 and deleted["optouts"] == 3
     assert len(holds) >= 3 + 2 + 3  # 2 rows a transaction: 3 for 5 lines, 2 for 3 opt-outs
-    left = store._db.execute("SELECT idremote FROM deliveries ORDER BY idremote").fetchall()
-    assert [r[0] for r in left] == ["R5", "R6"]
-    assert store._db.execute("SELECT count(*) FROM optouts").fetchone()[0] == 1
+    left = store.deliveries()
+    assert [idremote for _, _, idremote, *_ in left] == ["R5", "R6"]
+    assert store.count_rows("optouts") == 1
     store.close()

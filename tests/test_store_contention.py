@@ -89,9 +89,10 @@ def test_a_failed_commit_rolls_back_and_raises(store: Store) -> None:
     with pytest.raises(sqlite3.IntegrityError), store.transaction() as db:
         db.execute("INSERT INTO child VALUES (42)")
         store.put_fact(db, "half", "done")
-    assert not store._db.in_transaction
+    assert not store.in_transaction
     assert store.fact("half") is None
-    assert store._db.execute("SELECT count(*) FROM child").fetchone()[0] == 0
+    with sqlite3.connect(store.path) as reader:  # the test's own table, read its own way
+        assert reader.execute("SELECT count(*) FROM child").fetchone()[0] == 0
     store.set_fact("next", 1)  # the next transaction begins normally
     other = Store(store.path)  # and another connection can write: no lock was left behind
     other.set_fact("other", 2)
@@ -148,8 +149,7 @@ def test_a_million_number_import_beside_a_writer_that_never_waits_long(tmp_path:
             daemon.set_fact("heartbeat", n)  # small writes, as the daemon's loops make
             waits.append(time.monotonic() - start)
             if n % 20 == 0:
-                partial.append(daemon._db.execute("SELECT count(*) FROM suppression")
-                               .fetchone()[0])
+                partial.append(daemon.count_rows("suppression"))
             time.sleep(0.01)
         out, err = importer.communicate(timeout=120)
     finally:
@@ -162,6 +162,5 @@ def test_a_million_number_import_beside_a_writer_that_never_waits_long(tmp_path:
     assert any(0 < seen < MILLION for seen in partial)  # we wrote while numbers went in
     assert len(waits) > 50
     assert max(waits) < 2.0, f"longest wait {max(waits):.3f} s"
-    count = daemon._db.execute("SELECT count(*) FROM suppression").fetchone()[0]
-    assert count == MILLION
+    assert daemon.count_rows("suppression") == MILLION
     daemon.close()

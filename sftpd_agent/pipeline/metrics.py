@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import sqlite3
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -30,18 +29,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from ..errors import ConfigError
-from ..rules.states import CampaignState, PartState
+from ..rules.states import PART_UPLOADED, PART_WAITING
 from ..rules.validation import CODES
 from ..store.journal import Store
 
 PREFIX = "sftpd_agent_"
 MODE = 0o644
-
-# A part's rows count as sent once the file is on the provider's server under its final
-# name; a part the provider later rejects was uploaded all the same, and counting it keeps
-# the counter from going down.
-_UPLOADED = (PartState.PUBLISHED, PartState.PROCESSING, PartState.DONE, PartState.REJECTED)
-_WAITING = (PartState.PUBLISHED, PartState.PROCESSING)
 
 
 def write_textfile(
@@ -62,21 +55,22 @@ def collect(
     store: Store, *, now: datetime.datetime, pending_notifications: int = 0
 ) -> list[Metric]:
     """The metric families, read from the journal."""
-    db = store._db  # read-only aggregates: the store has no API for them
+    # A part's rows count as sent once the file is on the provider's server under its final
+    # name; a part the provider later rejects was uploaded all the same, and counting it
+    # keeps the counter from going down.
     return [
-        _campaigns(db),
+        _campaigns(store),
         _counter("rows_sent",
                  "Rows uploaded to the provider (files published, taken, done or rejected).",
-                 _scalar(db, _in("SELECT COALESCE(SUM(rows), 0) FROM parts WHERE state IN",
-                                 _UPLOADED), _UPLOADED)),
-        _dropped(db),
+                 store.part_rows(*PART_UPLOADED)),
+        _dropped(store),
         _counter("optouts", "Opt-outs (STOP) ingested from the provider's reports.",
-                 _scalar(db, "SELECT COUNT(*) FROM optouts")),
+                 store.count_rows("optouts")),
         _gauge("suppression_list_size", "Numbers on the suppression list.",
-               _scalar(db, "SELECT COUNT(*) FROM suppression")),
+               store.count_rows("suppression")),
         _gauge("oldest_waiting_outcome_seconds",
                "Age of the oldest provider file published and still without an outcome.",
-               _oldest_waiting(db, now)),
+               _oldest_waiting(store, now)),
         _gauge("last_successful_poll_timestamp_seconds",
                "Unix time of the last successful round on the provider's server (0: never).",
                _timestamp(store.fact("last_poll"))),
@@ -103,58 +97,35 @@ class _Snapshot:
         return iter(self._families)
 
 
-def _campaigns(db: sqlite3.Connection) -> Metric:
+def _campaigns(store: Store) -> Metric:
     family = GaugeMetricFamily(PREFIX + "campaigns", "Campaigns by state.", labels=["state"])
-    counts = dict.fromkeys((str(s) for s in CampaignState), 0)
-    for row in db.execute("SELECT state, COUNT(*) FROM campaigns GROUP BY state"):
-        counts[row[0]] = row[1]
-    for state, count in counts.items():
-        family.add_metric([state], count)
+    for state, count in store.campaign_counts().items():
+        family.add_metric([str(state)], count)
     return family
 
 
-def _dropped(db: sqlite3.Connection) -> Metric:
+def _dropped(store: Store) -> Metric:
     family = CounterMetricFamily(
         PREFIX + "rows_dropped",
         "Rows not sent: invalid (by error code), duplicate, or on the suppression list.",
         labels=["reason"])
     reasons = dict.fromkeys(CODES, 0)
     # Campaigns are few; the per-code figures live in each summary's JSON.
-    for row in db.execute(
-        "SELECT codes.key, SUM(codes.value) FROM campaigns, "
-        "json_each(campaigns.summary, '$.invalid_by_code') AS codes "
-        "WHERE campaigns.summary IS NOT NULL GROUP BY codes.key"
-    ):
-        reasons[row[0]] = reasons.get(row[0], 0) + int(row[1])
-    totals = db.execute(
-        "SELECT COALESCE(SUM(duplicates), 0), COALESCE(SUM(suppressed), 0) FROM campaigns"
-    ).fetchone()
-    reasons["duplicate"] = reasons.get("duplicate", 0) + int(totals[0])
-    reasons["suppressed"] = reasons.get("suppressed", 0) + int(totals[1])
+    for code, count in store.invalid_by_code().items():
+        reasons[code] = reasons.get(code, 0) + count
+    totals = store.campaign_totals()
+    reasons["duplicate"] = reasons.get("duplicate", 0) + totals["duplicates"]
+    reasons["suppressed"] = reasons.get("suppressed", 0) + totals["suppressed"]
     for reason, count in reasons.items():
         family.add_metric([reason], count)
     return family
 
 
-def _oldest_waiting(db: sqlite3.Connection, now: datetime.datetime) -> float:
-    # Journal times are UTC ISO strings of one shape: the smallest string is the oldest.
-    # A part seen going straight from uploading to processing has no published_at: the
-    # time of that move is the best lower bound of its wait.
-    oldest = _scalar(db, _in("SELECT MIN(COALESCE(published_at, updated_at)) FROM parts "
-                             "WHERE state IN", _WAITING), _WAITING)
+def _oldest_waiting(store: Store, now: datetime.datetime) -> float:
+    oldest = store.oldest_part(*PART_WAITING)
     if oldest is None:
         return 0.0
-    age = (now - datetime.datetime.fromisoformat(str(oldest))).total_seconds()
-    return max(0.0, age)
-
-
-def _in(query: str, values: Sequence[str]) -> str:
-    return f"{query} ({','.join('?' * len(values))})"
-
-
-def _scalar(db: sqlite3.Connection, query: str, args: Sequence[str] = ()) -> int | str | None:
-    value: int | str | None = db.execute(query, args).fetchone()[0]
-    return value
+    return max(0.0, (now - oldest).total_seconds())
 
 
 def _timestamp(text: object) -> float:

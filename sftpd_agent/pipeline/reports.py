@@ -4,15 +4,19 @@ One listing per poll. Each remote report file has a cursor in the journal: the b
 just after the last complete line ingested, the size and mtime last listed, and hashes of the
 first and last 4 KiB before the offset. A poll reads only the bytes after the offset (SFTP
 random access), ingests the complete lines (a trailing partial line waits for the next
-poll) and commits them with the cursor in one transaction per chunk. A file that shrank,
+poll) and commits them with the cursor. Lines are read and parsed before any transaction,
+then committed in batches sized to hold the journal's write lock about
+``store.journal.BULK_HOLD_TARGET`` (each with the cursor at its last line's end), the lock
+left free ``BULK_PAUSE`` between them: a million-line STOP file never keeps another writer
+(``suppress import``, the daemon's own loops) waiting. A file that shrank,
 whose checked bytes changed, or whose local copy does not match the cursor is read again from
 the start: every line has a key in the journal, so reading twice counts nothing twice.
 
-- ``ACK-<name>.csv``: ``IDREMOTE;MSISDN;OADC;MSG;IDSTATUS;STATUS;ACKOPERATOR``, unquoted, so
-  MSG may hold ``;``: three fields from the left, three from the right. One delivery line
-  per (file, MSISDN, IDREMOTE). Linked to the campaign whose part is ``SEND-<name>.csv``;
-  complete once it holds as many lines as the part had rows (or is unchanged over a poll),
-  then the campaign is ``reported`` and the remote file deleted when configured.
+- ``ACK-<name>.csv`` (the lines' grammar: :mod:`sftpd_agent.rules.report_lines`): one
+  delivery line per (file, MSISDN, IDREMOTE). Linked to the campaign whose part is
+  ``SEND-<name>.csv``; complete once it holds as many lines as the part had rows (or is
+  unchanged over a poll), then the campaign is ``reported`` and the remote file deleted when
+  configured.
 - ``STOP-<name>.csv`` and ``SMSMO-<name>.csv``: ``MSISDN;DATE;HOUR;MESSAGE;IDREMOTE``,
   appended in place while the campaign lives, never deleted. A line's key is its text and
   its occurrence (the 2nd identical line is a second line, wherever a rewrite moves it).
@@ -34,18 +38,18 @@ shows; a failed file is tried again at every poll.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import hashlib
+import itertools
 import os
-import re
-import sqlite3
-import unicodedata
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any
 
+from ..boundary import describe
 from ..clock import Clock
 from ..config import Settings
 from ..errors import PermanentRemoteError, RemoteError, RetryableRemoteError
@@ -53,10 +57,31 @@ from ..events import Events
 from ..files import private_dir, private_file
 from ..logs import get_logger
 from ..remote.base import Remote, RemoteEntry, join
-from ..rules.naming import parse_name
+from ..rules.display import shown
+from ..rules.naming import Kind
 from ..rules.numbers import NumberNormalizer
-from ..rules.states import CampaignState, PartState
-from ..store.journal import Campaign, ReportCursor, Store, now_iso
+from ..rules.report_lines import (
+    ack_name,
+    fold,
+    line_key,
+    name_problem,
+    parse_ack,
+    parse_report_line,
+    report_kind,
+    send_name,
+)
+from ..rules.states import OUTCOME, CampaignState, PartState
+from ..store.journal import BULK_FIRST_BATCH, BULK_PAUSE, Store, next_batch
+from ..store.records import (
+    Campaign,
+    DeliveryRow,
+    OptOutRow,
+    ReplyRow,
+    ReportCursor,
+    SuppressionRow,
+    now_iso,
+)
+from ..store.reports import Tally
 
 log = get_logger("sftpd_agent.reports")
 C = CampaignState
@@ -78,42 +103,6 @@ MAX_WARNINGS = 10
 """Unreadable lines logged one by one per file and read; the rest are counted."""
 SKIPPED = "report_skipped"
 """The agent fact listing the report files skipped, ``{shown name: reason}``, for status."""
-MAX_REASON = 300
-"""A skipped file's reason is cut to this many characters (one line in status)."""
-
-
-class Kind(StrEnum):
-    ACK = "ack"
-    STOP = "stop"
-    MO = "mo"
-
-
-_PREFIXES = (("ACK-", Kind.ACK), ("STOP-", Kind.STOP), ("SMSMO-", Kind.MO))
-# The provider's grammar for a report's name, ASCII only, checked here whatever naming's
-# reading of names accepts: this name becomes a local file name.
-_REPORT_NAME = re.compile(
-    r"(?:ACK|STOP|SMSMO)-[A-Za-z0-9]{5}-[0-9]{8}-[0-9]{4}-[A-Za-z0-9]{1,20}\.csv", re.ASCII)
-_LOOKS_LIKE = re.compile(r"(?:ACK|STOP|SMSMO)-|.*\.csv\Z", re.IGNORECASE | re.DOTALL)
-
-
-def report_kind(name: str) -> Kind | None:
-    """The kind of a report file by its name; None for anything not of the provider's grammar
-    (with a real date and time)."""
-    if _REPORT_NAME.fullmatch(name) is None or parse_name(name) is None:
-        return None
-    for prefix, kind in _PREFIXES:
-        if name.startswith(prefix):
-            return kind
-    return None  # pragma: no cover - the grammar allows only these prefixes
-
-
-def shown(name: str) -> str:
-    """A remote name as it may be shown (logs, status): every character that is not printable
-    escaped (``\\n``, ``\\x1b``), so that a name cannot forge a line or a terminal."""
-    if name.isprintable():
-        return name
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in name)
 
 
 def skip_reason(entry: RemoteEntry) -> str | None:
@@ -122,78 +111,7 @@ def skip_reason(entry: RemoteEntry) -> str | None:
     business."""
     if entry.undecodable:
         return "name is not UTF-8"
-    if report_kind(entry.name) is not None:
-        return None
-    if _LOOKS_LIKE.match(entry.name) is None:
-        return None
-    if len(entry.name.encode("utf-8", "surrogateescape")) > 200:
-        return "name too long for a report name"
-    return "name is not a report name (ACK|STOP|SMSMO-SERVICEID-YYYYMMDD-HHMM-ID.csv)"
-
-
-def one_line_error(exc: BaseException) -> str:
-    """``ValueError: text`` on one line, cut to MAX_REASON characters."""
-    text = " ".join(str(exc).split())
-    reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return reason if len(reason) <= MAX_REASON else reason[:MAX_REASON - 3] + "..."
-
-
-def send_name(report: str) -> str:
-    """``ACK-12345-20261123-1000-promo.csv`` -> ``SEND-12345-20261123-1000-promo.csv``."""
-    return "SEND-" + report.split("-", 1)[1]
-
-
-class AckLine(NamedTuple):
-    idremote: str
-    msisdn: str
-    oadc: str
-    msg: str
-    idstatus: str
-    status: str
-    operator: str
-
-
-def parse_ack(line: str) -> AckLine | None:
-    """An ACK line, or None when it has fewer than the seven fields."""
-    fields = line.split(";")
-    if len(fields) < 7:
-        return None
-    # Positional: built once per line of a million-line ACK.
-    return AckLine(fields[0].strip(), fields[1].strip(), fields[2].strip(),
-                   ";".join(fields[3:-3]).strip(), fields[-3].strip(), fields[-2].strip(),
-                   fields[-1].strip())
-
-
-@dataclass(frozen=True, slots=True)
-class ReportLine:
-    msisdn: str
-    date: str
-    hour: str
-    message: str
-    idremote: str
-
-
-def parse_report_line(line: str) -> ReportLine | None:
-    """A STOP or SMS-MO line (MESSAGE may hold ``;``), or None with fewer than five fields."""
-    fields = line.split(";")
-    if len(fields) < 5:
-        return None
-    return ReportLine(
-        msisdn=fields[0].strip(), date=fields[1].strip(), hour=fields[2].strip(),
-        message=";".join(fields[3:-1]).strip(), idremote=fields[-1].strip(),
-    )
-
-
-def fold(text: str) -> str:
-    """``text`` trimmed, without case or accents: " Arrêt " -> "arret"."""
-    decomposed = unicodedata.normalize("NFKD", text.strip())
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-
-
-def line_key(line: str) -> int:
-    """A line's identity in the journal: a signed 64-bit hash of its text."""
-    digest = hashlib.blake2b(line.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+    return name_problem(entry.name)
 
 
 async def _prefix_ends(remote: Remote, path: str, offset: int) -> tuple[bytes, bytes]:
@@ -263,6 +181,8 @@ class _Read:
     first_read: bool = False  # nothing of this file recorded yet: bulk inserts
     warnings: int = 0
     unreadable: int = 0
+    batch: int = BULK_FIRST_BATCH  # lines in the next transaction
+    freed: float | None = None  # time.monotonic() when the last transaction ended
 
 
 @dataclass
@@ -310,9 +230,9 @@ class Reports:
                 except RetryableRemoteError as exc:
                     if not await _alive(remote, directory):
                         raise  # the connection is lost: the session reconnects
-                    skipped[shown(entry.name)] = one_line_error(exc)  # the file's own failure
+                    skipped[shown(entry.name)] = describe(exc)  # the file's own failure
                 except Exception as exc:  # one file's failure is that file's alone
-                    skipped[shown(entry.name)] = one_line_error(exc)
+                    skipped[shown(entry.name)] = describe(exc)
                     log.debug("report_skipped_trace", file=shown(entry.name), exc_info=True)
         except RetryableRemoteError:
             # Not all files were looked at: what was skipped before still stands.
@@ -337,14 +257,14 @@ class Reports:
         else:
             cursor = replace(cursor, seen_at=now)
         if entry.size == cursor.size and entry.mtime == cursor.mtime:
-            if kind == Kind.ACK and (cursor.complete_at is None or self._deletable(cursor)):
+            if kind is Kind.ACK and (cursor.complete_at is None or self._deletable(cursor)):
                 await self._settle_ack(remote, path, entry, cursor)
             elif now - last_seen >= SEEN_EVERY:
                 self._save(cursor)  # for retention: still on the server (not each poll)
             return
         start, head, tail = await self._resume_at(remote, path, entry, cursor)
         cursor = await self._read(remote, path, entry, cursor, start, head=head, tail=tail)
-        if kind == Kind.ACK:
+        if kind is Kind.ACK:
             await self._settle_ack(remote, path, entry, cursor, fresh=True)
 
     async def _resume_at(self, remote: Remote, path: str, entry: RemoteEntry,
@@ -381,11 +301,10 @@ class Reports:
             cursor = replace(cursor, offset=0, lines=0, head_sha256="", tail_sha256="",
                              complete_at=None, deleted_at=None)
         if cursor.id is None:
-            with self.store.transaction() as db:
-                cursor = replace(cursor, id=self.store.save_cursor(db, cursor, self.clock()))
+            cursor = self.store.save_report_cursor(cursor, self.clock())
         state = _Read(cursor, head=head, tail=tail)
-        if cursor.kind != Kind.ACK and cursor.id is not None:
-            state.first_read = not self.store.has_lines(cursor.id, stop=cursor.kind == Kind.STOP)
+        if cursor.kind is not Kind.ACK and cursor.id is not None:
+            state.first_read = not self.store.has_lines(cursor.id, cursor.kind)
         if start:
             state.counts = self._line_counts(cursor)
         copy = _RawCopy(self._copy_path(cursor), keep=start)
@@ -402,11 +321,11 @@ class Reports:
                 if len(carry) > MAX_LINE:
                     complete, carry = buffer, b""  # no line end in sight: not a report line
                 if complete:
-                    self._ingest(state, complete)
+                    await self._ingest(state, complete)
                     copy.write(complete)
                     self._point("report_chunk", entry.name)
             if last_line and carry and position >= entry.size:
-                self._ingest(state, carry)
+                await self._ingest(state, carry)
                 copy.write(carry)
             if position >= entry.size:
                 state.cursor = replace(state.cursor, size=entry.size, mtime=entry.mtime)
@@ -419,38 +338,72 @@ class Reports:
             log.warning("report_lines_unreadable", file=entry.name, count=state.unreadable)
         return state.cursor
 
-    def _ingest(self, state: _Read, complete: bytes) -> None:
-        """Record the lines of ``complete`` and move the cursor past them, atomically."""
+    async def _ingest(self, state: _Read, complete: bytes) -> None:
+        """Record the lines of ``complete`` and move the cursor past them.
+
+        In batches, one transaction each, sized to hold the write lock about
+        ``BULK_HOLD_TARGET`` (from the last one's hold). A batch's lines are parsed and
+        normalised before its transaction begins, while the lock is free: that work is part
+        of the ``BULK_PAUSE`` left to other writers between two transactions, and only what
+        remains of it is slept. Each batch moves the cursor to its last line's end: a crash
+        between two leaves the journal in step (and the raw copy, replaced only at the end,
+        out of step: the file is read again from the start, and its line keys count nothing
+        twice).
+        """
         cursor = state.cursor
         try:
             text = complete.decode("utf-8")
         except UnicodeDecodeError:
             text = complete.decode("cp1252", errors="replace")
         lines = text.split("\n")
+        pieces = complete.split(b"\n")  # the same lines (no codec makes or eats a b"\n")
         if lines and lines[-1] == "":
             lines.pop()
+            pieces.pop()
+        ends = list(itertools.accumulate(len(piece) + 1 for piece in pieces))
+        if ends and not complete.endswith(b"\n"):
+            ends[-1] -= 1  # a last line without its line end (taken once the file is stable)
         first = cursor.lines + 1
         now = self.clock()
-        with self.store.transaction() as db:
-            if cursor.kind == Kind.ACK:
-                self._acks(db, state, lines, first, now)
+        ack = cursor.kind is Kind.ACK
+        campaign_id = None if ack else self._campaign_id(cursor.campaign)
+        keywords = {fold(word) for word in self.settings.reports.stop_keywords}
+        start = 0
+        while start < len(lines):
+            stop = min(len(lines), start + state.batch)
+            batch = lines[start:stop]
+            if ack:
+                acks = self._acks(state, batch, first + start, now)
             else:
-                self._replies(db, state, lines, first, now)
+                replies, optouts = self._replies(state, batch, first + start, now,
+                                                 campaign_id=campaign_id, keywords=keywords)
+            if state.freed is not None:  # what is left of the pause since the last commit
+                await asyncio.sleep(max(0.0, state.freed + BULK_PAUSE - time.monotonic()))
+            piece = complete[(ends[start - 1] if start else 0):ends[stop - 1]]
             if len(state.head) < WINDOW:
-                state.head = (state.head + complete)[:WINDOW]
-            state.tail = (state.tail + complete)[-WINDOW:]
-            state.cursor = replace(
-                cursor, offset=cursor.offset + len(complete), lines=cursor.lines + len(lines),
-                head_sha256=_sha256(state.head), tail_sha256=_sha256(state.tail))
-            self.store.save_cursor(db, state.cursor, now)
+                state.head += piece[:WINDOW - len(state.head)]
+            state.tail = (state.tail + piece[-WINDOW:])[-WINDOW:]
+            after = replace(cursor, offset=cursor.offset + ends[stop - 1],
+                            lines=cursor.lines + stop, head_sha256=_sha256(state.head),
+                            tail_sha256=_sha256(state.tail))
+            if ack:
+                self.store.record_acks(after, acks, now)
+            else:
+                self.store.record_lines(after, replies, optouts, bulk=state.first_read, at=now,
+                                        tally=self._tally(cursor, campaign_id))
+            state.freed = time.monotonic()
+            state.cursor = after
+            state.batch = next_batch(stop - start, self.store.last_hold)
+            start = stop
 
-    def _acks(self, db: sqlite3.Connection, state: _Read, lines: list[str], first: int,
-              now: datetime.datetime) -> None:
+    def _acks(self, state: _Read, lines: list[str], first: int,
+              now: datetime.datetime) -> list[DeliveryRow]:
+        """The ACK lines as recorded (a blank or unreadable line is left out)."""
         campaign, at = state.cursor.campaign, now_iso(now)
         if campaign is not None:
             self._touched.add(campaign)
-        report = state.cursor.id
-        rows = []
+        report = _report_id(state.cursor)
+        rows: list[DeliveryRow] = []
         for number, raw in enumerate(lines, start=first):
             line = raw.rstrip("\r")
             if not line.strip():
@@ -462,24 +415,21 @@ class Reports:
                 continue
             rows.append((report, ack.msisdn, ack.idremote, campaign, ack.oadc, ack.idstatus,
                          ack.status or ack.idstatus, ack.operator, at))
-        db.executemany("INSERT OR IGNORE INTO deliveries (report, msisdn, idremote, campaign, "
-                       "oadc, idstatus, status, operator, at) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        return rows
 
-    def _replies(self, db: sqlite3.Connection, state: _Read, lines: list[str], first: int,
-                 now: datetime.datetime) -> None:
-        """STOP or SMS-MO lines: each new line recorded once; its opt-out suppressed once.
-
-        A line already recorded (read again after a rewrite) changes nothing, so a number an
-        operator removed from the list does not come back with an old line. A file read for
-        the first time has nothing recorded: its lines are inserted in bulk.
-        """
+    def _replies(
+        self, state: _Read, lines: list[str], first: int, now: datetime.datetime, *,
+        campaign_id: str | None, keywords: set[str],
+    ) -> tuple[list[OptOutRow | ReplyRow], list[SuppressionRow | None]]:
+        """The STOP or SMS-MO lines as recorded (a blank or unreadable line is left out) and,
+        beside each, the number it puts on the suppression list (None when none): every STOP
+        line's, a reply's that is a stop keyword."""
         cursor = state.cursor
-        stop = cursor.kind == Kind.STOP
-        campaign_id = self._campaign_id(cursor.campaign)
-        keywords = {fold(word) for word in self.settings.reports.stop_keywords}
+        stop = cursor.kind is Kind.STOP
         at = now_iso(now)
-        records: list[tuple[object, ...]] = []
-        optouts: list[tuple[str, str, str, str | None]] = []
+        report = _report_id(cursor)
+        records: list[OptOutRow | ReplyRow] = []
+        optouts: list[SuppressionRow | None] = []
         for number, raw in enumerate(lines, start=first):
             line = raw.rstrip("\r").strip()
             if not line:
@@ -496,36 +446,14 @@ class Reports:
             received = self._received_at(record.date, record.hour)
             opt_out = stop or fold(record.message) in keywords
             if stop:
-                records.append((cursor.id, key, occurrence, msisdn or record.msisdn, received,
+                records.append((report, key, occurrence, msisdn or record.msisdn, received,
                                 cursor.campaign, at))
             else:
-                records.append((cursor.id, key, occurrence, msisdn or record.msisdn, received,
-                                record.message, record.idremote, cursor.campaign,
-                                int(opt_out), at))
+                records.append((report, key, occurrence, msisdn or record.msisdn, received,
+                                record.message, record.idremote, cursor.campaign, opt_out, at))
             optouts.append((msisdn, received or at, cursor.name, campaign_id)
-                           if opt_out and msisdn is not None else ("", "", "", None))
-        insert = (
-            "INSERT OR IGNORE INTO optouts (report, key, occurrence, msisdn, received_at, "
-            "campaign, at) VALUES (?,?,?,?,?,?,?)" if stop else
-            "INSERT OR IGNORE INTO replies (report, key, occurrence, msisdn, received_at, "
-            "message, idremote, campaign, opt_out, at) VALUES (?,?,?,?,?,?,?,?,?,?)")
-        suppress = ("INSERT INTO suppression (msisdn, added_at, source, campaign) "
-                    "VALUES (?,?,?,?) ON CONFLICT(msisdn) DO NOTHING")
-        if state.first_read:
-            db.executemany(insert, records)
-            db.executemany(suppress, [o for o in optouts if o[0]])
-            new_optouts = [o[0] for o in optouts if o[0]]
-            new_replies = 0 if stop else len(records)
-        else:
-            new_optouts, new_replies = [], 0
-            for record_row, optout in zip(records, optouts, strict=True):
-                if db.execute(insert, record_row).rowcount:
-                    new_replies += 0 if stop else 1
-                    if optout[0]:
-                        db.execute(suppress, optout)
-                        new_optouts.append(optout[0])
-        self._tally(db, cursor, optouts=new_optouts, replies=new_replies,
-                    reply_optouts=0 if stop else len(new_optouts))
+                           if opt_out and msisdn is not None else None)
+        return records, optouts
 
     # -- ACK files: complete, reported, deleted ----------------------------------------------
 
@@ -544,7 +472,7 @@ class Reports:
                     stable or (expected is not None and cursor.lines >= expected)):
                 cursor = replace(cursor, complete_at=self.clock())
                 log.info("ack_ingested", file=entry.name, lines=cursor.lines)
-        self._save(cursor)
+        cursor = self._save(cursor)
         if cursor.complete_at is not None and self._deletable(cursor):
             await remote.remove(path)
             self._save(replace(cursor, deleted_at=self.clock()))
@@ -561,14 +489,13 @@ class Reports:
 
     def _report_campaigns(self) -> None:
         """Refresh delivery figures; a campaign whose every done part has its ACK: reported."""
-        waiting = {c.id: c for c in self.store.campaigns(C.DONE, C.REJECTED)}
+        waiting = {c.id: c for c in self.store.campaigns(*OUTCOME)}
         for pk in self._touched - waiting.keys():
             waiting[pk] = self.store.campaign(pk)
         for campaign in waiting.values():
             parts = self.store.parts(campaign.id)
             done = [p for p in parts if p.state == PartState.DONE]
-            cursors = [self.store.report_cursor("ACK-" + p.remote_name.split("-", 1)[1])
-                       for p in done]
+            cursors = [self.store.report_cursor(ack_name(p.remote_name)) for p in done]
             if not any(cursors):
                 continue
             figures = self.store.count_acks(campaign.id)
@@ -607,31 +534,34 @@ class Reports:
                         opt_outs=found["reply_optouts"], campaigns=found["reply_campaigns"])
         self.store.set_fact(UNANNOUNCED, None)
 
-    def _tally(self, db: sqlite3.Connection, cursor: ReportCursor, *, optouts: list[str],
-               replies: int, reply_optouts: int) -> None:
-        """Add new opt-outs and replies to what the next ``announce`` tells (same transaction)."""
-        if not optouts and not replies:
-            return
-        found = self.store.fact_in(db, UNANNOUNCED) or {
-            "optouts": 0, "numbers": [], "campaigns": [], "files": [], "replies": 0,
-            "reply_optouts": 0, "reply_campaigns": []}
-        campaign = self._campaign_id(cursor.campaign)
-        if optouts:
-            found["optouts"] += len(optouts)
-            room = MAX_EVENT_NUMBERS - len(found["numbers"])
-            if room > 0:
-                found["numbers"] += [n for n in dict.fromkeys(optouts)
-                                     if n not in found["numbers"]][:room]
-            if campaign and campaign not in found["campaigns"]:
-                found["campaigns"].append(campaign)
-            if cursor.name not in found["files"]:
-                found["files"].append(cursor.name)
-        if replies:
-            found["replies"] += replies
-            found["reply_optouts"] += reply_optouts
-            if campaign and campaign not in found["reply_campaigns"]:
-                found["reply_campaigns"].append(campaign)
-        self.store.put_fact(db, UNANNOUNCED, found)
+    def _tally(self, cursor: ReportCursor, campaign: str | None) -> tuple[str, Tally]:
+        """How new opt-outs and replies of ``cursor``'s file (of ``campaign``) add up to what
+        the next ``announce`` tells: the fact's key and its change, made in the lines'
+        transaction."""
+        stop = cursor.kind is Kind.STOP
+
+        def change(found: Any, optouts: list[str], replies: int) -> Any:
+            found = found or {
+                "optouts": 0, "numbers": [], "campaigns": [], "files": [], "replies": 0,
+                "reply_optouts": 0, "reply_campaigns": []}
+            if optouts:
+                found["optouts"] += len(optouts)
+                room = MAX_EVENT_NUMBERS - len(found["numbers"])
+                if room > 0:
+                    found["numbers"] += [n for n in dict.fromkeys(optouts)
+                                         if n not in found["numbers"]][:room]
+                if campaign and campaign not in found["campaigns"]:
+                    found["campaigns"].append(campaign)
+                if cursor.name not in found["files"]:
+                    found["files"].append(cursor.name)
+            if replies:
+                found["replies"] += replies
+                found["reply_optouts"] += 0 if stop else len(optouts)
+                if campaign and campaign not in found["reply_campaigns"]:
+                    found["reply_campaigns"].append(campaign)
+            return found
+
+        return UNANNOUNCED, change
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -647,7 +577,7 @@ class Reports:
         # which holds no "/", no "..", nothing but ASCII letters, digits, "-" and ".csv".
         if report_kind(cursor.name) is None:
             raise ValueError(f"not a report name, never a local path: {shown(cursor.name)!r}")
-        return private_dir(self.settings.paths.inbox / cursor.kind) / cursor.name
+        return private_dir(self.settings.paths.inbox / cursor.kind.word) / cursor.name
 
     # -- skipped files ---------------------------------------------------------------------
 
@@ -672,9 +602,9 @@ class Reports:
             self._skipped = dict(skipped)
 
     def _line_counts(self, cursor: ReportCursor) -> dict[int, int]:
-        if cursor.kind == Kind.ACK or cursor.id is None:
+        if cursor.kind is Kind.ACK or cursor.id is None:
             return {}
-        return self.store.line_counts(cursor.id, stop=cursor.kind == Kind.STOP)
+        return self.store.line_counts(cursor.id, cursor.kind)
 
     def _number(self, raw: str) -> str | None:
         """The E.164 form of a number in a report; digits the library cannot place are kept
@@ -713,14 +643,15 @@ class Reports:
             log.warning("report_line_unreadable", file=state.cursor.name, line=line,
                         field=field_name, detail=detail)
 
-    def _save(self, cursor: ReportCursor) -> None:
-        with self.store.transaction() as db:
-            self.store.save_cursor(db, cursor, self.clock())
+    def _save(self, cursor: ReportCursor) -> ReportCursor:
+        return self.store.save_report_cursor(cursor, self.clock())
 
     def _point(self, name: str, subject: str) -> None:
         if self.hooks is not None:
             self.hooks(name, subject)
 
 
-
-
+def _report_id(cursor: ReportCursor) -> int:
+    if cursor.id is None:  # pragma: no cover - saved before any line is read
+        raise ValueError(f"report cursor {cursor.name} not saved yet")
+    return cursor.id

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..config import PathsSettings
 from ..logs import get_logger
+from ..rules.report_lines import REPORT_KINDS
 from ..store.journal import Store
 
 log = get_logger("sftpd_agent.retention")
@@ -39,8 +40,8 @@ def purge(store: Store, paths: PathsSettings, days: int, *,
     stamp = cutoff.timestamp()
     live = store.live_report_names(cutoff)
     removed = 0
-    for folder in (paths.archive, paths.failed, *(paths.inbox / kind for kind in
-                                                  ("ack", "stop", "mo"))):
+    for folder in (paths.archive, paths.failed,
+                   *(paths.inbox / kind.word for kind in REPORT_KINDS)):
         if not folder.is_dir():
             continue
         for path in sorted(folder.iterdir()):

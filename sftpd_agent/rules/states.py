@@ -55,7 +55,26 @@ WAITING = frozenset({C.RECEIVED, C.VALIDATED, C.SCHEDULED})
 """Not yet on the provider's server."""
 IN_FLIGHT = frozenset({C.UPLOADING, C.PUBLISHED, C.PROCESSING})
 """On the provider's server (or being put there), outcome not known yet."""
-FINAL = frozenset({C.HELD, C.REJECTED, C.DONE, C.REPORTED})
+OUTCOME = frozenset({C.DONE, C.REJECTED})
+"""The provider's outcome known; its delivery report (ACK) still to come."""
+FINAL = frozenset({C.HELD, *OUTCOME, C.REPORTED})
+"""Nothing more happens to it (but its ACK, after an outcome)."""
+
+P = PartState
+PART_ALLOWED: dict[PartState, frozenset[PartState]] = {
+    P.UPLOADING: frozenset({P.PUBLISHED, P.PROCESSING, P.DONE, P.REJECTED}),
+    P.PUBLISHED: frozenset({P.PROCESSING, P.DONE, P.REJECTED}),
+    P.PROCESSING: frozenset({P.DONE, P.REJECTED}),
+    P.DONE: frozenset(),
+    P.REJECTED: frozenset(),
+}
+"""A provider file moves only forward: what the remote extension proves is never undone."""
+PART_WAITING = frozenset({P.PUBLISHED, P.PROCESSING})
+"""On the provider's server under its final name, outcome not known yet."""
+PART_FINAL = frozenset({P.DONE, P.REJECTED})
+"""The provider's outcome for the file."""
+PART_UPLOADED = PART_WAITING | PART_FINAL
+"""Its rows were uploaded (a file the provider later rejects was uploaded all the same)."""
 
 # Remote extension -> the part state it proves.
 EXTENSION_STATE: dict[str, PartState] = {
@@ -64,7 +83,6 @@ EXTENSION_STATE: dict[str, PartState] = {
     ".done": PartState.DONE,
     ".reject": PartState.REJECTED,
 }
-_ORDER = [PartState.UPLOADING, PartState.PUBLISHED, PartState.PROCESSING, PartState.DONE]
 
 
 def can_move(before: CampaignState, after: CampaignState) -> bool:
@@ -72,12 +90,9 @@ def can_move(before: CampaignState, after: CampaignState) -> bool:
 
 
 def advanced(before: PartState, seen: PartState) -> bool:
-    """Whether the remote state ``seen`` is news for a part in state ``before``."""
-    if before in (PartState.DONE, PartState.REJECTED):
-        return False
-    if seen == PartState.REJECTED:
-        return True
-    return _ORDER.index(seen) > _ORDER.index(before)
+    """Whether the remote state ``seen`` is news for a part in state ``before``: a move
+    :data:`PART_ALLOWED` (forward only)."""
+    return seen in PART_ALLOWED[before]
 
 
 def campaign_state_of(parts: Iterable[PartState]) -> CampaignState:

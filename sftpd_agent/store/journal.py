@@ -1,11 +1,14 @@
-"""The state journal: SQLite in WAL mode, the agent's only memory across a crash.
+"""The state journal: SQLite in WAL mode, the agent's only memory across a crash, and the
+only module (with the rest of ``store/``) that speaks SQL.
 
 Campaigns, their provider files (parts) and every state transition with its time. A
 transition is committed with ``synchronous=FULL`` before the action that depends on it, so
 after a crash the journal says what was intended and the remote listing says what happened.
+The state machine (:mod:`sftpd_agent.rules.states`) is enforced here: a move it forbids is
+refused (:class:`IllegalTransition`) and nothing is written.
 
-The schema has a version (``PRAGMA user_version``) and ordered migrations; opening a store
-applies the missing ones in one transaction each. The database and every file the agent
+The schema and its migrations are :mod:`.schema`'s, the values read back :mod:`.records`',
+the report tables' reads and writes :mod:`.reports`'. The database and every file the agent
 writes hold personal data: created 0600 in 0700 folders, whatever the umask.
 
 Several processes write to it (the daemon, ``suppress import``): SQLite lets one write at a
@@ -28,145 +31,23 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..files import private_dir, private_file
-from ..rules.states import CampaignState, PartState
+from ..rules.states import PART_FINAL, CampaignState, PartState, advanced, can_move
+from .records import Campaign, Part, PartPlan, ReportCursor, now_iso, parse_iso
+from .reports import ReportTables
+from .schema import GET_FACT, PUT_FACT, SUPPRESS, migrate
+from .schema import version as schema_version
 
-MIGRATIONS: Sequence[str] = (
-    # 1: campaigns, parts, transitions, agent facts
-    """
-    CREATE TABLE campaigns (
-        id INTEGER PRIMARY KEY,
-        campaign_id TEXT NOT NULL,
-        file TEXT NOT NULL,
-        source TEXT NOT NULL,
-        state TEXT NOT NULL,
-        received_at TEXT NOT NULL,
-        send_at TEXT,
-        upload_at TEXT,
-        rows INTEGER NOT NULL DEFAULT 0,
-        valid INTEGER NOT NULL DEFAULT 0,
-        invalid INTEGER NOT NULL DEFAULT 0,
-        duplicates INTEGER NOT NULL DEFAULT 0,
-        suppressed INTEGER NOT NULL DEFAULT 0,
-        segments INTEGER NOT NULL DEFAULT 0,
-        reason TEXT,
-        summary TEXT,
-        updated_at TEXT NOT NULL
-    );
-    CREATE INDEX campaigns_state ON campaigns(state);
-    CREATE TABLE parts (
-        id INTEGER PRIMARY KEY,
-        campaign INTEGER NOT NULL REFERENCES campaigns(id),
-        number INTEGER NOT NULL,
-        remote_name TEXT NOT NULL UNIQUE,
-        state TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        sha256 TEXT NOT NULL,
-        rows INTEGER NOT NULL,
-        published_at TEXT,
-        outcome_at TEXT,
-        updated_at TEXT NOT NULL
-    );
-    CREATE INDEX parts_state ON parts(state);
-    CREATE TABLE transitions (
-        id INTEGER PRIMARY KEY,
-        campaign INTEGER NOT NULL REFERENCES campaigns(id),
-        part INTEGER REFERENCES parts(id),
-        from_state TEXT,
-        to_state TEXT NOT NULL,
-        at TEXT NOT NULL,
-        detail TEXT
-    );
-    CREATE INDEX transitions_campaign ON transitions(campaign);
-    CREATE TABLE agent (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    """,
-    # 2: the suppression list (never purged)
-    """
-    CREATE TABLE suppression (
-        msisdn TEXT PRIMARY KEY,
-        added_at TEXT NOT NULL,
-        source TEXT NOT NULL,
-        campaign TEXT
-    );
-    """,
-    # 3: the provider's reports: read positions, delivery lines, opt-out lines, replies
-    """
-    CREATE TABLE report_cursors (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        name TEXT NOT NULL UNIQUE,
-        kind TEXT NOT NULL,
-        campaign INTEGER REFERENCES campaigns(id),
-        size INTEGER NOT NULL DEFAULT 0,
-        mtime REAL NOT NULL DEFAULT 0,
-        offset INTEGER NOT NULL DEFAULT 0,
-        head_sha256 TEXT NOT NULL DEFAULT '',
-        tail_sha256 TEXT NOT NULL DEFAULT '',
-        lines INTEGER NOT NULL DEFAULT 0,
-        complete_at TEXT,
-        deleted_at TEXT,
-        seen_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    );
-    CREATE TABLE deliveries (
-        report INTEGER NOT NULL,  -- report_cursors.id (never reused)
-        msisdn TEXT NOT NULL,
-        idremote TEXT NOT NULL,
-        campaign INTEGER,
-        oadc TEXT NOT NULL,
-        idstatus TEXT NOT NULL,
-        status TEXT NOT NULL,
-        operator TEXT NOT NULL,
-        at TEXT NOT NULL,
-        PRIMARY KEY (report, msisdn, idremote)
-    ) WITHOUT ROWID;
-    CREATE TABLE optouts (
-        id INTEGER PRIMARY KEY,
-        report INTEGER NOT NULL,  -- report_cursors.id
-        key INTEGER NOT NULL,     -- a 64-bit hash of the line's text
-        occurrence INTEGER NOT NULL,
-        msisdn TEXT NOT NULL,
-        received_at TEXT,
-        campaign INTEGER REFERENCES campaigns(id),
-        at TEXT NOT NULL,
-        UNIQUE (report, key, occurrence)
-    );
-    CREATE TABLE replies (
-        id INTEGER PRIMARY KEY,
-        report INTEGER NOT NULL,
-        key INTEGER NOT NULL,
-        occurrence INTEGER NOT NULL,
-        msisdn TEXT NOT NULL,
-        received_at TEXT,
-        message TEXT NOT NULL,
-        idremote TEXT NOT NULL,
-        campaign INTEGER REFERENCES campaigns(id),
-        opt_out INTEGER NOT NULL,
-        at TEXT NOT NULL,
-        UNIQUE (report, key, occurrence)
-    );
-    CREATE INDEX replies_campaign ON replies(campaign);
-    """,
-    # 4: notifications waiting to be sent (one row per event and channel)
-    """
-    CREATE TABLE notifications (
-        id INTEGER PRIMARY KEY,
-        event TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        payload TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_at TEXT NOT NULL,
-        last_error TEXT,
-        sent_at TEXT
-    );
-    CREATE INDEX notifications_pending ON notifications(sent_at, next_at);
-    """,
-)
-
+# Campaign ... parse_iso live in .records: named here too for modules that still import them
+# from here.
+__all__ = [
+    "BEGIN_DEADLINE", "BULK_PAUSE", "BUSY_TIMEOUT_MS", "Campaign", "IllegalTransition",
+    "JournalBusyError", "Part", "PartPlan", "ReportCursor", "Store", "next_batch", "now_iso",
+    "parse_iso",
+]
 
 BUSY_TIMEOUT_MS = 100
 """SQLite's own wait for a lock, on every statement (it polls at most 25 ms apart): enough for
@@ -181,10 +62,21 @@ BULK_HOLD_TARGET = 0.04
 BULK_PAUSE = 0.03
 """Seconds a bulk writer leaves the lock free between batches."""
 BULK_FIRST_BATCH, BULK_MIN_BATCH, BULK_MAX_BATCH = 2_000, 200, 50_000
+CHECKPOINT_EVERY = 100
+"""Transactions between two checkpoints (:meth:`Store.checkpoint`); a bulk batch checkpoints
+after itself."""
 
 
 class JournalBusyError(sqlite3.OperationalError):
     """The journal's write lock stayed taken for :data:`BEGIN_DEADLINE` seconds."""
+
+
+class IllegalTransition(ValueError):
+    """A move the state machine forbids: refused, nothing written."""
+
+    def __init__(self, what: str, before: str, after: str) -> None:
+        super().__init__(f"{what}: {before} -> {after} is not a move the state machine allows")
+        self.before, self.after = before, after
 
 
 def _busy(error: sqlite3.OperationalError) -> bool:
@@ -194,132 +86,15 @@ def _busy(error: sqlite3.OperationalError) -> bool:
     return "locked" in str(error) or "busy" in str(error)
 
 
-def _next_batch(size: int, held: float) -> int:
+def next_batch(size: int, held: float) -> int:
     """The size of a bulk write's next batch: the one that would hold the lock for
     :data:`BULK_HOLD_TARGET`, if the last batch of ``size`` held it ``held`` seconds."""
     wanted = int(size * BULK_HOLD_TARGET / max(held, 0.001))
     return max(BULK_MIN_BATCH, min(BULK_MAX_BATCH, 2 * size, wanted))
 
 
-def now_iso(when: datetime.datetime) -> str:
-    return when.astimezone(datetime.UTC).isoformat(timespec="seconds")
-
-
-def parse_iso(text: str | None) -> datetime.datetime | None:
-    return datetime.datetime.fromisoformat(text) if text else None
-
-
-@dataclass(frozen=True, slots=True)
-class Campaign:
-    id: int
-    campaign_id: str
-    file: str
-    source: str
-    state: CampaignState
-    received_at: datetime.datetime
-    send_at: datetime.datetime | None
-    upload_at: datetime.datetime | None
-    rows: int
-    valid: int
-    invalid: int
-    duplicates: int
-    suppressed: int
-    segments: int
-    reason: str | None
-    summary: dict[str, Any]
-    updated_at: datetime.datetime
-
-    def figures(self) -> dict[str, int]:
-        """The contract's figures (``status``, events): rows ... segments, in that order."""
-        return {"rows": self.rows, "valid": self.valid, "invalid": self.invalid,
-                "duplicates": self.duplicates, "suppressed": self.suppressed,
-                "segments": self.segments}
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Campaign:
-        return cls(
-            id=row["id"], campaign_id=row["campaign_id"], file=row["file"], source=row["source"],
-            state=CampaignState(row["state"]),
-            received_at=datetime.datetime.fromisoformat(row["received_at"]),
-            send_at=parse_iso(row["send_at"]), upload_at=parse_iso(row["upload_at"]),
-            rows=row["rows"], valid=row["valid"], invalid=row["invalid"],
-            duplicates=row["duplicates"], suppressed=row["suppressed"],
-            segments=row["segments"], reason=row["reason"],
-            summary=json.loads(row["summary"]) if row["summary"] else {},
-            updated_at=datetime.datetime.fromisoformat(row["updated_at"]),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Part:
-    id: int
-    campaign: int
-    number: int
-    remote_name: str
-    state: PartState
-    size: int
-    sha256: str
-    rows: int
-    published_at: datetime.datetime | None
-    outcome_at: datetime.datetime | None
-
-    @property
-    def stem(self) -> str:
-        return self.remote_name.removesuffix(".csv")
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Part:
-        return cls(
-            id=row["id"], campaign=row["campaign"], number=row["number"],
-            remote_name=row["remote_name"], state=PartState(row["state"]), size=row["size"],
-            sha256=row["sha256"], rows=row["rows"],
-            published_at=parse_iso(row["published_at"]), outcome_at=parse_iso(row["outcome_at"]),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ReportCursor:
-    """How far a remote report file has been read: the bytes up to ``offset`` (whole lines)
-    are ingested; ``head_sha256``/``tail_sha256`` hash the first and last 4 KiB of them."""
-
-    name: str
-    kind: str
-    campaign: int | None
-    seen_at: datetime.datetime
-    id: int | None = None
-    size: int = 0
-    mtime: float = 0.0
-    offset: int = 0
-    head_sha256: str = ""
-    tail_sha256: str = ""
-    lines: int = 0
-    complete_at: datetime.datetime | None = None
-    deleted_at: datetime.datetime | None = None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> ReportCursor:
-        return cls(
-            name=row["name"], kind=row["kind"], campaign=row["campaign"],
-            seen_at=datetime.datetime.fromisoformat(row["seen_at"]), id=row["id"],
-            size=row["size"],
-            mtime=row["mtime"], offset=row["offset"], head_sha256=row["head_sha256"],
-            tail_sha256=row["tail_sha256"], lines=row["lines"],
-            complete_at=parse_iso(row["complete_at"]), deleted_at=parse_iso(row["deleted_at"]),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class PartPlan:
-    """A provider file to publish: its name and the exact bytes' size and hash."""
-
-    remote_name: str
-    size: int
-    sha256: str
-    rows: int
-
-
-class Store:
-    """The journal. One connection, used from the event loop's thread only."""
+class Store(ReportTables):
+    """The journal. One connection; transactions one at a time (worker threads included)."""
 
     def __init__(self, path: Path, *, readonly: bool = False,
                  begin_deadline: float = BEGIN_DEADLINE) -> None:
@@ -331,6 +106,7 @@ class Store:
         # transaction at a time on the shared connection.
         self._lock = threading.RLock()
         self._rng = random.Random()  # noqa: S311  (jitter, not secrets)
+        self._unchecked = 0  # transactions since the last checkpoint
         if readonly:
             # For ``status`` and friends beside a running daemon: WAL lets both read.
             self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
@@ -349,6 +125,9 @@ class Store:
         self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB: million-line reports
         self._migrate()
         self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        # Checkpoints are ours (:meth:`checkpoint`), between transactions: SQLite's automatic
+        # one runs inside the COMMIT that filled the WAL, doubling that commit's time.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
         for suffix in ("-wal", "-shm"):
             sidecar = path.with_name(path.name + suffix)
             if sidecar.exists():
@@ -359,15 +138,15 @@ class Store:
 
     @property
     def version(self) -> int:
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        return schema_version(self._db)
 
     def _migrate(self) -> None:
-        for version in range(self.version, len(MIGRATIONS)):
-            # One script, one transaction: the schema and its version change together.
-            self._db.executescript(
-                f"BEGIN IMMEDIATE; {MIGRATIONS[version]}; PRAGMA user_version = {version + 1}; "
-                "COMMIT;"
-            )
+        migrate(self._db)
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open on this store's connection."""
+        return self._db.in_transaction
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -388,6 +167,20 @@ class Store:
                 raise
             finally:
                 self.last_hold = time.monotonic() - began
+            self._unchecked += 1
+            if self._unchecked >= CHECKPOINT_EVERY:
+                self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the database file, outside any transaction.
+
+        PASSIVE: it neither waits for nor blocks another writer (pages a reader still needs
+        wait for the next one). After every bulk batch, and every :data:`CHECKPOINT_EVERY`
+        transactions, so that the WAL stays small without a checkpoint inside a COMMIT.
+        """
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._unchecked = 0
 
     def _begin(self) -> None:
         """``BEGIN IMMEDIATE``, tried again while another connection writes: sleeps doubling
@@ -467,6 +260,8 @@ class Store:
             before = db.execute("SELECT state FROM campaigns WHERE id = ?", (pk,)).fetchone()
             if before is None:
                 raise KeyError(pk)
+            if not can_move(CampaignState(before["state"]), to):
+                raise IllegalTransition(f"campaign {pk}", before["state"], to)
             self._update_campaign(db, pk, state=to, updated_at=now_iso(at), **fields)
             if before["state"] != to:
                 db.execute(
@@ -516,8 +311,15 @@ class Store:
     def add_parts(
         self, pk: int, plans: Sequence[PartPlan], *, at: datetime.datetime, suppressed: int
     ) -> list[Part]:
-        """Record the campaign's provider files and its move to ``uploading``: the intent."""
+        """Record the campaign's provider files and its move to ``uploading``: the intent.
+        Refused (:class:`IllegalTransition`) unless the campaign may move to ``uploading``."""
         with self.transaction() as db:
+            before = db.execute("SELECT state FROM campaigns WHERE id = ?", (pk,)).fetchone()
+            if before is None:
+                raise KeyError(pk)
+            if not can_move(CampaignState(before["state"]), CampaignState.UPLOADING):
+                raise IllegalTransition(f"campaign {pk}", before["state"],
+                                        CampaignState.UPLOADING)
             for number, plan in enumerate(plans, start=1):
                 db.execute(
                     "INSERT INTO parts (campaign, number, remote_name, state, size, sha256, rows,"
@@ -525,7 +327,6 @@ class Store:
                     (pk, number, plan.remote_name, PartState.UPLOADING, plan.size, plan.sha256,
                      plan.rows, now_iso(at)),
                 )
-            before = db.execute("SELECT state FROM campaigns WHERE id = ?", (pk,)).fetchone()
             self._update_campaign(db, pk, state=CampaignState.UPLOADING, suppressed=suppressed,
                                   updated_at=now_iso(at))
             db.execute(
@@ -547,21 +348,29 @@ class Store:
         return [Part.from_row(row) for row in rows]
 
     def move_part(self, part: Part, to: PartState, *, at: datetime.datetime) -> None:
+        """Record a provider file's transition: only forward (``states.advanced``) from the
+        state the journal holds, else :class:`IllegalTransition`."""
         with self.transaction() as db:
+            row = db.execute("SELECT state FROM parts WHERE id = ?", (part.id,)).fetchone()
+            if row is None:
+                raise KeyError(part.id)
+            before = PartState(row["state"])
+            if not advanced(before, to):
+                raise IllegalTransition(f"part {part.remote_name}", before, to)
             fields = ["state = ?", "updated_at = ?"]
             values: list[Any] = [to, now_iso(at)]
             if to != PartState.UPLOADING:
                 # Seen as .lock or later without our rename recorded: published by then.
                 fields.append("published_at = coalesce(published_at, ?)")
                 values.append(now_iso(at))
-            if to in (PartState.DONE, PartState.REJECTED):
+            if to in PART_FINAL:
                 fields.append("outcome_at = ?")
                 values.append(now_iso(at))
             db.execute(f"UPDATE parts SET {', '.join(fields)} WHERE id = ?",  # noqa: S608
                        (*values, part.id))
             db.execute(
                 "INSERT INTO transitions (campaign, part, from_state, to_state, at) "
-                "VALUES (?,?,?,?,?)", (part.campaign, part.id, part.state, to, now_iso(at)),
+                "VALUES (?,?,?,?,?)", (part.campaign, part.id, before, to, now_iso(at)),
             )
 
     # -- the provider's reports ---------------------------------------------------------
@@ -572,55 +381,51 @@ class Store:
         figures = summary.get("acks", {})
         return {str(k): int(v) for k, v in figures.items()}
 
-    def count_acks(self, pk: int) -> dict[str, int]:
-        """Delivery figures per ACK status counted from the delivery lines."""
+    # -- figures (metrics): aggregates, no table loaded into Python -----------------------
+
+    def campaign_counts(self) -> dict[CampaignState, int]:
+        """Campaigns per state, every state named (0 when none)."""
+        counts = dict.fromkeys(CampaignState, 0)
+        for row in self._db.execute("SELECT state, COUNT(*) FROM campaigns GROUP BY state"):
+            counts[CampaignState(row[0])] = int(row[1])
+        return counts
+
+    def campaign_totals(self) -> dict[str, int]:
+        """The figures (rows ... segments) summed over every campaign."""
+        row = self._db.execute(
+            "SELECT " + ", ".join(f"COALESCE(SUM({name}), 0)" for name in _FIGURES)  # noqa: S608
+            + " FROM campaigns").fetchone()
+        return {name: int(value) for name, value in zip(_FIGURES, row, strict=True)}
+
+    def invalid_by_code(self) -> dict[str, int]:
+        """Invalid rows per error code, summed over the campaigns' summaries."""
         rows = self._db.execute(
-            "SELECT status, count(*) FROM deliveries WHERE report IN (SELECT id FROM "
-            "report_cursors WHERE campaign = ? AND kind = 'ack') GROUP BY status "
-            "ORDER BY status", (pk,))
+            "SELECT codes.key, SUM(codes.value) FROM campaigns, "
+            "json_each(campaigns.summary, '$.invalid_by_code') AS codes "
+            "WHERE campaigns.summary IS NOT NULL GROUP BY codes.key")
         return {row[0]: int(row[1]) for row in rows}
+
+    def part_rows(self, *states: PartState) -> int:
+        """Rows of the provider files in ``states``."""
+        marks = ",".join("?" * len(states))
+        return int(self._db.execute(
+            f"SELECT COALESCE(SUM(rows), 0) FROM parts WHERE state IN ({marks})",  # noqa: S608
+            states).fetchone()[0])
+
+    def oldest_part(self, *states: PartState) -> datetime.datetime | None:
+        """When the longest waiting provider file in ``states`` was published (for one seen
+        going straight from uploading to processing, its move: the best lower bound)."""
+        marks = ",".join("?" * len(states))
+        # Journal times are UTC ISO strings of one shape: the smallest string is the oldest.
+        oldest = self._db.execute(
+            f"SELECT MIN(COALESCE(published_at, updated_at)) FROM parts "  # noqa: S608
+            f"WHERE state IN ({marks})", states).fetchone()[0]
+        return parse_iso(oldest)
 
     def part_named(self, remote_name: str) -> Part | None:
         row = self._db.execute("SELECT * FROM parts WHERE remote_name = ?",
                                (remote_name,)).fetchone()
         return Part.from_row(row) if row else None
-
-    def report_cursor(self, name: str) -> ReportCursor | None:
-        row = self._db.execute("SELECT * FROM report_cursors WHERE name = ?",
-                               (name,)).fetchone()
-        return ReportCursor.from_row(row) if row else None
-
-    def report_cursors(self) -> list[ReportCursor]:
-        rows = self._db.execute("SELECT * FROM report_cursors ORDER BY name").fetchall()
-        return [ReportCursor.from_row(row) for row in rows]
-
-    @staticmethod
-    def save_cursor(db: sqlite3.Connection, cursor: ReportCursor, at: datetime.datetime) -> int:
-        """Write ``cursor`` inside the caller's transaction (with the lines it accounts for);
-        its id, the same for a name as long as the cursor is kept."""
-        db.execute(
-            "INSERT INTO report_cursors (name, kind, campaign, size, mtime, offset, head_sha256,"
-            " tail_sha256, lines, complete_at, deleted_at, seen_at, updated_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
-            "kind=excluded.kind, campaign=excluded.campaign, size=excluded.size, "
-            "mtime=excluded.mtime, offset=excluded.offset, head_sha256=excluded.head_sha256, "
-            "tail_sha256=excluded.tail_sha256, lines=excluded.lines, "
-            "complete_at=excluded.complete_at, deleted_at=excluded.deleted_at, "
-            "seen_at=excluded.seen_at, updated_at=excluded.updated_at",
-            (cursor.name, cursor.kind, cursor.campaign, cursor.size, cursor.mtime, cursor.offset,
-             cursor.head_sha256, cursor.tail_sha256, cursor.lines,
-             now_iso(cursor.complete_at) if cursor.complete_at else None,
-             now_iso(cursor.deleted_at) if cursor.deleted_at else None,
-             now_iso(cursor.seen_at), now_iso(at)))
-        return int(db.execute("SELECT id FROM report_cursors WHERE name = ?",
-                              (cursor.name,)).fetchone()[0])
-
-    def live_report_names(self, cutoff: datetime.datetime) -> set[str]:
-        """Report files still on the server, seen since ``cutoff``: their copies are kept."""
-        rows = self._db.execute(
-            "SELECT name FROM report_cursors WHERE deleted_at IS NULL AND seen_at >= ?",
-            (now_iso(cutoff),))
-        return {row[0] for row in rows}
 
     def purge_rows(self, cutoff: datetime.datetime) -> dict[str, int]:
         """Delete personal data recorded before ``cutoff``; rows deleted per table.
@@ -653,45 +458,20 @@ class Store:
                     else:
                         count = db.execute(sql, (before, size)).rowcount
                 deleted[table] += count
+                self.checkpoint()
                 if count < size:
                     break
-                size = _next_batch(size, self.last_hold)
+                size = next_batch(size, self.last_hold)
                 time.sleep(BULK_PAUSE)
         return deleted
-
-    def line_counts(self, report: int, *, stop: bool) -> dict[int, int]:
-        """Occurrences of each line (by key) of a STOP (or SMS-MO) file ingested so far."""
-        table = "optouts" if stop else "replies"
-        rows = self._db.execute(
-            f"SELECT key, max(occurrence) FROM {table} WHERE report = ? GROUP BY key",  # noqa: S608
-            (report,))
-        return {row[0]: int(row[1]) for row in rows}
-
-    def has_lines(self, report: int, *, stop: bool) -> bool:
-        table = "optouts" if stop else "replies"
-        return self._db.execute(f"SELECT 1 FROM {table} WHERE report = ? LIMIT 1",  # noqa: S608
-                                (report,)).fetchone() is not None
-
-    def replies(self, campaign: str | None = None) -> list[dict[str, Any]]:
-        query = ("SELECT r.msisdn, r.received_at, r.message, r.idremote, r.opt_out, "
-                 "k.name AS report, c.campaign_id FROM replies r "
-                 "LEFT JOIN report_cursors k ON k.id = r.report "
-                 "LEFT JOIN campaigns c ON c.id = r.campaign")
-        args: tuple[Any, ...] = ()
-        if campaign is not None:
-            query += " WHERE c.campaign_id = ?"
-            args = (campaign,)
-        rows = self._db.execute(query + " ORDER BY r.received_at, r.id", args)
-        return [{**dict(row), "opt_out": bool(row["opt_out"])} for row in rows]
 
     @staticmethod
     def put_fact(db: sqlite3.Connection, key: str, value: Any) -> None:
         """``set_fact`` inside the caller's transaction."""
-        db.execute("INSERT INTO agent (key, value) VALUES (?, ?) ON CONFLICT(key) "
-                   "DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
+        db.execute(PUT_FACT, (key, json.dumps(value)))
 
     def fact_in(self, db: sqlite3.Connection, key: str, default: Any = None) -> Any:
-        row = db.execute("SELECT value FROM agent WHERE key = ?", (key,)).fetchone()
+        row = db.execute(GET_FACT, (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
     # -- the suppression list ------------------------------------------------------------
@@ -729,10 +509,9 @@ class Store:
                     "ON s.msisdn = j.value", (json.dumps(batch),))}
                 new = list(dict.fromkeys(n for n in batch if n not in present))
                 db.executemany(
-                    "INSERT INTO suppression (msisdn, added_at, source, campaign) "
-                    "VALUES (?,?,?,?) ON CONFLICT(msisdn) DO NOTHING",
-                    [(msisdn, source_at, source, campaign) for msisdn in sorted(new)])
-            size = _next_batch(size, self.last_hold)
+                    SUPPRESS, [(msisdn, source_at, source, campaign) for msisdn in sorted(new)])
+            size = next_batch(size, self.last_hold)
+            self.checkpoint()
             yield new
 
     def unsuppress(self, numbers: Sequence[str]) -> list[str]:
@@ -755,14 +534,14 @@ class Store:
 
     def set_fact(self, key: str, value: Any) -> None:
         with self.transaction() as db:
-            db.execute("INSERT INTO agent (key, value) VALUES (?, ?) ON CONFLICT(key) "
-                       "DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
+            db.execute(PUT_FACT, (key, json.dumps(value)))
 
     def fact(self, key: str, default: Any = None) -> Any:
-        row = self._db.execute("SELECT value FROM agent WHERE key = ?", (key,)).fetchone()
+        row = self._db.execute(GET_FACT, (key,)).fetchone()
         return json.loads(row["value"]) if row else default
 
 
+_FIGURES = ("rows", "valid", "invalid", "duplicates", "suppressed", "segments")
 _CAMPAIGN_FIELDS = frozenset({
     "campaign_id", "file", "state", "send_at", "upload_at", "rows", "valid", "invalid",
     "duplicates", "suppressed", "segments", "reason", "summary", "updated_at",

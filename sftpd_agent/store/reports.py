@@ -1,0 +1,206 @@
+"""The provider's reports in the journal: read positions, delivery lines, opt-out lines, replies.
+
+A report file's cursor says how far it has been read; the lines it accounts for are recorded
+in the same transaction as the cursor, one batch at a time (:meth:`ReportTables.record_acks`,
+:meth:`ReportTables.record_lines`, each followed by a checkpoint), so that a crash leaves the
+two in step. Each line has a key (ACK: report, MSISDN and IDREMOTE; STOP and SMS-MO: report,
+the line's hash and its occurrence): reading a file again records nothing twice.
+
+These are methods of :class:`~sftpd_agent.store.journal.Store` (which inherits them); kept
+here so that the report SQL reads in one place.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from typing import Any, Literal
+
+from ..rules.naming import Kind
+from .records import (
+    DeliveryRow,
+    OptOutRow,
+    ReplyRow,
+    ReportCursor,
+    SuppressionRow,
+    now_iso,
+)
+from .schema import GET_FACT, PUT_FACT, SUPPRESS
+
+Tally = Callable[[Any, list[str], int], Any]
+"""What a fact becomes once new opt-outs (their numbers) and replies (their count) are added:
+``(fact before or None, new opt-out numbers, new replies) -> fact after``."""
+
+_DELIVERY = ("INSERT OR IGNORE INTO deliveries (report, msisdn, idremote, campaign, oadc, "
+             "idstatus, status, operator, at) VALUES (?,?,?,?,?,?,?,?,?)")
+_OPTOUT = ("INSERT OR IGNORE INTO optouts (report, key, occurrence, msisdn, received_at, "
+           "campaign, at) VALUES (?,?,?,?,?,?,?)")
+_REPLY = ("INSERT OR IGNORE INTO replies (report, key, occurrence, msisdn, received_at, "
+          "message, idremote, campaign, opt_out, at) VALUES (?,?,?,?,?,?,?,?,?,?)")
+_LINES_TABLE = {Kind.STOP: "optouts", Kind.SMSMO: "replies"}
+
+
+class ReportTables:
+    """The report tables' reads and writes (mixed into ``Store``)."""
+
+    _db: sqlite3.Connection
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError  # pragma: no cover - the Store's
+
+    def checkpoint(self) -> None:
+        raise NotImplementedError  # pragma: no cover - the Store's
+
+    # -- cursors ---------------------------------------------------------------------------
+
+    def report_cursor(self, name: str) -> ReportCursor | None:
+        row = self._db.execute("SELECT * FROM report_cursors WHERE name = ?",
+                               (name,)).fetchone()
+        return ReportCursor.from_row(row) if row else None
+
+    def report_cursors(self) -> list[ReportCursor]:
+        rows = self._db.execute("SELECT * FROM report_cursors ORDER BY name").fetchall()
+        return [ReportCursor.from_row(row) for row in rows]
+
+    def save_report_cursor(self, cursor: ReportCursor, at: datetime.datetime) -> ReportCursor:
+        """Write ``cursor`` alone (a file seen, settled or deleted); it with its id, the same
+        for a name as long as the cursor is kept."""
+        with self.transaction() as db:
+            pk = _save_cursor(db, cursor, at)
+        return cursor if cursor.id == pk else replace(cursor, id=pk)
+
+    def live_report_names(self, cutoff: datetime.datetime) -> set[str]:
+        """Report files still on the server, seen since ``cutoff``: their copies are kept."""
+        rows = self._db.execute(
+            "SELECT name FROM report_cursors WHERE deleted_at IS NULL AND seen_at >= ?",
+            (now_iso(cutoff),))
+        return {row[0] for row in rows}
+
+    # -- lines, with the cursor that accounts for them -------------------------------------
+
+    def record_acks(self, cursor: ReportCursor, rows: Sequence[DeliveryRow],
+                    at: datetime.datetime) -> None:
+        """ACK lines and the cursor just after them, in one transaction (a line already
+        recorded is left as it is)."""
+        with self.transaction() as db:
+            db.executemany(_DELIVERY, rows)
+            _save_cursor(db, cursor, at)
+        self.checkpoint()
+
+    def record_lines(
+        self, cursor: ReportCursor, rows: Sequence[OptOutRow | ReplyRow],
+        optouts: Sequence[SuppressionRow | None], *, bulk: bool, at: datetime.datetime,
+        tally: tuple[str, Tally] | None = None,
+    ) -> tuple[list[str], int]:
+        """STOP (:class:`OptOutRow`) or SMS-MO (:class:`ReplyRow`) lines and the cursor just
+        after them, in one transaction; each new line's opt-out (``optouts[i]`` for
+        ``rows[i]``, None when it is none) onto the suppression list. The new opt-outs'
+        numbers and the number of new replies; ``tally`` (a fact's key and how it changes)
+        adds them up in the same transaction.
+
+        A line already recorded changes nothing, so a number an operator removed from the
+        list does not come back with an old line. ``bulk``: nothing of this file is recorded
+        yet (its first read): every line is new, inserted in bulk.
+        """
+        stop = cursor.kind == Kind.STOP
+        insert = _OPTOUT if stop else _REPLY
+        with self.transaction() as db:
+            if bulk:
+                db.executemany(insert, rows)
+                suppressed = [o for o in optouts if o is not None]
+                db.executemany(SUPPRESS, suppressed)
+                new_optouts = [o[0] for o in suppressed]
+                new_replies = 0 if stop else len(rows)
+            else:
+                new_optouts, new_replies = [], 0
+                for row, optout in zip(rows, optouts, strict=True):
+                    if db.execute(insert, row).rowcount:
+                        new_replies += 0 if stop else 1
+                        if optout is not None:
+                            db.execute(SUPPRESS, optout)
+                            new_optouts.append(optout[0])
+            if tally is not None and (new_optouts or new_replies):
+                key, change = tally
+                found = db.execute(GET_FACT, (key,)).fetchone()
+                after = change(json.loads(found[0]) if found else None, new_optouts,
+                               new_replies)
+                db.execute(PUT_FACT, (key, json.dumps(after)))
+            _save_cursor(db, cursor, at)
+        self.checkpoint()
+        return new_optouts, new_replies
+
+    def line_counts(self, report: int, kind: Kind) -> dict[int, int]:
+        """Occurrences of each line (by key) of a STOP or SMS-MO file recorded so far."""
+        rows = self._db.execute(
+            f"SELECT key, max(occurrence) FROM {_LINES_TABLE[kind]} "  # noqa: S608
+            "WHERE report = ? GROUP BY key", (report,))
+        return {row[0]: int(row[1]) for row in rows}
+
+    def has_lines(self, report: int, kind: Kind) -> bool:
+        """Whether any line of this STOP or SMS-MO file is recorded."""
+        return self._db.execute(
+            f"SELECT 1 FROM {_LINES_TABLE[kind]} WHERE report = ? LIMIT 1",  # noqa: S608
+            (report,)).fetchone() is not None
+
+    # -- reading back ----------------------------------------------------------------------
+
+    def count_acks(self, pk: int) -> dict[str, int]:
+        """Delivery figures per ACK status counted from the delivery lines."""
+        rows = self._db.execute(
+            "SELECT status, count(*) FROM deliveries WHERE report IN (SELECT id FROM "
+            "report_cursors WHERE campaign = ? AND kind = ?) GROUP BY status "
+            "ORDER BY status", (pk, Kind.ACK.word))
+        return {row[0]: int(row[1]) for row in rows}
+
+    def deliveries(self) -> list[DeliveryRow]:
+        """Every delivery line recorded, by report, MSISDN and IDREMOTE."""
+        rows = self._db.execute(
+            "SELECT report, msisdn, idremote, campaign, oadc, idstatus, status, operator, at "
+            "FROM deliveries ORDER BY report, msisdn, idremote")
+        return [tuple(row) for row in rows]
+
+    def replies(self, campaign: str | None = None) -> list[dict[str, Any]]:
+        """The replies recorded (of one campaign, by its id, when given), oldest first."""
+        query = ("SELECT r.msisdn, r.received_at, r.message, r.idremote, r.opt_out, "
+                 "k.name AS report, c.campaign_id FROM replies r "
+                 "LEFT JOIN report_cursors k ON k.id = r.report "
+                 "LEFT JOIN campaigns c ON c.id = r.campaign")
+        args: tuple[Any, ...] = ()
+        if campaign is not None:
+            query += " WHERE c.campaign_id = ?"
+            args = (campaign,)
+        rows = self._db.execute(query + " ORDER BY r.received_at, r.id", args)
+        return [{**dict(row), "opt_out": bool(row["opt_out"])} for row in rows]
+
+    def count_rows(self, table: Literal["deliveries", "optouts", "replies", "suppression",
+                                        "report_cursors"]) -> int:
+        """Rows in one of the report tables or the suppression list (figures, tests)."""
+        if table not in ("deliveries", "optouts", "replies", "suppression", "report_cursors"):
+            raise ValueError(f"not a report table: {table}")
+        return int(self._db.execute(f"SELECT count(*) FROM {table}")  # noqa: S608
+                   .fetchone()[0])
+
+
+def _save_cursor(db: sqlite3.Connection, cursor: ReportCursor, at: datetime.datetime) -> int:
+    """Write ``cursor`` inside the caller's transaction; its id."""
+    db.execute(
+        "INSERT INTO report_cursors (name, kind, campaign, size, mtime, offset, head_sha256,"
+        " tail_sha256, lines, complete_at, deleted_at, seen_at, updated_at) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
+        "kind=excluded.kind, campaign=excluded.campaign, size=excluded.size, "
+        "mtime=excluded.mtime, offset=excluded.offset, head_sha256=excluded.head_sha256, "
+        "tail_sha256=excluded.tail_sha256, lines=excluded.lines, "
+        "complete_at=excluded.complete_at, deleted_at=excluded.deleted_at, "
+        "seen_at=excluded.seen_at, updated_at=excluded.updated_at",
+        (cursor.name, cursor.kind.word, cursor.campaign, cursor.size, cursor.mtime,
+         cursor.offset, cursor.head_sha256, cursor.tail_sha256, cursor.lines,
+         now_iso(cursor.complete_at) if cursor.complete_at else None,
+         now_iso(cursor.deleted_at) if cursor.deleted_at else None,
+         now_iso(cursor.seen_at), now_iso(at)))
+    return int(db.execute("SELECT id FROM report_cursors WHERE name = ?",
+                          (cursor.name,)).fetchone()[0])
+

@@ -1,0 +1,165 @@
+"""The journal's tables: the schema's ordered migrations (``PRAGMA user_version``), and the
+statements more than one part of the store writes.
+
+Opening a store applies the missing migrations in one transaction each (:func:`migrate`).
+A new migration is appended, never edited: a journal records the migrations it has.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+MIGRATIONS: Sequence[str] = (
+    # 1: campaigns, parts, transitions, agent facts
+    """
+    CREATE TABLE campaigns (
+        id INTEGER PRIMARY KEY,
+        campaign_id TEXT NOT NULL,
+        file TEXT NOT NULL,
+        source TEXT NOT NULL,
+        state TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        send_at TEXT,
+        upload_at TEXT,
+        rows INTEGER NOT NULL DEFAULT 0,
+        valid INTEGER NOT NULL DEFAULT 0,
+        invalid INTEGER NOT NULL DEFAULT 0,
+        duplicates INTEGER NOT NULL DEFAULT 0,
+        suppressed INTEGER NOT NULL DEFAULT 0,
+        segments INTEGER NOT NULL DEFAULT 0,
+        reason TEXT,
+        summary TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX campaigns_state ON campaigns(state);
+    CREATE TABLE parts (
+        id INTEGER PRIMARY KEY,
+        campaign INTEGER NOT NULL REFERENCES campaigns(id),
+        number INTEGER NOT NULL,
+        remote_name TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        rows INTEGER NOT NULL,
+        published_at TEXT,
+        outcome_at TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX parts_state ON parts(state);
+    CREATE TABLE transitions (
+        id INTEGER PRIMARY KEY,
+        campaign INTEGER NOT NULL REFERENCES campaigns(id),
+        part INTEGER REFERENCES parts(id),
+        from_state TEXT,
+        to_state TEXT NOT NULL,
+        at TEXT NOT NULL,
+        detail TEXT
+    );
+    CREATE INDEX transitions_campaign ON transitions(campaign);
+    CREATE TABLE agent (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    # 2: the suppression list (never purged)
+    """
+    CREATE TABLE suppression (
+        msisdn TEXT PRIMARY KEY,
+        added_at TEXT NOT NULL,
+        source TEXT NOT NULL,
+        campaign TEXT
+    );
+    """,
+    # 3: the provider's reports: read positions, delivery lines, opt-out lines, replies
+    """
+    CREATE TABLE report_cursors (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        campaign INTEGER REFERENCES campaigns(id),
+        size INTEGER NOT NULL DEFAULT 0,
+        mtime REAL NOT NULL DEFAULT 0,
+        offset INTEGER NOT NULL DEFAULT 0,
+        head_sha256 TEXT NOT NULL DEFAULT '',
+        tail_sha256 TEXT NOT NULL DEFAULT '',
+        lines INTEGER NOT NULL DEFAULT 0,
+        complete_at TEXT,
+        deleted_at TEXT,
+        seen_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE deliveries (
+        report INTEGER NOT NULL,  -- report_cursors.id (never reused)
+        msisdn TEXT NOT NULL,
+        idremote TEXT NOT NULL,
+        campaign INTEGER,
+        oadc TEXT NOT NULL,
+        idstatus TEXT NOT NULL,
+        status TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (report, msisdn, idremote)
+    ) WITHOUT ROWID;
+    CREATE TABLE optouts (
+        id INTEGER PRIMARY KEY,
+        report INTEGER NOT NULL,  -- report_cursors.id
+        key INTEGER NOT NULL,     -- a 64-bit hash of the line's text
+        occurrence INTEGER NOT NULL,
+        msisdn TEXT NOT NULL,
+        received_at TEXT,
+        campaign INTEGER REFERENCES campaigns(id),
+        at TEXT NOT NULL,
+        UNIQUE (report, key, occurrence)
+    );
+    CREATE TABLE replies (
+        id INTEGER PRIMARY KEY,
+        report INTEGER NOT NULL,
+        key INTEGER NOT NULL,
+        occurrence INTEGER NOT NULL,
+        msisdn TEXT NOT NULL,
+        received_at TEXT,
+        message TEXT NOT NULL,
+        idremote TEXT NOT NULL,
+        campaign INTEGER REFERENCES campaigns(id),
+        opt_out INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        UNIQUE (report, key, occurrence)
+    );
+    CREATE INDEX replies_campaign ON replies(campaign);
+    """,
+    # 4: notifications waiting to be sent (one row per event and channel)
+    """
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY,
+        event TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at TEXT NOT NULL,
+        last_error TEXT,
+        sent_at TEXT
+    );
+    CREATE INDEX notifications_pending ON notifications(sent_at, next_at);
+    """,
+)
+
+
+SUPPRESS = ("INSERT INTO suppression (msisdn, added_at, source, campaign) VALUES (?,?,?,?) "
+            "ON CONFLICT(msisdn) DO NOTHING")
+"""A number onto the suppression list (``suppress``, an opt-out line): once, first source kept."""
+PUT_FACT = ("INSERT INTO agent (key, value) VALUES (?, ?) ON CONFLICT(key) "
+            "DO UPDATE SET value = excluded.value")
+GET_FACT = "SELECT value FROM agent WHERE key = ?"
+
+
+def version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Apply the migrations ``db`` lacks, in order."""
+    for number in range(version(db), len(MIGRATIONS)):
+        # One script, one transaction: the schema and its version change together.
+        db.executescript(
+            f"BEGIN IMMEDIATE; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1}; "
+            "COMMIT;"
+        )
