@@ -1,25 +1,23 @@
-"""Running the real ``sftpd-agent run`` process in tests: config, start, wait, stop.
+"""Running the real agent process in tests: config, start, wait, stop.
 
-Every wait is bounded in time (``wait_until``) and every loop in count.
+The process itself is :class:`sftpd_agent.testing.DaemonProcess` (shared with the demo);
+:class:`Daemon` adds what only tests need. Every wait is bounded in time (``wait_until``) and
+every loop in count.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from sftpd_agent.simulator.processing import JournalEntry, read_journal
+from sftpd_agent.testing import WAIT_SECONDS, DaemonProcess
 from tests.servers import SftpServer
-
-WAIT_SECONDS = 30.0
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = WAIT_SECONDS,
@@ -59,79 +57,28 @@ def write_config(folder: Path, server: SftpServer, **sections: dict[str, Any]) -
     return path
 
 
-@dataclass
-class Daemon:
-    config: Path
-    root: Path
-    server: SftpServer
-    env: dict[str, str] = field(default_factory=dict)
-    wrapper: list[str] = field(default_factory=list)  # e.g. setpriv to drop capabilities
-    process: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
-    runs: int = 0
+class Daemon(DaemonProcess):
+    """The agent (``python -m sftpd_agent.testing run``) against a test ``server``, with the
+    test-only parts: its outbox, the server's journal, ``status``; :meth:`start` waits for
+    ``agent_ready`` and fails the test when the agent exits first."""
+
+    def __init__(self, config: Path, root: Path, server: SftpServer,
+                 env: dict[str, str] | None = None, wrapper: list[str] | None = None) -> None:
+        super().__init__(config, env=env, wrapper=wrapper or ())
+        self.root = root
+        self.server = server
 
     @property
     def outbox(self) -> Path:
         return self.root / "outbox"
 
-    def start(self, **env: str) -> Daemon:
-        self.runs += 1
-        self.log_path = self.config.parent / f"daemon-{self.runs}.log"
-        environment = {**os.environ, **self.env, **env}
-        environment.pop("SFTPD_AGENT_CONFIG", None)
-        with self.log_path.open("wb") as out:
-            self.process = subprocess.Popen(
-                [*self.wrapper, sys.executable, "-m", "sftpd_agent.testing", "run",
-                 "--config", str(self.config)],
-                stdout=out, stderr=subprocess.STDOUT, env=environment,
-            )
-        wait_until(lambda: self.logged("agent_ready") or self.exited(), what="agent_ready")
-        assert not self.exited(), self.output()
+    def start(self, **env: str) -> Self:
+        super().start(**env)
+        if not self.wait_ready(WAIT_SECONDS):
+            assert self.exited(), f"timed out after {WAIT_SECONDS:.0f} s waiting for " \
+                                  f"agent_ready:\n{self.output()}"
+            raise AssertionError(self.output())
         return self
-
-    def exited(self) -> bool:
-        return self.process is not None and self.process.poll() is not None
-
-    def output(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path else ""
-
-    def lines(self) -> list[dict[str, Any]]:
-        out = []
-        for run in range(1, self.runs + 1):
-            path = self.config.parent / f"daemon-{run}.log"
-            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                if line.startswith("{"):
-                    try:
-                        out.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        continue
-        return out
-
-    def logged(self, event: str, **match: Any) -> list[dict[str, Any]]:
-        return [line for line in self.lines() if line.get("event") == event
-                and all(line.get(k) == v for k, v in match.items())]
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return self.logged("event", name=name)
-
-    def signal(self, sig: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(sig)
-
-    def stop(self, timeout: float = WAIT_SECONDS) -> int:
-        if self.process is None or self.exited():
-            return self.process.returncode if self.process else 0
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        if self.process is not None and not self.exited():
-            self.process.kill()
-            self.process.wait(timeout=WAIT_SECONDS)
-
-    def wait_exit(self, timeout: float = WAIT_SECONDS) -> int:
-        assert self.process is not None
-        return self.process.wait(timeout=timeout)
 
     def journal(self) -> list[JournalEntry]:
         return read_journal(self.server.processor.journal_path)

@@ -23,38 +23,20 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncssh
 import pytest
 
 from sftpd_agent.simulator import Processor, Simulator, SimulatorOptions, SimulatorThread
+from sftpd_agent.testing import ManualClock
 
 SSHD = Path("/usr/sbin/sshd")
 CHROOT_BASE = Path("/srv/sftpd-agent-tests")  # root-owned all the way up, unlike /tmp
 STARTUP_SECONDS = 10.0
-
-
-class ManualClock:
-    """An aware clock that moves only when told to; safe to read from other threads."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime.now(UTC)
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> datetime:
-        with self._lock:
-            self._now += timedelta(seconds=seconds)
-            return self._now
 
 
 @dataclass(frozen=True)
