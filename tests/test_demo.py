@@ -20,15 +20,13 @@ from pathlib import Path
 import pytest
 
 from sftpd_agent.config import load_settings
-from sftpd_agent.demo.orchestrator import (
-    clean_environment,
-    demo_config,
-    hide_numbers,
-    run_demo,
-    sample_campaign,
-    second_campaign,
-)
+from sftpd_agent.demo.folder import demo_config
+from sftpd_agent.demo.follow import stop_numbers
+from sftpd_agent.demo.orchestrator import run_demo
+from sftpd_agent.demo.samples import sample_campaign, second_campaign
 from sftpd_agent.pipeline.intake import take_in
+from sftpd_agent.rules.masking import mask_numbers
+from sftpd_agent.testing import clean_environment
 
 WHOLE_NUMBER = re.compile(r"\+?33 ?6 ?12 ?00 ?0\d ?\d\d|06 12 00 0\d \d\d")
 
@@ -77,22 +75,23 @@ def test_sample_campaign_has_invalid_rows_a_duplicate_and_text_to_transliterate(
     assert second_campaign(numbers).count("\r\n") == 36
 
 
-def test_hide_numbers_masks_every_number_form() -> None:
-    shown = hide_numbers("to +33612000105 and 06 12 00 01 07, not 20 %")
+def test_the_demo_masks_every_number_form_it_shows() -> None:
+    shown = mask_numbers("to +33612000105 and 06 12 00 01 07, not 20 %")
     assert "+33612000105" not in shown and "06 12 00 01 07" not in shown
     assert "+33612****05" in shown
     assert "20 %" in shown
 
 
-def test_the_child_environment_drops_agent_and_systemd_variables(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SFTPD_AGENT_REMOTE__HOST", "sftp.example.net")
-    monkeypatch.setenv("SFTPD_AGENT_CONFIG", "/etc/sftpd-agent/agent.toml")
-    monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
-    env = clean_environment()
-    assert not [key for key in env if key.startswith("SFTPD_AGENT_")]
-    assert "NOTIFY_SOCKET" not in env
-    assert env["PATH"] == os.environ["PATH"]
+def test_stop_numbers_reads_complete_lines_with_the_report_grammar(tmp_path: Path) -> None:
+    (tmp_path / "STOP-12345-20261123.csv").write_bytes(
+        "+33612000101;20261123;1000;STOP;S001\r\n"
+        "+33612000102;20261123;1000;Arrêt; merci;S002\r\n"  # a ';' in the message
+        "+33612000103;20261123\r\n"  # too few fields: not a STOP line
+        "+33612000104;20261123;1001;STOP;S004".encode())  # still being written
+    (tmp_path / "SMSMO-12345-20261123.csv").write_bytes(
+        b"+33612000109;20261123;1000;Bonjour;S009\r\n")
+
+    assert stop_numbers(tmp_path) == {"+33612000101", "+33612000102"}
 
 
 def _now() -> datetime.datetime:
