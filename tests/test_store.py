@@ -139,6 +139,27 @@ def test_a_part_moves_only_forward(tmp_path: Path) -> None:
     store.close()
 
 
+def test_the_store_checkpoints_between_transactions(tmp_path: Path) -> None:
+    """SQLite's own checkpoint is off (it ran inside a COMMIT): the store's keeps the WAL
+    small, the database file up to date."""
+    store = Store(tmp_path / "s.db")
+    wal = tmp_path / "s.db-wal"
+    for n in range(5 * store_module.CHECKPOINT_EVERY):
+        store.set_fact("heartbeat", n)
+    # Without checkpoints every commit appends its pages: 500 commits, over 2 MB.
+    assert wal.stat().st_size < 1_000_000, wal.stat().st_size
+    ack = store.save_report_cursor(ReportCursor("ACK-x.csv", Kind.ACK, None, seen_at=T0), T0)
+    assert ack.id is not None
+    store.record_acks(ack, [(ack.id, f"+336{n:08d}", "R", None, "S", "2", "sent", "op",
+                             T0.isoformat()) for n in range(20_000)], T0)
+    # A bulk batch is checkpointed at once: the database file alone holds it.
+    copy = tmp_path / "copy.db"
+    copy.write_bytes((tmp_path / "s.db").read_bytes())
+    with sqlite3.connect(copy) as db:
+        assert db.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 20_000
+    store.close()
+
+
 def test_facts(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.db")
     assert store.fact("last_poll") is None
