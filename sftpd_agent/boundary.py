@@ -67,7 +67,7 @@ class Failures:
         self.last = {"unit": unit, "error": reason, "at": at.isoformat(timespec="seconds")}
         if self.failing.get(unit) != reason:
             self.failing[unit] = reason
-            debug = log.isEnabledFor(logging.DEBUG)
+            debug = logging.getLogger("sftpd_agent").isEnabledFor(logging.DEBUG)
             log.error("unit_failed", unit=unit, error=reason, exc_info=debug, **context)
         return reason
 

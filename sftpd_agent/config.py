@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -397,3 +397,37 @@ def describe_validation_error(exc: ValidationError) -> str:
         return f"{key}: {message}"
     return f"{key}: {message} (got {value!r})"
 
+
+class SettingsSource:
+    """The settings in force, as one object every component reads through at the moment it
+    needs them: a reload (SIGHUP) swaps them here and reaches every component at once, a
+    component added later included (nobody keeps a copy to be pushed)."""
+
+    def __init__(self, settings: Settings, path: str | None = None) -> None:
+        self._current = settings
+        self.path = path
+
+    def __call__(self) -> Settings:
+        return self._current
+
+    def reload(self) -> bool:
+        """Read the file again; True when ``paths`` changed and were kept as they are (they
+        take effect at the next start). Raises ConfigError, the settings unchanged."""
+        settings = load_settings(self.path)
+        kept = settings.paths != self._current.paths
+        if kept:
+            settings = settings.model_copy(update={"paths": self._current.paths})
+        self._current = settings
+        return kept
+
+
+SettingsLike = Settings | Callable[[], Settings]
+"""What components take: a :class:`SettingsSource` (the daemon), or fixed settings (tests,
+one-shot commands)."""
+
+
+def settings_getter(settings: SettingsLike) -> Callable[[], Settings]:
+    """The settings in force when called, whichever kind ``settings`` is."""
+    if isinstance(settings, Settings):
+        return lambda: settings
+    return settings

@@ -33,7 +33,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from .boundary import Failures, describe, waits_for_space
 from .clock import Clock
-from .config import Settings, load_settings
+from .config import Settings, SettingsSource
 from .errors import ConfigError, RemoteError
 from .logs import bind_campaign, get_logger
 from .notify.payload import event_payload
@@ -49,7 +49,8 @@ from .remote.session import RemoteSession
 from .rules.backoff import Backoff
 from .rules.display import shown
 from .rules.states import WAITING, CampaignState, PartState
-from .store.journal import Campaign, Store, now_iso
+from .store.journal import Store
+from .store.records import Campaign, now_iso
 from .systemd import Notifier
 
 log = get_logger("sftpd_agent.daemon")
@@ -60,55 +61,79 @@ RETRY_SECONDS = (5.0, 600.0)
 again after the first figure, doubling up to the second."""
 
 
+RemoteFactory = Callable[[Settings], Awaitable[Remote]]
+"""Opens a session to the provider with the given settings (asyncssh in production)."""
+
+
 class Agent:
+    """Owns the daemon's lifecycle: start-up reconciliation, the loops (outbox intake, the
+    remote round, the heartbeat, the notification sender), the timers, signals, ``sd_notify``
+    and the stop; and the boundaries that keep one unit's failure that unit's alone.
+
+    It is given its parts: the settings (a :class:`SettingsSource`, read by every component
+    at the moment it needs them, so that a reload reaches all of them), the journal, the
+    remote factory and the clock. The campaign's path is the components': the
+    :class:`Campaigns` (local life), the :class:`Publisher` (``Send/``), the :class:`Reports`
+    (``Report/``) and the notifications.
+    """
+
     def __init__(
         self,
-        settings: Settings,
+        settings: SettingsSource,
         *,
+        store: Store,
+        connect: RemoteFactory,
         clock: Clock,
-        config_path: str | None = None,
-        connect: Callable[[Settings], Awaitable[Remote]] | None = None,
         notifier: Notifier | None = None,
         fault_hook: Callable[[str, object], None] | None = None,
     ) -> None:
-        self.settings = settings
+        self.source = settings
         self.clock = clock
-        self.config_path = config_path
-        self._connect = connect or _sftp_connect
+        self.store = store
         self.notifier = notifier or Notifier.from_environment()
-        self.store = Store(settings.paths.state_db)
-        self.campaigns = Campaigns(settings, self.store, clock, self.emit,
-                                   suppressed=self.store.suppressed)
+        self.campaigns = Campaigns(settings, store, clock, self.emit,
+                                   suppressed=store.suppressed)
         self.publisher = Publisher(
-            self.store, settings.remote.send_dir, self.campaigns.part_file, clock, self.emit,
-            hooks=fault_hook, on_progress=self._remote_progress)
-        self.reports = Reports(self.store, settings, clock, self.emit,
+            store, lambda: self.settings.remote.send_dir, self.campaigns.part_file, clock,
+            self.emit, hooks=fault_hook, on_progress=self._remote_progress)
+        self.reports = Reports(store, self.settings, clock, self.emit,
                                on_reported=self.campaigns.record_report, hooks=fault_hook)
-        remote = settings.remote
-        self.session = RemoteSession(
-            lambda: self._connect(self.settings), clock, self.emit,
-            Backoff(remote.retry_base_seconds, remote.retry_ceiling_seconds,
-                    remote.permanent_retry_seconds))
-        self.outbox = Outbox(settings.paths.outbox, settings.campaign.stable_seconds)
-        self.scheduler = AsyncIOScheduler(timezone=settings.tz)
-        self.notifications = Notifications(self.store, lambda: self.settings, clock)
+        self.session = RemoteSession(lambda: connect(self.settings), clock, self.emit,
+                                     _RemoteBackoff(settings))
+        self.outbox = Outbox(self.settings.paths.outbox,
+                             lambda: self.settings.campaign.stable_seconds)
+        self.scheduler = AsyncIOScheduler(timezone=self.settings.tz)
+        self.notifications = Notifications(store, settings, clock)
         self.notify_wake = asyncio.Event()  # its own: the sender clears it
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()
-        self.lock = asyncio.Lock()
+        # Two locks, so that taking in a new file never waits behind a long upload: the
+        # intake (outbox entries, validation) and the remote side (preparing due campaigns,
+        # the poll round). They touch different campaigns; the journal serialises writes.
+        self.intake_lock = asyncio.Lock()
+        self.remote_lock = asyncio.Lock()
         self._progress = {"outbox": time.monotonic(), "remote": time.monotonic()}
         self.failures = Failures()
         self._retry: dict[int, tuple[float, float]] = {}  # campaign pk -> (monotonic, delay)
         self._odd_shown: dict[str, str] = {}
 
+    @property
+    def settings(self) -> Settings:
+        """The settings in force."""
+        return self.source()
+
     # -- events --------------------------------------------------------------------------
 
-    def emit(self, event: str, campaign: Campaign | None = None, **data: Any) -> None:
-        """An event of the contract: logged, and queued durably for e-mail and hooks.
+    def emit(self, event: str, campaign: Campaign | None = None, *, quiet: bool = False,
+             **data: Any) -> None:
+        """An event of the contract: logged (unless ``quiet``: a transition's own line said
+        it), and queued durably for e-mail and hooks.
 
         Called from the event loop and from worker threads (validation, preparation)."""
-        if campaign is not None:
+        if quiet:
+            pass
+        elif campaign is not None:
             with bind_campaign(campaign.campaign_id):
                 log.info("event", name=event, state=str(campaign.state), **data)
         else:
@@ -182,7 +207,7 @@ class Agent:
         in ``failed/``, a campaign that fails to validate is held (or, short of disk space,
         left to be tried again by the remote loop)."""
         self._quietly("started", self._start_facts)
-        async with self.lock:
+        async with self.intake_lock, self.remote_lock:
             for source in self.campaigns.recover():
                 await self._record(source)
             # Validated but not yet planned is validated again: pure and deterministic.
@@ -212,21 +237,17 @@ class Agent:
     def _request_reload(self) -> None:
         log.info("signal_received", signal="SIGHUP")
         try:
-            settings = load_settings(self.config_path)
+            paths_kept = self.source.reload()
         except ConfigError as exc:
             log.error("reload_failed", error=str(exc))  # noqa: TRY400 - one line, no trace
             return
-        if settings.paths != self.settings.paths:
+        if paths_kept:
             log.warning("reload_paths_ignored", detail="paths take effect at the next start")
-            settings = settings.model_copy(update={"paths": self.settings.paths})
         self.notifier.reloading()
-        self.settings = settings
-        self.campaigns.settings = settings
-        self.publisher.send_dir = settings.remote.send_dir
-        self.reports.settings = settings
-        self.outbox.stable_seconds = settings.campaign.stable_seconds
+        # Every component reads the settings through the source; only the scheduler's
+        # timer holds a copy of a value.
         self.scheduler.reschedule_job("poll", trigger=IntervalTrigger(
-            seconds=settings.remote.poll_seconds, timezone=settings.tz))
+            seconds=self.settings.remote.poll_seconds, timezone=self.settings.tz))
         self.notifier.ready("configuration reloaded")
         log.info("config_reloaded")
         self.wake.set()
@@ -303,7 +324,7 @@ class Agent:
         """One outbox entry: taken, recorded, validated and planned, or its failure said."""
         if self.stop.is_set():
             return
-        async with self.lock:
+        async with self.intake_lock:
             with self._unit(f"outbox entry {shown(path.name)}"):
                 campaign = self.campaigns.take(path)
                 await self._validate(campaign)
@@ -353,25 +374,30 @@ class Agent:
     async def _remote_loop(self) -> None:
         while not self.stop.is_set():
             self._mark("remote")
-            async with self.lock:
-                await self._local_steps()
+            async with self.intake_lock:
+                await self._retry_intake()
+            async with self.remote_lock:
+                await self._prepare_due()
             if not self.stop.is_set() and self.session.ready():
-                async with self.lock:
+                async with self.remote_lock:
                     ok = await self._attempt_round()
-                with self._unit("after the poll"):
-                    self._after_round(ok)
-            async with self.lock:
-                self._guarded("metrics", self._write_metrics)
+                    with self._unit("after the poll"):
+                        self._after_round(ok)
+            self._guarded("metrics", self._write_metrics)
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=self._idle_wait())
 
-    async def _local_steps(self) -> None:
-        """Campaigns waiting on a failed step (tried again when due), then the uploads due."""
+    async def _retry_intake(self) -> None:
+        """Campaigns whose validation failed short of space, tried again when due."""
         waiting = [c for c in self.store.campaigns(C.RECEIVED, C.VALIDATED)
                    if c.id in self._retry and self._retry_due(c.id)]
         for campaign in waiting:
             await self._validate(campaign)
+
+    async def _prepare_due(self) -> None:
+        """The campaigns due for upload: their provider files, the suppression list applied
+        now."""
         for campaign in self.campaigns.due():
             if self.stop.is_set():
                 break
@@ -412,7 +438,7 @@ class Agent:
 
     async def _purge_job(self) -> None:
         """The purge deletes in short batches: in a worker thread, the loop goes on."""
-        async with self.lock:
+        async with self.intake_lock, self.remote_lock:
             with self._unit("retention purge"):
                 await asyncio.to_thread(self._purge)
 
@@ -491,8 +517,31 @@ class Agent:
                 await asyncio.wait_for(self.stop.wait(), timeout=period)
 
 
-async def _sftp_connect(settings: Settings) -> Remote:
+async def sftp_connect(settings: Settings) -> Remote:
+    """The production :data:`RemoteFactory`: asyncssh, the key possibly a systemd
+    credential."""
     from .remote.sftp import connect  # noqa: PLC0415  (asyncssh only in the daemon)
 
     directory = os.environ.get("CREDENTIALS_DIRECTORY")
     return await connect(settings.remote, credentials_dir=Path(directory) if directory else None)
+
+
+def open_agent(settings: Settings, *, config_path: str | None, clock: Clock,
+               fault_hook: Callable[[str, object], None] | None = None) -> Agent:
+    """The agent with its production parts: the journal at ``paths.state_db``, asyncssh."""
+    return Agent(SettingsSource(settings, config_path), store=Store(settings.paths.state_db),
+                 connect=sftp_connect, clock=clock, fault_hook=fault_hook)
+
+
+class _RemoteBackoff(Backoff):
+    """The connection's backoff, with the ``remote.retry_*`` settings in force."""
+
+    def __init__(self, settings: Callable[[], Settings]) -> None:
+        super().__init__()
+        self._settings = settings
+
+    def delay(self, failures: int, *, permanent: bool = False) -> float:
+        remote = self._settings().remote
+        self.base, self.ceiling = remote.retry_base_seconds, remote.retry_ceiling_seconds
+        self.permanent = remote.permanent_retry_seconds
+        return super().delay(failures, permanent=permanent)

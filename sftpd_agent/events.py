@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .store.journal import Campaign
+from .store.records import Campaign
 
 NAMES = (
     "campaign.received", "campaign.held", "campaign.scheduled", "campaign.published",
@@ -18,4 +18,8 @@ NAMES = (
 
 
 class Events(Protocol):
-    def __call__(self, event: str, campaign: Campaign | None = None, **data: object) -> None: ...
+    """Raise ``event`` (about ``campaign``, with ``data``): logged and queued. ``quiet``: the
+    caller has already said it in its own log line (a state transition), only queue it."""
+
+    def __call__(self, event: str, campaign: Campaign | None = None, *, quiet: bool = False,
+                 **data: object) -> None: ...

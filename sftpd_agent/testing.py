@@ -247,8 +247,11 @@ class DaemonProcess:
                 and all(line.get(k) == v for k, v in match.items())]
 
     def events(self, name: str) -> list[dict[str, Any]]:
-        """The ``event`` lines named ``name`` (``campaign.done``, ...)."""
-        return self.logged("event", name=name)
+        """The lines that said event ``name`` (``campaign.done``, ...): an ``event`` line, or
+        a state transition's own line naming it in ``announces``."""
+        return [line for line in self.lines()
+                if (line.get("event") == "event" and line.get("name") == name)
+                or line.get("announces") == name]
 
     # -- stopping it -----------------------------------------------------------------------
 
@@ -285,7 +288,7 @@ class DaemonProcess:
 def main(argv: Sequence[str] | None = None) -> int:
     """``run [--config PATH]`` with the test switches honoured."""
     from .config import load_settings  # noqa: PLC0415
-    from .daemon import Agent  # noqa: PLC0415
+    from .daemon import open_agent  # noqa: PLC0415
     from .logs import configure  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="python -m sftpd_agent.testing",
@@ -297,8 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure()
     log.warning("test_mode", switches={k: os.environ[k] for k in SWITCHES if k in os.environ},
                 detail="test switches honoured: never run this in production")
-    agent = Agent(settings, clock=clock_from_environment(), config_path=args.config,
-                  fault_hook=fault_hook_from_environment())
+    agent = open_agent(settings, config_path=args.config, clock=clock_from_environment(),
+                       fault_hook=fault_hook_from_environment())
     return asyncio.run(agent.run())
 
 

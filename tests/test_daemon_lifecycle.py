@@ -18,7 +18,7 @@ import pytest
 
 from sftpd_agent.clock import system_clock
 from sftpd_agent.config import load_settings
-from sftpd_agent.daemon import Agent
+from sftpd_agent.daemon import open_agent
 from sftpd_agent.simulator import SimulatorOptions
 from tests.daemon_harness import Daemon, rows, wait_until, write_config
 from tests.servers import SftpServer
@@ -88,7 +88,7 @@ def test_the_production_run_ignores_the_test_switches(tmp_path: Path,
 async def test_a_loop_that_ends_on_its_own_stops_the_agent_with_exit_1(
         tmp_path: Path, openssh: SftpServer, capsys: pytest.CaptureFixture[str]) -> None:
     settings = load_settings(write_config(tmp_path, openssh))
-    agent = Agent(settings, clock=system_clock)
+    agent = open_agent(settings, config_path=None, clock=system_clock)
 
     async def broken() -> None:
         await asyncio.sleep(0.2)

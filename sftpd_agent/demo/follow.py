@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from ..rules.masking import mask_numbers
 from ..rules.report_lines import parse_report_line
+from ..rules.states import CampaignState
 
 if TYPE_CHECKING:
     from ..store.journal import Store
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 CLEANUP_RESERVE = 8.0  # seconds kept back from the demo's deadline to stop everything
+
+
+_STATES = frozenset(str(state) for state in CampaignState)
 
 
 class DemoFailed(Exception):
@@ -146,7 +150,9 @@ class Follower:
 
     def _show(self, line: Mapping[str, Any]) -> None:
         event = line.get("event")
-        name = line.get("name") if event == "event" else None
+        # An event is said in an ``event`` line, or (a state transition) in the transition's
+        # own line, which names it in ``announces``.
+        name = line.get("name") if event == "event" else line.get("announces")
         if event == "agent_ready":
             self.ready = True
             return
@@ -164,6 +170,8 @@ class Follower:
 
         if "state" in line and isinstance(line["state"], str):
             campaign.state = line["state"]
+        if isinstance(event, str) and event.removeprefix("campaign_") in _STATES:
+            campaign.state = event.removeprefix("campaign_")
         if event == "campaign_received":
             campaign.reached.add("received")
             campaign.state = "received"
@@ -192,7 +200,7 @@ class Follower:
             campaign.reached.add("published")
             say("published", f"Send/{line.get('remote_name')} ({line.get('rows')} rows, "
                              f"{line.get('bytes')} bytes: .tmp, size checked, renamed .csv)")
-        elif event == "campaign_state" and line.get("state") == "processing":
+        elif event == "campaign_processing":
             campaign.reached.add("processing")
             say("processing", "the provider took the file (.lock)")
         elif name == "campaign.done":

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..clock import Clock
-from ..config import Settings
+from ..config import Settings, SettingsLike, settings_getter
 from ..events import Events
 from ..files import fsync_dir, private_dir, private_file, replaced
 from ..logs import bind_campaign, get_logger
@@ -38,8 +38,10 @@ from ..rules.plan import campaign_from_filename, distinct_provider_names, provid
 from ..rules.states import CampaignState, PartState
 from ..rules.upload_file import UploadWriter
 from ..rules.validation import Row, Validator
-from ..store.journal import Campaign, Part, PartPlan, Store
+from ..store.journal import Store
+from ..store.records import Campaign, Part, PartPlan
 from .intake import rules_from, take_in, timing_from
+from .transitions import Transitions
 
 log = get_logger("sftpd_agent.campaigns")
 C = CampaignState
@@ -53,13 +55,24 @@ Suppressed = Callable[[], "set[str] | frozenset[str]"]
 
 @dataclass
 class Campaigns:
-    settings: Settings
+    """Owns a campaign's local life: taking a dropped file into the spool, recording it,
+    validating and planning it (held or scheduled), preparing its provider files at upload
+    time (the suppression list applied then), and archiving it once the provider has it.
+    The remote side is the :class:`~.publication.Publisher`'s."""
+
+    config: SettingsLike
     store: Store
     clock: Clock
     events: Events
     suppressed: Suppressed = frozenset
 
+    @property
+    def settings(self) -> Settings:
+        """The settings in force (a reload reaches this at once)."""
+        return settings_getter(self.config)()
+
     def __post_init__(self) -> None:
+        self.transitions = Transitions(self.store, self.clock, self.events)
         paths = self.settings.paths
         for folder in (paths.root, paths.failed, paths.archive, paths.spool, self.incoming):
             private_dir(folder)
@@ -132,12 +145,8 @@ class Campaigns:
         name = shown(dropped)
         # The id from the name itself: an escape's letters (\xe9) are not the user's.
         campaign_id, _, _ = campaign_from_filename(plain(dropped), timing_from(self.settings))
-        campaign = self.store.add_campaign(
-            campaign_id=campaign_id or "-", file=name, source=source.name, at=self.clock())
-        with bind_campaign(campaign.campaign_id):
-            log.info("campaign_received", file=name)
-        self.events("campaign.received", campaign)
-        return campaign
+        return self.transitions.received(campaign_id=campaign_id or "-", file=name,
+                                         source=source.name)
 
     def set_aside(self, source: Path, reason: str) -> Path:
         """A spool file that could not even be recorded: to ``failed/`` with its reason, so
@@ -181,24 +190,20 @@ class Campaigns:
                 out.flush()
                 os.fsync(out.fileno())
             summary, plan = intake.summary, intake.plan
-            campaign = self.store.move(
-                campaign.id, C.VALIDATED, at=self.clock(), campaign_id=plan.campaign_id or "-",
+            campaign = self.transitions.campaign(
+                campaign, C.VALIDATED, campaign_id=plan.campaign_id or "-",
                 rows=summary.rows, valid=summary.valid, invalid=summary.invalid,
                 duplicates=summary.duplicates, segments=summary.segments,
                 send_at=plan.send_at, upload_at=plan.upload_at, summary=intake.as_dict(),
-            )
-            log.info("campaign_validated", rows=summary.rows, valid=summary.valid,
-                     invalid=summary.invalid, duplicates=summary.duplicates,
-                     segments=summary.segments)
+                say={"rows": summary.rows, "valid": summary.valid, "invalid": summary.invalid,
+                     "duplicates": summary.duplicates, "segments": summary.segments})
             if plan.name_notes:
                 log.warning("campaign_name_changed", notes=list(plan.name_notes))
             if intake.hold_reason:
                 return self.hold(campaign, intake.hold_reason)
-            campaign = self.store.move(campaign.id, C.SCHEDULED, at=self.clock())
-            log.info("campaign_scheduled", send_at=plan.send_at.isoformat(),
-                     upload_at=plan.upload_at.isoformat(), note=plan.note)
-            self.events("campaign.scheduled", campaign)
-            return campaign
+            return self.transitions.campaign(campaign, C.SCHEDULED, say={
+                "send_at": plan.send_at.isoformat(), "upload_at": plan.upload_at.isoformat(),
+                "note": plan.note})
 
     def hold(self, campaign: Campaign, reason: str) -> Campaign:
         """Move the original to failed/ with its errors or reason; the campaign is held."""
@@ -218,11 +223,9 @@ class Campaigns:
             self._write_reason(failed / name, reason)
         fsync_dir(failed)
         shutil.rmtree(self.folder(campaign), ignore_errors=True)
-        held = self.store.move(campaign.id, C.HELD, at=self.clock(), detail=reason, reason=reason)
-        with bind_campaign(campaign.campaign_id):
-            log.warning("campaign_held", reason=reason, file=shown(str(failed / name)))
-        self.events("campaign.held", held, reason=reason, file=str(failed / name))
-        return held
+        return self.transitions.campaign(
+            campaign, C.HELD, detail=reason, reason=reason,
+            say={"reason": reason, "file": shown(str(failed / name))})
 
     # -- preparing the upload ------------------------------------------------------------
 
@@ -256,10 +259,7 @@ class Campaigns:
                                     "drop the file again under another name or time")
                 return None
             plans = self._write_parts(campaign, names, suppressed)
-            parts = self.store.add_parts(campaign.id, plans, at=self.clock(), suppressed=dropped)
-            log.info("campaign_uploading", parts=len(parts), suppressed=dropped,
-                     rows=sum(p.rows for p in parts))
-            return parts
+            return self.transitions.uploading(campaign, plans, suppressed=dropped)
 
     def _rows(self, campaign: Campaign) -> Iterator[list[str]]:
         with (self.folder(campaign) / "rows.csv").open(encoding="utf-8", newline="") as handle:

@@ -64,12 +64,17 @@ class _Seen:
 @dataclass
 class Outbox:
     folder: Path
-    stable_seconds: float
+    stable: float | Callable[[], float]
+    """``campaign.stable_seconds``, or a callable giving the one in force."""
     monotonic: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
     _seen: dict[str, _Seen] = field(default_factory=dict)
     odd: dict[str, str] = field(default_factory=dict)
     """Entries that are never taken (folders, FIFOs...): their shown name and why."""
+
+    @property
+    def stable_seconds(self) -> float:
+        return self.stable() if callable(self.stable) else self.stable
 
     @property
     def pending(self) -> bool:

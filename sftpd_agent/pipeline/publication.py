@@ -23,13 +23,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..boundary import Failures
 from ..clock import Clock
-from ..errors import RetryableRemoteError
+from ..errors import RemoteError, RetryableRemoteError
 from ..events import Events
 from ..logs import get_logger
 from ..remote.base import Remote, RemoteEntry, TargetExists, join
-from ..rules.states import EXTENSION_STATE, PartState, advanced, campaign_state_of, can_move
-from ..store.journal import Part, Store
+from ..rules.backoff import Backoff
+from ..rules.states import EXTENSION_STATE, PartState, advanced
+from ..store.journal import Store
+from ..store.records import Part
+from .transitions import Transitions
 
 log = get_logger("sftpd_agent.publication")
 
@@ -47,28 +51,68 @@ def seen_state(stem: str, names: dict[str, RemoteEntry]) -> PartState | None:
 
 @dataclass
 class Publisher:
+    """Owns the provider's ``Send/`` side of every part: one listing per round decides what
+    is published already (never uploaded again), what to upload (``.tmp``, size checked,
+    renamed ``.csv``), and how far each part got (``.lock``, ``.done``, ``.reject``)."""
+
     store: Store
-    send_dir: str
+    send_folder: str | Callable[[], str]
+    """``remote.send_dir``, or a callable giving the one in force (a reload reaches it)."""
     local_file: Callable[[Part], Path]
     clock: Clock
     events: Events
     hooks: Callable[[str, Part], None] | None = None  # test fault points, see ``_point``
     on_progress: Callable[[], None] | None = None  # liveness, for the watchdog
 
+    @property
+    def send_dir(self) -> str:
+        return self.send_folder() if callable(self.send_folder) else self.send_folder
+
+    def __post_init__(self) -> None:
+        self.transitions = Transitions(self.store, self.clock, self.events)
+        self.failures = Failures()
+        self._retry: dict[int, tuple[float, int]] = {}  # part id -> (monotonic, failures)
+
     async def round(self, remote: Remote) -> None:
-        """One listing of ``send_dir``; reconcile, track outcomes, publish what is pending."""
+        """One listing of ``send_dir``; reconcile, track outcomes, publish what is pending.
+
+        Each part is a unit: a failure of its own (a local file gone, the journal) is said
+        once and the part is tried again later with backoff, while the others go on; a
+        failure of the connection (:class:`RemoteError`) ends the round for the session."""
         names = {entry.name: entry for entry in await remote.list(self.send_dir)}
         for part in self.store.parts(None, PartState.UPLOADING, PartState.PUBLISHED,
                                      PartState.PROCESSING):
-            seen = seen_state(part.stem, names)
-            if seen is not None and advanced(part.state, seen):
+            at, _ = self._retry.get(part.id, (0.0, 0))
+            if time.monotonic() < at:
+                continue
+            try:
+                await self._reconcile(remote, part, names)
+            except RemoteError:
+                raise
+            except Exception as exc:  # the part's boundary
+                self._failed(part, exc)
+            else:
+                if self._retry.pop(part.id, None) is not None:
+                    self.failures.cleared(f"part {part.remote_name}")
+
+    async def _reconcile(self, remote: Remote, part: Part,
+                         names: dict[str, RemoteEntry]) -> None:
+        seen = seen_state(part.stem, names)
+        if seen is not None and advanced(part.state, seen):
+            self._move(part, seen)
+        elif part.state == PartState.UPLOADING and seen is None:
+            seen = await self._stat_names(remote, part)
+            if seen is not None:
                 self._move(part, seen)
-            elif part.state == PartState.UPLOADING and seen is None:
-                seen = await self._stat_names(remote, part)
-                if seen is not None:
-                    self._move(part, seen)
-                else:
-                    await self._publish(remote, part, stale_tmp=part.stem + ".tmp" in names)
+            else:
+                await self._publish(remote, part, stale_tmp=part.stem + ".tmp" in names)
+
+    def _failed(self, part: Part, exc: Exception) -> None:
+        _, count = self._retry.get(part.id, (0.0, 0))
+        delay = PART_BACKOFF.delay(count + 1)
+        self._retry[part.id] = (time.monotonic() + delay, count + 1)
+        self.failures.record(f"part {part.remote_name}", exc, at=self.clock(),
+                             retry_in=round(delay, 1))
 
     async def _stat_names(self, remote: Remote, part: Part) -> PartState | None:
         """Before an upload: the furthest state any of the part's four names proves when
@@ -112,8 +156,7 @@ class Publisher:
             with_log.info("already_published")
             await remote.remove(tmp)
         self._point("after_rename", part)
-        self._move(part, PartState.PUBLISHED)
-        with_log.info("part_published", bytes=part.size, rows=part.rows)
+        self._move(part, PartState.PUBLISHED, bytes=part.size, rows=part.rows)
 
     def _count_upload(self, written: int, seconds: float) -> None:
         """Running totals for the metrics: every byte sent, re-uploads included."""
@@ -137,20 +180,9 @@ class Publisher:
         if self.hooks is not None:
             self.hooks(name, part)
 
-    def _move(self, part: Part, to: PartState) -> None:
-        now = self.clock()
-        self.store.move_part(part, to, at=now)
-        campaign = self.store.campaign(part.campaign)
-        target = campaign_state_of(p.state for p in self.store.parts(campaign.id))
-        if target != campaign.state and can_move(campaign.state, target):
-            moved = self.store.move(campaign.id, target, at=now)
-            log.info("campaign_state", campaign_id=campaign.campaign_id, state=str(target))
-            if target in _EVENTS:
-                self.events(_EVENTS[target], moved)
+    def _move(self, part: Part, to: PartState, **say: object) -> None:
+        self.transitions.part(part, to, **say)
 
 
-_EVENTS = {
-    "published": "campaign.published",
-    "done": "campaign.done",
-    "rejected": "campaign.rejected",
-}
+PART_BACKOFF = Backoff(base=5.0, ceiling=600.0)
+"""A part whose publication failed locally is tried again after 5 s, doubling to 10 min."""
