@@ -343,6 +343,7 @@ class Validator:
         stop_only = not self._mention.other_forms
         mention_specials = mention.encode().translate(None, BASIC_ASCII)
         mention_in = self._mention_in
+        accented_known = self._accented.get  # per special characters: an accented S, T, O, P
         starting = self._mention.starting  # stretches from before a "STOP" that start one
         reach = STOP_REACH
         optout_appended = 0
@@ -423,13 +424,14 @@ class Validator:
                     specials_utf8 = encoded.translate(None, basic_ascii)
                     # The usual mention, "... STOP au 36111" as in earlier rows, is found
                     # here; OptoutMention.in_row decides the rest.
-                    # A message of basic ASCII characters without "stop" has none, unless
-                    # the configured mention is a link.
+                    # Without "stop" in any case and without accented letters known to be
+                    # in it, a message has none, unless the configured mention is a link.
                     stop_at = message.rfind("STOP")
                     if not (stop_at > 0 and message[stop_at - 1:stop_at + reach] in starting
                             ) and (message and not message.isspace()  # blank: msg_empty
-                                   ) and ((not specials_utf8 and stop_only
-                                           and b"stop" not in encoded.lower())
+                                   ) and ((stop_only and b"stop" not in encoded.lower() and (
+                                               not specials_utf8
+                                               or accented_known(specials_utf8) is False))
                                           or not mention_in(message, encoded, specials_utf8)):
                         if appending:  # before counting: what is counted is what is sent
                             message += mention if message[-1].isspace() else spaced_mention
