@@ -2,8 +2,8 @@
 
 A report file's cursor says how far it has been read; the lines it accounts for are recorded
 in the same transaction as the cursor, one batch at a time (:meth:`ReportTables.record_acks`,
-:meth:`ReportTables.record_lines`, each followed by a checkpoint), so that a crash leaves the
-two in step. Each line has a key (ACK: report, MSISDN and IDREMOTE; STOP and SMS-MO: report,
+:meth:`ReportTables.record_lines`; a checkpoint every few batches), so that a crash leaves
+the two in step. Each line has a key (ACK: report, MSISDN and IDREMOTE; STOP and SMS-MO: report,
 the line's hash and its occurrence): reading a file again records nothing twice.
 
 These are methods of :class:`~sftpd_agent.store.journal.Store` (which inherits them); kept
@@ -52,7 +52,7 @@ class ReportTables:
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError  # pragma: no cover - the Store's
 
-    def checkpoint(self) -> None:
+    def bulk_written(self) -> None:
         raise NotImplementedError  # pragma: no cover - the Store's
 
     # -- cursors ---------------------------------------------------------------------------
@@ -89,7 +89,7 @@ class ReportTables:
         with self.transaction() as db:
             db.executemany(_DELIVERY, rows)
             _save_cursor(db, cursor, at)
-        self.checkpoint()
+        self.bulk_written()
 
     def record_lines(
         self, cursor: ReportCursor, rows: Sequence[OptOutRow | ReplyRow],
@@ -130,7 +130,7 @@ class ReportTables:
                                new_replies)
                 db.execute(PUT_FACT, (key, json.dumps(after)))
             _save_cursor(db, cursor, at)
-        self.checkpoint()
+        self.bulk_written()
         return new_optouts, new_replies
 
     def line_counts(self, report: int, kind: Kind) -> dict[int, int]:
