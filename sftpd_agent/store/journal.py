@@ -14,8 +14,10 @@ writes hold personal data: created 0600 in 0700 folders, whatever the umask.
 Several processes write to it (the daemon, ``suppress import``): SQLite lets one write at a
 time. A writer that finds the lock taken waits in :meth:`Store.transaction` (bounded
 exponential backoff with jitter, up to :data:`BEGIN_DEADLINE`), and no writer keeps the lock
-long: bulk writes (:meth:`Store.suppress_batches`) commit in batches sized to hold it about
-:data:`BULK_HOLD_TARGET` and leave it free between batches for the others.
+long: bulk writes (:meth:`Store.suppress_batches`, report lines, the retention purge) commit
+in batches sized to hold it about :data:`BULK_HOLD_TARGET` and leave it free between batches
+for the others. The WAL is copied into the database by :meth:`Store.checkpoint` between
+transactions, never inside a COMMIT.
 """
 
 from __future__ import annotations
