@@ -38,7 +38,8 @@ def test_check_the_shipped_example_is_ok() -> None:
 
 def test_check_json_and_held_file_exit_1(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
-    bad.write_text("a;+33612345678;S;ok\nb;0612;S;x\nc;+33612345679;Toolongsender;x\n")
+    bad.write_text("a;+33612345678;S;ok STOP au 36111\nb;0612;S;x STOP au 36111\n"
+                   "c;+33612345679;Toolongsender;x STOP au 36111\n")
     done = run_cli("check", "--config", str(EXAMPLE_CONFIG), "--json", str(bad))
     assert done.returncode == 1
     report = json.loads(done.stdout)
@@ -51,7 +52,7 @@ def test_check_json_and_held_file_exit_1(tmp_path: Path) -> None:
 
 def test_check_writes_errors_only_when_asked(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
-    bad.write_text("a;+33612345678;S;ok\nb;0612;S;x\n")
+    bad.write_text("a;+33612345678;S;ok STOP au 36111\nb;0612;S;x STOP au 36111\n")
     errors = tmp_path / "errors.csv"
     assert main(["check", "--config", str(EXAMPLE_CONFIG), "--errors", str(errors),
                  str(bad)]) == 1
@@ -273,3 +274,16 @@ def test_simulate_with_a_bad_config_is_a_usage_error(tmp_path: Path) -> None:
                    "--no-server")
     assert done.returncode == ExitCode.USAGE
     assert done.stderr.count("\n") == 1 and "no_such_key" in done.stderr
+
+
+def test_count_stop_mention_shows_what_is_sent(tmp_path: Path) -> None:
+    """``count --stop-mention TEXT``: the mention appended when missing, before counting."""
+    done = subprocess.run(
+        [sys.executable, "-m", "sftpd_agent", "count", "--json", "--stop-mention",
+         "STOP au 36111"], input="Soldes -20% ce week-end\nSoldes STOP 36111\n\n",
+        capture_output=True, text=True, timeout=60, check=True)
+    appended, present, empty = (json.loads(line) for line in done.stdout.splitlines())
+    assert appended["text"] == "Soldes -20% ce week-end STOP au 36111"
+    assert appended["optout"] == "appended" and appended["characters"] == 37
+    assert present["optout"] == "present" and present["text"] == "Soldes STOP 36111"
+    assert empty["optout"] == "empty"

@@ -27,7 +27,7 @@ def write_campaign(path: Path, rows: int) -> list[str]:
     lines = ["IDREMOTE;MSISDN;OADC;MSG"]
     for i, number in enumerate(numbers + numbers):
         written = number if i % 2 else "0" + number[3:]
-        lines.append(f"R{i};{written};Shop;Bonjour, offre {i} : -20 € [code]")
+        lines.append(f"R{i};{written};Shop;Bonjour, offre {i} : -20 € [code] STOP au 36111")
     path.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
     return numbers
 

@@ -20,7 +20,8 @@ from sftpd_agent.remote.local import LocalRemote
 from sftpd_agent.rules.states import CampaignState, PartState
 from sftpd_agent.simulator import Processor, SimulatorOptions
 from sftpd_agent.simulator.processing import read_journal
-from sftpd_agent.store.journal import Part, Store
+from sftpd_agent.store.journal import Store
+from sftpd_agent.store.records import Part
 
 MONDAY_10H = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)  # 10:00 in Paris
 
@@ -40,7 +41,7 @@ class World:
                                    clock=lambda: MONDAY_10H)
         self.processor.make_layout()
         self.settings = Settings(service_id="12345", paths={"root": self.root},
-                                 campaign={"stable_seconds": 0})
+                                 campaign={"stable_seconds": 0, "stop_mention_policy": "off"})
         self.events: list[str] = []
         self.start()
 

@@ -10,6 +10,7 @@ from typing import TextIO
 
 from ..config import load_settings
 from ..errors import ExitCode
+from ..rules.compliance import mention_effect
 from ..rules.gsm import Counted, Policy, count
 
 
@@ -19,6 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per message")
     parser.add_argument("--policy", choices=[p.value for p in Policy],
                         help="non_gsm policy (default: the configuration's, else transliterate)")
+    parser.add_argument("--stop-mention", nargs="?", const="", default=None, metavar="TEXT",
+                        help="count each message as it would be sent with the opt-out mention "
+                             "TEXT appended when it has none (without TEXT: the "
+                             "configuration's campaign.stop_mention); says whether a mention "
+                             "was present, appended or is missing")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,20 +32,31 @@ def run(args: argparse.Namespace) -> int:
 
 
 def count_messages(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> ExitCode:
+    settings = None
     if args.policy:
         policy = Policy(args.policy)
     else:
-        policy = load_settings(args.config, required=False).campaign.non_gsm
+        settings = load_settings(args.config, required=False)
+        policy = settings.campaign.non_gsm
+    mention = args.stop_mention
+    if mention == "":
+        settings = settings or load_settings(args.config, required=False)
+        mention = settings.campaign.stop_mention
     if args.text is not None:
         texts: Sequence[str] = [args.text]
     else:
         texts = [line.rstrip("\r\n").replace("\\n", "\n") for line in stdin]
-    for text in texts:
+    for given in texts:
+        text, effect = (given, None) if mention is None else mention_effect(given, mention)
         counted = count(text, policy)
         if args.json:
-            print(json.dumps(as_dict(counted), ensure_ascii=False), file=out)
+            data = as_dict(counted)
+            if effect is not None:
+                data["optout"] = effect
+            print(json.dumps(data, ensure_ascii=False), file=out)
         else:
-            print(as_line(counted), file=out)
+            line = as_line(counted)
+            print(line if effect is None else f"{line}; opt-out mention {effect}", file=out)
     return ExitCode.OK
 
 

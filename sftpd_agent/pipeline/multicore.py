@@ -260,6 +260,7 @@ def _merge(
         merged.invalid += part.invalid
         merged.duplicates += part.duplicates
         merged.segments += part.segments
+        merged.optout_appended += part.optout_appended
         if merged.suppressed is not None and part.suppressed is not None:
             merged.suppressed += part.suppressed
         merged.invalid_by_code.update(part.invalid_by_code)
@@ -324,11 +325,14 @@ def _met_before(keys: array[int], seen: set[int], repeated: set[int], kept: set[
 def _take_off(merged: Summary, tracker: Tracker, rows: list[int],
               suppressed: AbstractSet[str] | None) -> None:
     """Take off ``rows`` of ``tracker`` (by index), valid in their slice, as duplicates."""
-    keys, parts, replaced = tracker.keys, tracker.parts, tracker.replaced
+    keys, parts, replaced, appended = (tracker.keys, tracker.parts, tracker.replaced,
+                                       tracker.appended)
     for index in rows:
         merged.valid -= 1
         merged.duplicates += 1
         merged.segments -= parts[index]
+        if appended and appended[index]:
+            merged.optout_appended -= 1
         if index in replaced:
             merged.replaced.subtract(replaced[index])
         if merged.suppressed is not None and suppressed and f"+{keys[index]}" in suppressed:
