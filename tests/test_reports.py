@@ -50,7 +50,7 @@ class World:
                                    clock=lambda: self.now)
         self.processor.make_layout()
         self.settings = Settings(service_id="12345", paths={"root": tmp / "agent"},
-                                 campaign={"stable_seconds": 0})
+                                 campaign={"stable_seconds": 0, "stop_mention_policy": "off"})
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.start()
 
