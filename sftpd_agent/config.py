@@ -133,6 +133,8 @@ class CampaignSettings(_Section):
     window_end: str = "21:30"
     holiday_subdivisions: tuple[str, ...] = ()
     outside_window: Literal["next_window", "hold"] = "next_window"
+    recipient_local_window: bool = True  # marketing: overseas numbers get their own hours
+    foreign: Literal["send", "hold", "drop"] = "send"  # numbers of other countries
     upload_lead_minutes: int = Field(10, ge=0)
     stale_after_minutes: int = Field(60, ge=0)
     stable_seconds: float = Field(2, ge=0)

@@ -118,6 +118,20 @@ def render_check(result: Intake, settings: Settings) -> str:
     if result.hold_reason:
         when = "not sent: held"
     row("send at", when + (f"  ({p.note})" if p.note else ""))
-    for name in p.names:
+    if result.foreign:
+        dropped = " (dropped: foreign = drop)" if result.foreign_dropped else (
+            " (sent at the campaign's time: their hours are not known)")
+        row("foreign", f"{result.foreign}{dropped}")
+    if len(result.groups) > 1:  # recipients' own hours: one file per send time
+        for group in result.groups:
+            local = ", ".join(f"{code} {when:%Y-%m-%d %H:%M}" for code, when in group.local
+                              if code not in ("FR", "foreign"))
+            row("group", f"{'+'.join(group.zones)}: {group.rows} rows at "
+                f"{describe(group.send_at, settings.tz)}" + (f" (local: {local})" if local else ""))
+            for name in group.names:
+                row("  provider file", name)
+        return "\n".join(lines)
+    names = [n for g in result.groups for n in g.names] if result.groups else p.names
+    for name in names:
         row("provider file", name)
     return "\n".join(lines)

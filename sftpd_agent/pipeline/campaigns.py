@@ -40,7 +40,7 @@ from ..rules.upload_file import UploadWriter
 from ..rules.validation import Row, Validator
 from ..store.journal import Store
 from ..store.records import Campaign, Part, PartPlan
-from .intake import rules_from, take_in, timing_from
+from .intake import row_zone, rules_from, take_in, timing_from
 from .transitions import Transitions
 
 log = get_logger("sftpd_agent.campaigns")
@@ -180,8 +180,9 @@ class Campaigns:
             fd = private_file(rows_path)
             with os.fdopen(fd, "wb") as out:
                 writer = UploadWriter(out)
+                now = self.clock()
                 intake = take_in(
-                    source, self.settings, now=self.clock(),
+                    source, self.settings, now=now,
                     name=plain(self.dropped_name(source)),
                     validator=Validator(rules_from(self.settings)), on_row=writer.write,
                     errors_to=errors_path,
@@ -190,20 +191,33 @@ class Campaigns:
                 out.flush()
                 os.fsync(out.fileno())
             summary, plan = intake.summary, intake.plan
+            send_at, upload_at = plan.send_at, plan.upload_at
+            if intake.groups:  # the first group's time: every file goes up together
+                send_at = min(g.send_at for g in intake.groups)
+                lead = datetime.timedelta(minutes=self.settings.campaign.upload_lead_minutes)
+                upload_at = max(now, send_at - lead)
             campaign = self.transitions.campaign(
                 campaign, C.VALIDATED, campaign_id=plan.campaign_id or "-",
                 rows=summary.rows, valid=summary.valid, invalid=summary.invalid,
                 duplicates=summary.duplicates, segments=summary.segments,
-                send_at=plan.send_at, upload_at=plan.upload_at, summary=intake.as_dict(),
+                send_at=send_at, upload_at=upload_at, summary=intake.as_dict(),
                 say={"rows": summary.rows, "valid": summary.valid, "invalid": summary.invalid,
                      "duplicates": summary.duplicates, "segments": summary.segments})
             if plan.name_notes:
                 log.warning("campaign_name_changed", notes=list(plan.name_notes))
+            if intake.foreign:
+                log.warning("campaign_foreign_numbers", rows=intake.foreign,
+                            dropped=intake.foreign_dropped,
+                            detail="numbers of other countries: sent at the campaign's time"
+                            if not intake.foreign_dropped else "dropped (foreign = drop)")
             if intake.hold_reason:
                 return self.hold(campaign, intake.hold_reason)
-            return self.transitions.campaign(campaign, C.SCHEDULED, say={
-                "send_at": plan.send_at.isoformat(), "upload_at": plan.upload_at.isoformat(),
-                "note": plan.note})
+            say: dict[str, object] = {"send_at": send_at.isoformat(),
+                                      "upload_at": upload_at.isoformat(), "note": plan.note}
+            if len(intake.groups) > 1:
+                say["groups"] = [{"zones": list(g.zones), "rows": g.rows,
+                                  "send_at": g.send_at.isoformat()} for g in intake.groups]
+            return self.transitions.campaign(campaign, C.SCHEDULED, say=say)
 
     def hold(self, campaign: Campaign, reason: str) -> Campaign:
         """Move the original to failed/ with its errors or reason; the campaign is held."""
@@ -248,52 +262,75 @@ class Campaigns:
                                     "+ stale_after_minutes")
                 return None
             suppressed = self.suppressed()
-            kept, dropped = self._count_kept(campaign, suppressed)
-            if kept == 0:
+            groups = _groups(campaign)
+            kept, dropped = self._count_kept(campaign, suppressed, groups)
+            if not any(kept):
                 self.hold(campaign, "no recipient left after the suppression list")
                 return None
             try:
-                names = self._names(campaign, kept)
+                named = self._names(campaign, groups, kept)
             except ValueError as exc:  # every suffix within 20 characters is used
                 self.hold(campaign, f"no free provider name for this id and time ({exc}): "
                                     "drop the file again under another name or time")
                 return None
-            plans = self._write_parts(campaign, names, suppressed)
+            plans = [plan for zones, names in named
+                     for plan in self._write_parts(campaign, names, suppressed, zones)]
+            fsync_dir(self.folder(campaign))
             return self.transitions.uploading(campaign, plans, suppressed=dropped)
 
-    def _rows(self, campaign: Campaign) -> Iterator[list[str]]:
+    def _rows(
+        self, campaign: Campaign, zones: frozenset[str] | None = None
+    ) -> Iterator[list[str]]:
+        """The surviving rows, in input order; only those of ``zones`` when given."""
         with (self.folder(campaign) / "rows.csv").open(encoding="utf-8", newline="") as handle:
-            yield from csv.reader(handle, delimiter=";")
+            for row in csv.reader(handle, delimiter=";"):
+                if zones is None or row_zone(row[1]) in zones:
+                    yield row
 
     def _count_kept(
-        self, campaign: Campaign, suppressed: set[str] | frozenset[str]
-    ) -> tuple[int, int]:
-        kept = dropped = 0
+        self, campaign: Campaign, suppressed: set[str] | frozenset[str], groups: list[_Group]
+    ) -> tuple[list[int], int]:
+        """Rows kept per group, and rows dropped by the suppression list."""
+        kept = [0] * len(groups)
+        dropped = 0
+        which = {zone: i for i, (zones, _) in enumerate(groups) for zone in zones or ()}
         for row in self._rows(campaign):
             if row[1] in suppressed:
                 dropped += 1
-            else:
-                kept += 1
+            elif not which:
+                kept[0] += 1
+            elif (i := which.get(row_zone(row[1]))) is not None:
+                kept[i] += 1
         return kept, dropped
 
-    def _names(self, campaign: Campaign, rows: int) -> tuple[str, ...]:
-        """The provider names, none already used by another campaign in the journal (two
-        files with the same id and time: the second gets a suffix)."""
-        assert campaign.send_at is not None  # noqa: S101 - scheduled campaigns have one
-        names = distinct_provider_names(campaign.campaign_id, campaign.send_at, rows,
-                                        timing_from(self.settings), self.store.name_taken)
-        first = provider_names(campaign.campaign_id, campaign.send_at, rows,
-                               timing_from(self.settings))
-        if names != first:
-            log.warning("campaign_renamed", remote_names=list(names),
-                        detail=f"{first[0]} is already used by another campaign")
-        return names
+    def _names(
+        self, campaign: Campaign, groups: list[_Group], kept: list[int]
+    ) -> list[tuple[frozenset[str] | None, tuple[str, ...]]]:
+        """Each group's provider names, none already used by another campaign in the journal
+        (two files with the same id and time: the second gets a suffix) nor by another group."""
+        timing = timing_from(self.settings)
+        chosen: set[str] = set()
+        named = []
+        for (zones, send_at), rows in zip(groups, kept, strict=True):
+            if rows == 0:
+                continue
+            names = distinct_provider_names(
+                campaign.campaign_id, send_at, rows, timing,
+                lambda name: name in chosen or self.store.name_taken(name))
+            first = provider_names(campaign.campaign_id, send_at, rows, timing)
+            if names != first:
+                log.warning("campaign_renamed", remote_names=list(names),
+                            detail=f"{first[0]} is already used by another campaign")
+            chosen.update(names)
+            named.append((zones, names))
+        return named
 
     def _write_parts(
-        self, campaign: Campaign, names: tuple[str, ...], suppressed: set[str] | frozenset[str]
+        self, campaign: Campaign, names: tuple[str, ...], suppressed: set[str] | frozenset[str],
+        zones: frozenset[str] | None = None,
     ) -> list[PartPlan]:
         per_file = self.settings.campaign.max_rows_per_file
-        rows = (r for r in self._rows(campaign) if r[1] not in suppressed)
+        rows = (r for r in self._rows(campaign, zones) if r[1] not in suppressed)
         plans = []
         for name in names:
             path = self.folder(campaign) / name
@@ -308,7 +345,6 @@ class Campaigns:
                 os.fsync(out.fileno())
             data_hash = _sha256(path)
             plans.append(PartPlan(name, path.stat().st_size, data_hash, count))
-        fsync_dir(self.folder(campaign))
         return plans
 
     # -- after publication ---------------------------------------------------------------
@@ -369,6 +405,21 @@ class Campaigns:
                 if c.state not in (C.HELD, C.RECEIVED, C.VALIDATED, C.SCHEDULED)
                 and self.folder(c).exists()
                 and all(p.state != PartState.UPLOADING for p in self.store.parts(c.id))]
+
+
+_Group = tuple["frozenset[str] | None", datetime.datetime]
+"""A campaign's group at upload: its zones (None: every row) and its send time."""
+
+
+def _groups(campaign: Campaign) -> list[_Group]:
+    """The groups validation recorded (one per distinct send time of the recipients' zones),
+    or the whole campaign at its send time (transactional, or recorded before groups)."""
+    recorded = campaign.summary.get("groups") or []
+    if not recorded:
+        assert campaign.send_at is not None  # noqa: S101 - scheduled campaigns have one
+        return [(None, campaign.send_at)]
+    return [(frozenset(g["zones"]), datetime.datetime.fromisoformat(g["send_at"]))
+            for g in recorded]
 
 
 def _label(source: Path) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import datetime
 import os
+from collections import Counter
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,8 +17,9 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, TextIO, cast
 
 from ..config import Settings
-from ..rules.plan import Plan, Timing, plan
-from ..rules.validation import RowError, RowSink, Rules, Summary, Validator
+from ..rules.plan import FOREIGN, Group, Plan, Timing, plan, plan_groups
+from ..rules.validation import Row, RowError, RowSink, Rules, Summary, Validator
+from ..rules.zones import zone_of
 from .entries import open_regular, refusal
 from .multicore import validate_in_parallel
 
@@ -28,9 +30,13 @@ class Intake:
     summary: Summary
     plan: Plan
     hold_reason: str | None
+    groups: tuple[Group, ...] = ()  # marketing: one per distinct send time (recipients' zones)
+    foreign: int = 0                # valid rows of other countries (dropped or not)
+    foreign_dropped: int = 0        # of which dropped (``foreign = "drop"``)
 
     def as_dict(self) -> dict[str, Any]:
         data = self.summary.as_dict()
+        names = [n for g in self.groups for n in g.names] if self.groups else self.plan.names
         data.update({
             "file": str(self.path),
             "held": self.hold_reason is not None,
@@ -38,7 +44,10 @@ class Intake:
             "campaign_id": self.plan.campaign_id,
             "send_at": self.plan.send_at.isoformat(),
             "send_at_note": self.plan.note,
-            "remote_names": list(self.plan.names),
+            "remote_names": list(names),
+            "groups": [group_dict(g) for g in self.groups],
+            "foreign": self.foreign,
+            "foreign_dropped": self.foreign_dropped,
             # how the name was read: as the provider's or not, the time it asks for (after
             # the daylight-saving rule), what was changed and why the name alone holds it
             "name_read_as": "provider" if self.plan.provider_like else "other",
@@ -77,7 +86,45 @@ def timing_from(settings: Settings) -> Timing:
         upload_lead=datetime.timedelta(minutes=c.upload_lead_minutes),
         max_rows_per_file=c.max_rows_per_file,
         stale_after=datetime.timedelta(minutes=c.stale_after_minutes),
+        recipient_local_window=c.recipient_local_window,
     )
+
+
+def group_dict(group: Group) -> dict[str, Any]:
+    """A group as JSON data (``check``, the journal's summary, ``status``)."""
+    return {
+        "zones": list(group.zones),
+        "rows": group.rows,
+        "send_at": group.send_at.isoformat(),
+        "local": {code: when.isoformat() for code, when in group.local},
+        "remote_names": list(group.names),
+    }
+
+
+def row_zone(msisdn: str) -> str:
+    """The group key of a normalised number: its zone's code, or ``foreign``."""
+    zone = zone_of(msisdn)
+    return FOREIGN if zone is None else zone.code
+
+
+class _Zones:
+    """Counts the surviving rows per zone and drops foreign ones (``foreign = "drop"``)
+    before they reach ``on_row``."""
+
+    def __init__(self, on_row: RowSink | None, drop_foreign: bool) -> None:
+        self.rows: Counter[str] = Counter()
+        self.dropped = 0
+        self._on_row = on_row
+        self._drop = drop_foreign
+
+    def __call__(self, row: Row) -> None:
+        code = row_zone(row.msisdn)
+        if code == FOREIGN and self._drop:
+            self.dropped += 1
+            return
+        self.rows[code] += 1
+        if self._on_row is not None:
+            self._on_row(row)
 
 
 def take_in(
@@ -112,20 +159,39 @@ def take_in(
         return Intake(path, nothing, plan(name, 0, now=now, timing=timing),
                       nothing.hold_reason(rules))
     bar = _Bar(progress, name) if progress else None
+    marketing = timing.window is not None
+    zones = _Zones(on_row, settings.campaign.foreign == "drop") if marketing else None
+    sink = zones if zones is not None else on_row
     with _errors_file(errors_to) as on_error:
         summary = None
+        parallel = False
         if on_row is None:
             summary = validate_in_parallel(path, validator, file=name, on_error=on_error,
                                            progress=bar.draw if bar else None)
+            parallel = summary is not None
             if summary is not None and bar:
                 bar.finish()  # other cores read the rest
         if summary is None:
             with open_regular(path) as raw:
                 stream = cast(BinaryIO, _Progress(raw, bar)) if bar else raw
-                summary = validator.validate(stream, file=name, on_row=on_row,
+                summary = validator.validate(stream, file=name, on_row=sink,
                                              on_error=on_error)
+    if zones is not None and parallel:
+        # the rows were checked on several cores: one more pass counts them per zone
+        with open_regular(path) as raw:
+            Validator(rules).validate(raw, file=name, on_row=zones)
     planned = plan(name, summary.valid, now=now, timing=timing)
-    return Intake(path, summary, planned, summary.hold_reason(rules) or planned.hold_reason)
+    hold = summary.hold_reason(rules) or planned.hold_reason
+    if zones is None:
+        return Intake(path, summary, planned, hold)
+    foreign = zones.rows[FOREIGN] + zones.dropped
+    if hold is None and foreign and settings.campaign.foreign == "hold":
+        hold = (f"{foreign} row(s) have numbers of other countries and foreign = hold "
+                "(their recipients' hours are not known)")
+    if hold is None and summary.valid and not zones.rows:
+        hold = "no row left: every number is of another country and foreign = drop"
+    groups = () if hold else plan_groups(planned, zones.rows, timing)
+    return Intake(path, summary, planned, hold, groups, foreign, zones.dropped)
 
 
 @contextmanager

@@ -18,7 +18,7 @@ Every comparison and subtraction is done on UTC instants: aware datetimes that s
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -32,6 +32,7 @@ from .naming import (
     safe_campaign_id,
 )
 from .window import MarketingWindow, ceil_minute
+from .zones import Zone, zone_named
 
 UTC = datetime.UTC
 _MINUTE = datetime.timedelta(minutes=1)
@@ -49,6 +50,7 @@ class Timing:
     upload_lead: datetime.timedelta = datetime.timedelta(minutes=10)
     max_rows_per_file: int = 1_000_000
     stale_after: datetime.timedelta = datetime.timedelta(minutes=60)
+    recipient_local_window: bool = True  # marketing: overseas numbers in their own zone
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,69 @@ class Plan:
     provider_like: bool = False             # the name was read as the provider's
     name_problem: str | None = None         # why the name alone holds the file
     requested_wall: datetime.datetime | None = None  # naive: the time as the name writes it
+    asked_at: datetime.datetime | None = None  # the instant asked for (now when past), before
+                                               # the window moved it: each zone starts here
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """The rows of a campaign that go at one send time: one provider file (or its parts)."""
+
+    zones: tuple[str, ...]          # zone codes (``FR``, ``RE``, ...; ``foreign``)
+    rows: int
+    send_at: datetime.datetime      # aware, in the configured time zone
+    local: tuple[tuple[str, datetime.datetime], ...]  # (zone code, send time on its clock)
+    names: tuple[str, ...] = ()
+
+
+FOREIGN = "foreign"
+"""The group key of numbers of other countries."""
+
+
+def zone_send_at(plan: Plan, zone: Zone | None, timing: Timing) -> datetime.datetime:
+    """When the rows of ``zone`` (None: another country) of a scheduled campaign go.
+
+    Metropolitan and foreign numbers, transactional accounts and
+    ``recipient_local_window = false``: the campaign's time. An overseas zone: the first
+    allowed minute at or after the time asked for, on that zone's wall clock and calendar
+    (France's holidays and its own), whatever the Paris window said.
+    """
+    window = timing.window
+    if (window is None or not timing.recipient_local_window or zone is None
+            or zone.subdivision is None or plan.asked_at is None):
+        return plan.send_at
+    local = window.in_zone(zone.tz, (zone.subdivision,))
+    return local.next_allowed(plan.asked_at).astimezone(timing.timezone)
+
+
+def plan_groups(
+    plan: Plan, rows: Mapping[str, int], timing: Timing,
+    taken: Callable[[str], bool] = lambda name: False,
+) -> tuple[Group, ...]:
+    """One group per distinct send time of ``rows`` (zone code -> surviving rows), in send
+    time order, each named (its parts when too many) with names ``taken`` does not know
+    and that no earlier group took. The campaign's own time keeps the plan's names when
+    ``taken`` knows none of them."""
+    times: dict[datetime.datetime, list[str]] = {}
+    for code, count in sorted(rows.items()):
+        if count <= 0:
+            continue
+        zone = None if code == FOREIGN else zone_named(code)
+        times.setdefault(zone_send_at(plan, zone, timing).astimezone(UTC), []).append(code)
+    chosen: set[str] = set()
+    groups = []
+    for instant in sorted(times):
+        codes = tuple(times[instant])
+        count = sum(rows[c] for c in codes)
+        send_at = instant.astimezone(timing.timezone)
+        names = distinct_provider_names(
+            plan.campaign_id, send_at, count, timing,
+            lambda name: name in chosen or taken(name))
+        chosen.update(names)
+        local = tuple((c, instant.astimezone(zone_named(c).tz if c != FOREIGN
+                                             else timing.timezone)) for c in codes)
+        groups.append(Group(codes, count, send_at, local, names))
+    return tuple(groups)
 
 
 def read_filename(filename: str, timing: Timing) -> Reading:
@@ -162,6 +227,7 @@ def plan(filename: str, rows: int, *, now: datetime.datetime, timing: Timing) ->
                 notes.append(f"the requested time {describe(requested, zone)} is "
                              f"{age_text(now - send_at)} past: sent now")
                 send_at = earliest
+    asked_at = send_at
     window = timing.window
     if hold is None and window is not None and not window.allows(send_at):
         if timing.hold_outside_window:
@@ -178,7 +244,7 @@ def plan(filename: str, rows: int, *, now: datetime.datetime, timing: Timing) ->
     return Plan(
         reading.campaign_id, requested, send_at.astimezone(zone), upload_at.astimezone(zone),
         names, "; ".join(notes) or None, hold, reading.notes, reading.provider_like,
-        reading.problem, reading.written)
+        reading.problem, reading.written, asked_at.astimezone(zone))
 
 
 def submission_name(

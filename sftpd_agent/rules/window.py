@@ -1,6 +1,7 @@
 """French commercial-SMS hours: when a marketing campaign may go out.
 
-A moment is allowed when, in Europe/Paris, it falls on a window day that is not a French
+A moment is allowed when, in Europe/Paris (or the recipient's own zone, see
+:meth:`MarketingWindow.in_zone`), it falls on a window day that is not a French
 public holiday (national, plus the configured subdivisions such as Alsace-Moselle or
 La Réunion) and its local wall-clock time is in ``[start, end)``. Pure: the clock is always
 passed in, and the only state is a small per-instance cache of holiday dates.
@@ -37,6 +38,7 @@ class MarketingWindow:
     start: datetime.time
     end: datetime.time
     subdivisions: tuple[str, ...] = ()
+    zone: ZoneInfo = PARIS  # whose wall clock the days and hours are read on
     # year -> holiday dates; bounded, filled lazily, never compared or shown
     _holidays: dict[int, frozenset[datetime.date]] = field(
         default_factory=dict, compare=False, repr=False
@@ -46,7 +48,7 @@ class MarketingWindow:
         if not self.days <= frozenset(range(7)):
             raise ValueError(f"window days must be 0 (Monday) to 6 (Sunday), got {self.days}")
         if self.start.tzinfo is not None or self.end.tzinfo is not None:
-            raise ValueError("window start and end are Europe/Paris wall-clock times, not aware")
+            raise ValueError("window start and end are wall-clock times, not aware")
         if self.start >= self.end:
             raise ValueError(
                 f"window_start {self.start:%H:%M} must be before window_end {self.end:%H:%M}"
@@ -67,34 +69,39 @@ class MarketingWindow:
             subdivisions=tuple(_subdivision_code(name) for name in subdivisions),
         )
 
+    def in_zone(self, zone: ZoneInfo, subdivisions: tuple[str, ...]) -> MarketingWindow:
+        """The same days and hours on ``zone``'s wall clock, with France's holidays and those
+        of ``subdivisions`` (a recipient's own territory)."""
+        return MarketingWindow(self.days, self.start, self.end, subdivisions, zone)
+
     def is_holiday(self, day: datetime.date) -> bool:
         """Whether ``day`` is a public holiday in France or one of the subdivisions."""
         return day in self._holiday_dates(day.year)
 
     def allows(self, when: datetime.datetime) -> bool:
         """Whether a marketing SMS may be sent at the instant ``when``."""
-        local = _require_aware(when).astimezone(PARIS)
+        local = _require_aware(when).astimezone(self.zone)
         return self._open_on(local.date()) and self.start <= local.time() < self.end
 
     def next_allowed(self, when: datetime.datetime) -> datetime.datetime:
-        """The first allowed whole minute at or after ``when``, in Europe/Paris.
+        """The first allowed whole minute at or after ``when``, in the window's zone.
 
         Works on instants, not wall-clock arithmetic, so a daylight-saving change never
         yields a nonexistent local time nor an instant earlier than ``when``.
         """
         earliest = ceil_minute(_require_aware(when).astimezone(UTC))
-        first_day = earliest.astimezone(PARIS).date()
+        first_day = earliest.astimezone(self.zone).date()
         for offset in range(_SEARCH_DAYS):
             day = first_day + offset * _ONE_DAY
             if not self._open_on(day):
                 continue
             found = [
                 instant
-                for instant in _entry_points(day, self.start, earliest)
+                for instant in _entry_points(day, self.start, earliest, self.zone)
                 if instant >= earliest and self._allows_on(day, instant)
             ]
             if found:
-                return min(found).astimezone(PARIS)
+                return min(found).astimezone(self.zone)
         raise ValueError(
             f"no allowed sending time within {_SEARCH_DAYS} days after {when.isoformat()}"
         )
@@ -103,7 +110,7 @@ class MarketingWindow:
         return day.weekday() in self.days and not self.is_holiday(day)
 
     def _allows_on(self, day: datetime.date, instant: datetime.datetime) -> bool:
-        local = instant.astimezone(PARIS)
+        local = instant.astimezone(self.zone)
         return local.date() == day and self.start <= local.time() < self.end
 
     def _holiday_dates(self, year: int) -> frozenset[datetime.date]:
@@ -176,7 +183,7 @@ def ceil_minute(instant: datetime.datetime) -> datetime.datetime:
 
 
 def _entry_points(
-    day: datetime.date, start: datetime.time, earliest: datetime.datetime
+    day: datetime.date, start: datetime.time, earliest: datetime.datetime, zone: ZoneInfo
 ) -> Iterator[datetime.datetime]:
     """Every instant (UTC) at which an allowed stretch of ``day`` can begin.
 
@@ -186,24 +193,24 @@ def _entry_points(
     in autumn); the search may also begin inside the window, at ``earliest``.
     """
     yield earliest
-    wall = datetime.datetime.combine(day, start, tzinfo=PARIS)
+    wall = datetime.datetime.combine(day, start, tzinfo=zone)
     yield wall.astimezone(UTC)
     yield wall.replace(fold=1).astimezone(UTC)
-    change = _offset_change(day)
+    change = _offset_change(day, zone)
     if change is not None:
         yield change
 
 
-def _offset_change(day: datetime.date) -> datetime.datetime | None:
+def _offset_change(day: datetime.date, zone: ZoneInfo = PARIS) -> datetime.datetime | None:
     """The first minute (UTC) with the new UTC offset if it changes during ``day``, else None."""
-    low = datetime.datetime.combine(day, datetime.time(), tzinfo=PARIS).astimezone(UTC)
-    high = datetime.datetime.combine(day + _ONE_DAY, datetime.time(), tzinfo=PARIS).astimezone(UTC)
-    before = low.astimezone(PARIS).utcoffset()
-    if high.astimezone(PARIS).utcoffset() == before:
+    low = datetime.datetime.combine(day, datetime.time(), tzinfo=zone).astimezone(UTC)
+    high = datetime.datetime.combine(day + _ONE_DAY, datetime.time(), tzinfo=zone).astimezone(UTC)
+    before = low.astimezone(zone).utcoffset()
+    if high.astimezone(zone).utcoffset() == before:
         return None
     while high - low > _MINUTE:  # bisection: about 11 steps for a day of minutes
         middle = ceil_minute(low + (high - low) / 2)
-        if middle.astimezone(PARIS).utcoffset() == before:
+        if middle.astimezone(zone).utcoffset() == before:
             low = middle
         else:
             high = middle
