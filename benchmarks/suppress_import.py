@@ -58,7 +58,8 @@ def baseline(listing: Path, state_db: Path) -> None:
     """The import as it was: every number read, then one transaction, one INSERT a row."""
     from sftpd_agent.commands.suppress import read_numbers
     from sftpd_agent.rules.numbers import NumberNormalizer
-    from sftpd_agent.store.journal import Store, now_iso
+    from sftpd_agent.store.journal import Store
+    from sftpd_agent.store.records import now_iso
 
     normalize = NumberNormalizer("FR").normalize
     numbers = [n for _, value in read_numbers(listing)
@@ -106,7 +107,7 @@ def import_beside_a_writer(kind: str, listing: Path, folder: Path) -> dict[str, 
     elapsed = time.perf_counter() - start
     if process.returncode:
         raise SystemExit(f"{kind} import failed:\n{err[-3000:]}")
-    rows = writer._db.execute("SELECT count(*) FROM suppression").fetchone()[0]
+    rows = writer.count_rows("suppression")
     writer.close()
     waits.sort()
     return {"seconds": elapsed, "rows": rows, "writes": len(waits), "max_wait": waits[-1],

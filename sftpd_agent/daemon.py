@@ -48,7 +48,7 @@ from .remote.base import Remote
 from .remote.session import RemoteSession
 from .rules.backoff import Backoff
 from .rules.display import shown
-from .rules.states import WAITING, CampaignState, PartState
+from .rules.states import PART_WAITING, WAITING, CampaignState
 from .store.journal import Store
 from .store.records import Campaign, now_iso
 from .systemd import Notifier
@@ -96,7 +96,7 @@ class Agent:
         self.publisher = Publisher(
             store, lambda: self.settings.remote.send_dir, self.campaigns.part_file, clock,
             self.emit, hooks=fault_hook, on_progress=self._remote_progress)
-        self.reports = Reports(store, self.settings, clock, self.emit,
+        self.reports = Reports(store, settings, clock, self.emit,
                                on_reported=self.campaigns.record_report, hooks=fault_hook)
         self.session = RemoteSession(lambda: connect(self.settings), clock, self.emit,
                                      _RemoteBackoff(settings))
@@ -468,7 +468,7 @@ class Agent:
             with self._unit(f"campaign {campaign.campaign_id} ({campaign.file}): archive"):
                 self.campaigns.archive(campaign)
         timeout = datetime.timedelta(minutes=self.settings.campaign.outcome_timeout_minutes)
-        for part in self.store.parts(None, PartState.PUBLISHED, PartState.PROCESSING):
+        for part in self.store.parts(None, *PART_WAITING):
             key = f"overdue:{part.id}"
             if part.published_at and now - part.published_at > timeout and not self.store.fact(key):
                 self.store.set_fact(key, True)

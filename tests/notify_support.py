@@ -39,8 +39,9 @@ from sftpd_agent.notify.queue import (
     Notifications,
 )
 from sftpd_agent.rules.states import CampaignState
-from sftpd_agent.store.journal import Campaign, Store
+from sftpd_agent.store.journal import Store
 from sftpd_agent.store.notifications import NotificationRows
+from sftpd_agent.store.records import Campaign
 from tests.servers import ManualClock
 
 PASSWORD = "Pw-s3cret-7f2a"  # the SMTP password: must never appear in a log, mail or hook

@@ -8,12 +8,11 @@ provider's time is brought on by hand, and the daemon is given time to read it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import json
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,6 +20,7 @@ import pytest
 from sftpd_agent.rules.masking import mask
 from sftpd_agent.rules.report_lines import fold
 from sftpd_agent.simulator import SimulatorOptions
+from sftpd_agent.store.journal import Store
 from tests.daemon_harness import Daemon, wait_until, write_config
 from tests.servers import SftpServer
 from tests.test_remote_names import (
@@ -57,16 +57,24 @@ def campaign_rows(count: int = ROWS, start: int = 0) -> str:
                    for i in range(start, start + count))
 
 
-def query(daemon: Daemon, sql: str) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(f"file:{daemon.root / 'state.db'}?mode=ro", uri=True)
+@contextlib.contextmanager
+def journal(daemon: Daemon) -> Iterator[Store]:
+    """The daemon's journal, read-only beside it (WAL), through the store's own API."""
+    store = Store(daemon.root / "state.db", readonly=True)
     try:
-        return db.execute(sql).fetchall()
+        yield store
     finally:
-        db.close()
+        store.close()
 
 
-def count(daemon: Daemon, table: str) -> int:
-    return int(query(daemon, f"SELECT count(*) FROM {table}")[0][0])  # noqa: S608
+def count(daemon: Daemon, table: Literal["deliveries", "optouts", "replies"]) -> int:
+    with journal(daemon) as store:
+        return store.count_rows(table)
+
+
+def suppressed(daemon: Daemon) -> set[str]:
+    with journal(daemon) as store:
+        return store.suppressed()
 
 
 def complete_lines(daemon: Daemon, prefix: str) -> list[str]:
@@ -102,8 +110,8 @@ def assert_exactly_once(daemon: Daemon, campaign_id: str) -> None:
     assert count(daemon, "replies") == len(replies)
     expected = {line.split(";")[0] for line in stops}
     expected |= {line.split(";")[0] for line in replies if fold(line.split(";")[3]) in KEYWORDS}
-    suppressed = {row[0] for row in query(daemon, "SELECT msisdn FROM suppression")}
-    assert suppressed == expected
+    listed = suppressed(daemon)
+    assert listed == expected
     announced = [n for e in daemon.events("optout.received") for n in e["numbers"]]
     assert set(announced) == {mask(n) for n in expected}  # the log masks them
     assert len(announced) <= len(stops) + sum(
@@ -129,8 +137,9 @@ def test_reports_are_ingested_exactly_once(daemon: Daemon) -> None:
     assert len(lines) == ROWS
     assert all(";Promo; -20% ; ce soir " in line for line in lines)
     assert all(line.split(";")[-3] in ("2 ", "3 ") for line in lines)
-    rows = query(daemon, "SELECT idstatus, status FROM deliveries")
-    assert set(rows) <= {("2", "sent"), ("3", "failed")}
+    with journal(daemon) as store:
+        rows = {(row[5], row[6]) for row in store.deliveries()}
+    assert rows <= {("2", "sent"), ("3", "failed")}
     assert daemon.logged("report_reread", reason="rewritten")
 
 
@@ -178,7 +187,7 @@ def test_odd_report_names_beside_a_real_stop_file(tmp_path: Path, daemon: Daemon
     logged once and kept for status) while the real STOP file's numbers are suppressed."""
     fill_report_dir(daemon.server.report_dir, tmp_path / "secret.csv")
     daemon.start()
-    wait_until(lambda: {row[0] for row in query(daemon, "SELECT msisdn FROM suppression")}
+    wait_until(lambda: suppressed(daemon)
                == set(NUMBERS), what="the real STOP file's numbers suppressed")
     skipped = wait_until(lambda: report_skipped(daemon), what="the skipped files recorded")
     assert "STOP-12345-20261123-1000-caf\\xe9.csv" in skipped
@@ -195,6 +204,6 @@ def test_odd_report_names_beside_a_real_stop_file(tmp_path: Path, daemon: Daemon
 
 
 def report_skipped(daemon: Daemon) -> dict[str, str]:
-    rows = query(daemon, "SELECT value FROM agent WHERE key = 'report_skipped'")
-    found: dict[str, str] = json.loads(rows[0][0]) if rows and rows[0][0] else {}
+    with journal(daemon) as store:
+        found: dict[str, str] | None = store.fact("report_skipped")
     return found or {}

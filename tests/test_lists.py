@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sftpd_agent.rules.naming import Kind
 from sftpd_agent.store.journal import Store
+from sftpd_agent.store.records import ReplyRow, ReportCursor
 
 
 def agent(tmp_path: Path) -> Path:
@@ -66,12 +68,16 @@ def test_import_one_number_per_line_then_export_round_trips(tmp_path: Path) -> N
 def test_replies_lists_what_recipients_answered(tmp_path: Path) -> None:
     config = agent(tmp_path)
     store = Store(tmp_path / "root" / "state.db")
-    at = dt.datetime(2026, 11, 23, 9, 15, tzinfo=dt.UTC).isoformat()
-    with store.transaction() as db:
-        for n, (text, opt_out) in enumerate((("Merci !", 0), ("Arrêt", 1))):
-            db.execute("INSERT INTO replies (report, key, occurrence, msisdn, received_at, "
-                       "message, idremote, opt_out, at) VALUES (1, ?, 1, ?, ?, ?, "
-                       "'R1', ?, ?)", (str(n), f"+3361234567{n}", at, text, opt_out, at))
+    when = dt.datetime(2026, 11, 23, 9, 15, tzinfo=dt.UTC)
+    at = when.isoformat()
+    cursor = store.save_report_cursor(ReportCursor(
+        name="SMSMO-12345-20261123-1000-promo.csv", kind=Kind.SMSMO, campaign=None,
+        seen_at=when), when)
+    assert cursor.id is not None
+    rows: list[ReplyRow] = [
+        (cursor.id, n, 1, f"+3361234567{n}", at, text, "R1", None, opt_out, at)
+        for n, (text, opt_out) in enumerate((("Merci !", False), ("Arrêt", True)))]
+    store.record_lines(cursor, rows, [None, None], bulk=True, at=when)
     store.close()
     done = cli(config, "replies")
     assert done.returncode == 0
@@ -85,8 +91,9 @@ def test_replies_lists_what_recipients_answered(tmp_path: Path) -> None:
 def test_check_says_how_many_rows_the_list_would_drop(tmp_path: Path) -> None:
     config = agent(tmp_path)
     campaign = tmp_path / "promo.csv"
-    campaign.write_text("a;0612345678;Shop;Bonjour\nb;+33612345679;Shop;Bonjour\n"
-                        "c;06 12 34 56 78;Shop;Bonjour\n")
+    campaign.write_text("a;0612345678;Shop;Bonjour STOP au 36111\n"
+                        "b;+33612345679;Shop;Bonjour STOP au 36111\n"
+                        "c;06 12 34 56 78;Shop;Bonjour STOP au 36111\n")
     before = json.loads(cli(config, "check", "--json", str(campaign)).stdout)
     assert "suppressed" not in before  # no journal yet: nothing to count against
     assert cli(config, "suppress", "add", "+33612345678").returncode == 0

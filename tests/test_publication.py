@@ -26,8 +26,9 @@ from sftpd_agent.store.records import Part
 MONDAY_10H = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)  # 10:00 in Paris
 
 
-class Crash(Exception):
-    pass
+class Crash(BaseException):
+    """The process dying at a fault point (production's hook SIGKILLs): no boundary of the
+    agent may catch it, so it is not an Exception."""
 
 
 class World:

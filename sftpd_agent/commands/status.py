@@ -16,7 +16,8 @@ from typing import Any, TextIO
 from ..config import Settings, load_settings
 from ..errors import ConfigError, ExitCode
 from ..notify.queue import queue_status
-from ..store.journal import Store, parse_iso
+from ..store.journal import Store
+from ..store.records import parse_iso
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

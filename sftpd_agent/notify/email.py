@@ -20,7 +20,7 @@ import aiosmtplib
 
 from ..config import EmailSettings
 from ..rules.display import one_line
-from ..store.journal import parse_iso
+from ..store.records import parse_iso
 from .payload import ERROR_CHARS
 
 LISTED = 20  # numbers or replies listed in one e-mail

@@ -21,7 +21,7 @@ from ..rules.masking import mask, mask_numbers
 
 if TYPE_CHECKING:
     from ..config import Settings
-    from ..store.journal import Campaign
+    from ..store.records import Campaign
 
 ERROR_CHARS = 300  # an error string, on one line
 

@@ -41,8 +41,9 @@ from ..config import EmailSettings, HookSettings, NotifySettings, Settings
 from ..logs import get_logger
 from ..rules.backoff import Backoff
 from ..rules.display import one_line
-from ..store.journal import Store, now_iso
+from ..store.journal import Store
 from ..store.notifications import NotificationRows, Queued, QueueFigures
+from ..store.records import now_iso
 from .email import render_email, smtp_send
 from .hooks import hook_environment, run_hook
 from .payload import ERROR_CHARS, redact, scrub

@@ -35,7 +35,7 @@ from ..files import fsync_dir, private_dir, private_file, replaced
 from ..logs import bind_campaign, get_logger
 from ..rules.display import local_name, plain, shown
 from ..rules.plan import campaign_from_filename, distinct_provider_names, provider_names
-from ..rules.states import CampaignState, PartState
+from ..rules.states import WAITING, CampaignState, PartState
 from ..rules.upload_file import UploadWriter
 from ..rules.validation import Row, Validator
 from ..store.journal import Store
@@ -402,7 +402,7 @@ class Campaigns:
     def unarchived(self) -> list[Campaign]:
         """Campaigns on the provider's side whose spool is still here."""
         return [c for c in self.store.campaigns()
-                if c.state not in (C.HELD, C.RECEIVED, C.VALIDATED, C.SCHEDULED)
+                if c.state not in WAITING | {C.HELD}
                 and self.folder(c).exists()
                 and all(p.state != PartState.UPLOADING for p in self.store.parts(c.id))]
 

@@ -30,7 +30,7 @@ from ..events import Events
 from ..logs import get_logger
 from ..remote.base import Remote, RemoteEntry, TargetExists, join
 from ..rules.backoff import Backoff
-from ..rules.states import EXTENSION_STATE, PartState, advanced
+from ..rules.states import EXTENSION_STATE, PART_WAITING, PartState, advanced
 from ..store.journal import Store
 from ..store.records import Part
 from .transitions import Transitions
@@ -80,8 +80,7 @@ class Publisher:
         once and the part is tried again later with backoff, while the others go on; a
         failure of the connection (:class:`RemoteError`) ends the round for the session."""
         names = {entry.name: entry for entry in await remote.list(self.send_dir)}
-        for part in self.store.parts(None, PartState.UPLOADING, PartState.PUBLISHED,
-                                     PartState.PROCESSING):
+        for part in self.store.parts(None, PartState.UPLOADING, *PART_WAITING):
             at, _ = self._retry.get(part.id, (0.0, 0))
             if time.monotonic() < at:
                 continue

@@ -51,7 +51,7 @@ from typing import Any
 
 from ..boundary import describe
 from ..clock import Clock
-from ..config import Settings
+from ..config import Settings, SettingsLike, settings_getter
 from ..errors import PermanentRemoteError, RemoteError, RetryableRemoteError
 from ..events import Events
 from ..files import private_dir, private_file
@@ -82,6 +82,7 @@ from ..store.records import (
     now_iso,
 )
 from ..store.reports import Tally
+from .transitions import Transitions
 
 log = get_logger("sftpd_agent.reports")
 C = CampaignState
@@ -187,8 +188,12 @@ class _Read:
 
 @dataclass
 class Reports:
+    """Owns the provider's ``Report/`` side: one listing per poll, each report file read from
+    its cursor (only new complete lines), delivery figures per campaign (a campaign becomes
+    ``reported``), opt-outs into the suppression list, replies; one bad file skipped alone."""
+
     store: Store
-    settings: Settings
+    config: SettingsLike
     clock: Clock
     events: Events
     on_reported: Callable[[Campaign], None] | None = None
@@ -200,6 +205,14 @@ class Reports:
     _skipped: dict[str, str] | None = None  # what the fact says; None: not read yet
 
     # -- a poll ----------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force (a reload reaches this at once)."""
+        return settings_getter(self.config)()
+
+    def __post_init__(self) -> None:
+        self.transitions = Transitions(self.store, self.clock, self.events)
 
     async def round(self, remote: Remote) -> None:
         """One listing of ``report_dir``; read what is new in every report file."""
@@ -504,11 +517,8 @@ class Reports:
                                            summary={**campaign.summary, "acks": figures})
             complete = all(c is not None and c.complete_at is not None for c in cursors)
             if campaign.state != C.REPORTED and complete and done:
-                moved = self.store.move(campaign.id, C.REPORTED, at=self.clock(),
-                                        detail="ACK ingested")
-                log.info("campaign_state", campaign_id=campaign.campaign_id, state="reported",
-                         acks=figures)
-                self.events("campaign.reported", moved, acks=figures)
+                moved = self.transitions.campaign(campaign, C.REPORTED, detail="ACK ingested",
+                                                  say={"acks": figures})
                 if self.on_reported is not None:
                     self.on_reported(moved)
 

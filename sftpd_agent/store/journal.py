@@ -38,7 +38,7 @@ from typing import Any
 
 from ..files import private_dir, private_file
 from ..rules.states import PART_FINAL, CampaignState, PartState, advanced, can_move
-from .records import Campaign, Part, PartPlan, ReportCursor, now_iso, parse_iso
+from .records import Campaign, Part, PartPlan, now_iso, parse_iso
 from .reports import ReportTables
 from .schema import GET_FACT, PUT_FACT, SUPPRESS, migrate
 from .schema import version as schema_version
@@ -46,9 +46,8 @@ from .schema import version as schema_version
 # Campaign ... parse_iso live in .records: named here too for modules that still import them
 # from here.
 __all__ = [
-    "BEGIN_DEADLINE", "BULK_PAUSE", "BUSY_TIMEOUT_MS", "Campaign", "IllegalTransition",
-    "JournalBusyError", "Part", "PartPlan", "ReportCursor", "Store", "next_batch", "now_iso",
-    "parse_iso",
+    "BEGIN_DEADLINE", "BULK_PAUSE", "BUSY_TIMEOUT_MS", "IllegalTransition", "JournalBusyError",
+    "Store", "next_batch",
 ]
 
 BUSY_TIMEOUT_MS = 100

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from .journal import Store, now_iso, parse_iso
+from .journal import Store
+from .records import now_iso, parse_iso
 
 
 @dataclass(frozen=True, slots=True)
