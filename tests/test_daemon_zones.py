@@ -87,5 +87,11 @@ def test_a_campaign_becomes_one_file_per_send_time(tmp_path: Path, openssh: Sftp
             assert "STOP au 36180" in text
         status = daemon.campaign("zones")
         assert status is not None and sorted(status["remote_names"]) == sorted(expected)
+        # status shows each group: its zones, rows, Paris and local times, provider file.
+        groups = {tuple(g["zones"]): g for g in status["groups"]}
+        assert sorted(name for g in groups.values() for name in g["remote_names"]) == sorted(
+            expected)
+        reunion = next(g for zones, g in groups.items() if "RE" in zones)
+        assert reunion["local"]["RE"][11:16] == "08:00"
     finally:
         daemon.kill()

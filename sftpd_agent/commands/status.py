@@ -106,6 +106,7 @@ def campaigns(store: Store, settings: Settings) -> list[dict[str, Any]]:
             "acks": store.acks(campaign.id),
             "reason": campaign.reason,
             "received_at": campaign.received_at.astimezone(local).isoformat(),
+            "groups": list(campaign.summary.get("groups", [])),
         })
     return out
 
@@ -142,6 +143,17 @@ def render(report: dict[str, Any]) -> str:
                      f"{c['suppressed']:>5} {c['segments']:>8}  {acks}")
         if c["reason"]:
             lines.append(f"{'':<20} reason: {c['reason']}")
+        if len(c.get("groups", [])) > 1:
+            lines += [f"{'':<20} {_group_line(group)}" for group in c["groups"]]
     if not report["campaigns"]:
         lines.append("(no campaigns yet)")
     return "\n".join(lines)
+
+
+def _group_line(group: dict[str, Any]) -> str:
+    """One send-time group: ``MQ: 120 rows at 2027-06-01 14:00 Paris (MQ 08:00) -> names``."""
+    paris = str(group.get("send_at", ""))[:16].replace("T", " ")
+    local = ", ".join(f"{zone} {str(when)[11:16]}" for zone, when in group.get("local", {}).items())
+    names = ", ".join(group.get("remote_names", []))
+    return (f"{'+'.join(group.get('zones', []))}: {group.get('rows')} rows at {paris} Paris "
+            f"({local}) -> {names}")
