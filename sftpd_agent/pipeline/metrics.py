@@ -19,8 +19,6 @@ metrics in a folder nobody reads.
 from __future__ import annotations
 
 import datetime
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from ..errors import ConfigError
+from ..files import replaced
 from ..rules.states import PART_UPLOADED, PART_WAITING
 from ..rules.validation import CODES
 from ..store.journal import Store
@@ -151,26 +150,18 @@ def _float(value: float | int | str | None) -> float:
 
 
 def _replace(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, leaving it 0644."""
+    """Write ``data`` to ``path`` atomically (``files.replaced``), leaving it 0644."""
     directory = path.parent
+    if not directory.is_dir():
+        raise ConfigError(f"[metrics] textfile: directory {directory} does not exist")
+    if path.is_dir():
+        raise ConfigError(f"[metrics] textfile: {path} is a directory")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except (FileNotFoundError, NotADirectoryError):
-        raise ConfigError(
-            f"[metrics] textfile: directory {directory} does not exist") from None
+        with replaced(path, text=False, mode=MODE) as out:
+            out.write(data)
     except PermissionError:
         raise ConfigError(
             f"[metrics] textfile: directory {directory} is not writable") from None
-    try:
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(file.fileno(), MODE)
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        try:
-            Path(tmp).replace(path)
-        except IsADirectoryError:
-            raise ConfigError(f"[metrics] textfile: {path} is a directory") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except IsADirectoryError:
+        raise ConfigError(f"[metrics] textfile: {path} is a directory") from None
+

@@ -42,7 +42,6 @@ import asyncio
 import datetime
 import hashlib
 import itertools
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -54,7 +53,7 @@ from ..clock import Clock
 from ..config import Settings, SettingsLike, settings_getter
 from ..errors import PermanentRemoteError, RemoteError, RetryableRemoteError
 from ..events import Events
-from ..files import private_dir, private_file
+from ..files import private_dir, replaced
 from ..logs import get_logger
 from ..remote.base import Remote, RemoteEntry, join
 from ..rules.display import shown
@@ -143,13 +142,11 @@ def _sha256(data: bytes) -> str:
 
 class _RawCopy:
     """The local copy of a report: the bytes kept so far, plus the new ones, replaced
-    atomically on ``commit``."""
+    atomically on ``commit`` (``files.replaced``), left as it was on ``discard``."""
 
     def __init__(self, final: Path, keep: int) -> None:
-        self.final = final
-        self.temporary = final.with_name(f".{final.name}.tmp")
-        fd = private_file(self.temporary)
-        self._out = os.fdopen(fd, "wb")
+        self._writing = replaced(final, text=False)
+        self._out = self._writing.__enter__()
         if keep:
             with final.open("rb") as old:
                 remaining = keep
@@ -161,14 +158,15 @@ class _RawCopy:
         self._out.write(data)
 
     def commit(self) -> None:
-        self._out.flush()
-        os.fsync(self._out.fileno())
-        self._out.close()
-        self.temporary.replace(self.final)
+        self._writing.__exit__(None, None, None)
 
     def discard(self) -> None:
-        self._out.close()
-        self.temporary.unlink(missing_ok=True)
+        stop = _Discarded()
+        self._writing.__exit__(_Discarded, stop, None)
+
+
+class _Discarded(Exception):
+    """Ends a raw copy's writing without keeping it."""
 
 
 @dataclass
