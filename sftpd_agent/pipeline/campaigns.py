@@ -400,8 +400,18 @@ class Campaigns:
             json.dump(summary, out, ensure_ascii=False, indent=2, default=str)
 
     def unarchived(self) -> list[Campaign]:
-        """Campaigns on the provider's side whose spool is still here."""
-        return [c for c in self.store.campaigns()
+        """Campaigns on the provider's side whose spool is still here.
+
+        Found from the spool's folders (``spool/<pk>``: a campaign not yet held or archived),
+        never by reading every campaign of the journal: each poll asks this, and its cost
+        follows what is in flight, not the history."""
+        try:
+            names = [entry.name for entry in self.settings.paths.spool.iterdir()]
+        except FileNotFoundError:
+            return []
+        pks = [int(name) for name in names
+               if name.isascii() and name.isdigit() and name == str(int(name))]
+        return [c for c in self.store.campaigns_among(pks)
                 if c.state not in WAITING | {C.HELD}
                 and self.folder(c).exists()
                 and all(p.state != PartState.UPLOADING for p in self.store.parts(c.id))]

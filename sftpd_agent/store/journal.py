@@ -263,6 +263,26 @@ class Store(ReportTables):
             rows = self._db.execute("SELECT * FROM campaigns ORDER BY id").fetchall()
         return [Campaign.from_row(row) for row in rows]
 
+    def campaigns_among(self, pks: Iterable[int]) -> list[Campaign]:
+        """The campaigns of these ids (an unknown id is left out), by id."""
+        rows = self._db.execute(
+            "SELECT * FROM campaigns WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
+            (json.dumps(sorted(set(pks))),)).fetchall()
+        return [Campaign.from_row(row) for row in rows]
+
+    def campaigns_with_acks(self, *states: CampaignState) -> list[Campaign]:
+        """The campaigns in ``states`` with a ``done`` provider file whose delivery report
+        (ACK) has a cursor, by id: the ones a report round has anything to do for. A
+        campaign and its parts through indexes; the history is not read."""
+        marks = ",".join("?" * len(states))
+        rows = self._db.execute(
+            f"SELECT * FROM campaigns AS c WHERE c.state IN ({marks}) AND EXISTS ("  # noqa: S608
+            "SELECT 1 FROM parts AS p JOIN report_cursors AS k ON k.name = 'ACK-' || "
+            "substr(p.remote_name, instr(p.remote_name, '-') + 1) "
+            "WHERE p.campaign = c.id AND p.state = ?) ORDER BY c.id",
+            (*states, PartState.DONE)).fetchall()
+        return [Campaign.from_row(row) for row in rows]
+
     def move(
         self, pk: int, to: CampaignState, *, at: datetime.datetime, detail: str | None = None,
         **fields: Any,

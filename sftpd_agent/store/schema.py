@@ -140,6 +140,12 @@ MIGRATIONS: Sequence[str] = (
     );
     CREATE INDEX notifications_pending ON notifications(sent_at, next_at);
     """,
+    # 5: what a poll reads is found through an index, never by reading the history: a
+    # campaign's parts, and the report files of a campaign
+    """
+    CREATE INDEX parts_campaign ON parts(campaign, number);
+    CREATE INDEX report_cursors_campaign ON report_cursors(campaign);
+    """,
 )
 
 
