@@ -304,3 +304,38 @@ async def test_a_shrunk_file_is_read_again_without_double_counting(tmp_path: Pat
     assert len(world.store.suppressed()) == 5
     announced = [n for e, d in world.events if e == "optout.received" for n in d["numbers"]]
     assert len(announced) == 6  # five numbers, then the second STOP of one of them
+
+
+async def test_a_repeated_line_is_counted_by_occurrence_across_batches_reads_and_rewrites(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A line's occurrence is found per batch in the journal (no per-file counter in memory):
+    # with a line or two per read, every copy of a line lands in another transaction.
+    monkeypatch.setattr(reports_module, "CHUNK", 64)
+    world = World(tmp_path)
+    report = world.provider / "Report" / "STOP-12345-20261123-1000-x.csv"
+    same = "+33612340001;20261123;1000;STOP;R1\r\n"
+    other = [f"+3361234{i:04d};20261123;1000;STOP;R{i}\r\n" for i in range(2, 6)]
+
+    async def read(text: str) -> int:
+        report.write_text(text, encoding="utf-8")
+        world.now += dt.timedelta(seconds=2)
+        os.utime(report, (world.now.timestamp(), world.now.timestamp()))
+        await world.poll()
+        return world.count("optouts")
+
+    first = same + other[0] + same + other[1] + same
+    assert await read(first) == 5  # a first read: three copies, three lines
+    assert await read(first + other[2] + same) == 7  # read on from the cursor: a 4th copy
+    # Rewritten in another order, read again from its start: nothing new.
+    rewritten = same * 4 + other[2] + other[1] + other[0]
+    assert await read(rewritten) == 7
+    assert await read(rewritten + same) == 8  # read on from the cursor: a 5th copy
+    # Read again from its start (its local copy is gone), one new line: that line alone.
+    (world.settings.paths.inbox / "stop" / report.name).unlink()
+    assert await read(rewritten + same + other[3]) == 9
+    assert len(world.store.suppressed()) == 5
+    announced = [d for e, d in world.events if e == "optout.received"]
+    assert sum(d["count"] for d in announced) == 9
+    assert {n for d in announced for n in d["numbers"]} == {
+        "+33612340001", *(line.split(";")[0] for line in other)}

@@ -238,3 +238,88 @@ def test_purge_deletes_in_batches_and_keeps_what_is_recent(
     assert [idremote for _, _, idremote, *_ in left] == ["R5", "R6"]
     assert store.count_rows("optouts") == 1
     store.close()
+
+
+def _plan(db: sqlite3.Connection, sql: str, *args: object) -> str:
+    return " | ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, args))
+
+
+def test_a_poll_finds_what_is_in_flight_through_indexes(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    done, rejected, reported, waiting = (scheduled(store, f"c{i}", f"c{i}.csv")
+                                         for i in range(4))
+    outcome = {done.id: P.DONE, rejected.id: P.REJECTED, reported.id: P.DONE}
+    for c in (done, rejected, reported, waiting):
+        (part,) = store.add_parts(c.id, [PartPlan(f"SEND-12345-20261123-1000-{c.campaign_id}.csv",
+                                                  10, "ab", 1)], at=T0, suppressed=0)
+        if c.id in outcome:
+            store.move_part(part, outcome[c.id], at=T0)
+            store.move(c.id, C.DONE if outcome[c.id] == P.DONE else C.REJECTED, at=T0)
+        if c is not rejected:  # an ACK file for each but the rejected one
+            store.save_report_cursor(ReportCursor(
+                f"ACK-12345-20261123-1000-{c.campaign_id}.csv", Kind.ACK, c.id, seen_at=T0), T0)
+    store.move(reported.id, C.REPORTED, at=T0)
+    # The report round: only the campaign with an outcome and an ACK of a done part.
+    assert [c.id for c in store.campaigns_with_acks(C.DONE, C.REJECTED)] == [done.id]
+    # The archive check: the campaigns asked for, by id, an unknown one left out.
+    assert [c.id for c in store.campaigns_among([waiting.id, 999, done.id])] == [
+        done.id, waiting.id]
+    # Every query of an idle poll searches an index, none reads a table whole.
+    db = sqlite3.connect(tmp_path / "s.db")
+    plans = [
+        _plan(db, "SELECT * FROM parts WHERE 1=1 AND campaign = ? ORDER BY campaign, "
+              "number", done.id),
+        _plan(db, "SELECT * FROM parts WHERE 1=1 AND state IN (?,?,?) ORDER BY "
+              "campaign, number", P.UPLOADING, P.PUBLISHED, P.PROCESSING),
+        _plan(db, "SELECT * FROM campaigns WHERE id IN (SELECT value FROM json_each(?))",
+              "[1]"),
+        _plan(db, "SELECT * FROM campaigns AS c WHERE c.state IN (?,?) AND EXISTS ("
+              "SELECT 1 FROM parts AS p JOIN report_cursors AS k ON k.name = 'ACK-' || "
+              "substr(p.remote_name, instr(p.remote_name, '-') + 1) WHERE p.campaign = c.id "
+              "AND p.state = ?)", C.DONE, C.REJECTED, P.DONE),
+        _plan(db, "SELECT id FROM report_cursors WHERE campaign = ?", done.id),
+    ]
+    for plan in plans:
+        assert "SCAN parts" not in plan and "SCAN campaigns" not in plan, plan
+        assert "SCAN report_cursors" not in plan, plan
+    db.close()
+    store.close()
+
+
+def test_migration_5_adds_the_poll_indexes_to_an_older_journal(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:4], start=1):
+        db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+    db.execute("INSERT INTO campaigns (campaign_id, file, source, state, received_at, "
+               "updated_at) VALUES ('old', 'old.csv', '1-old.csv', 'reported', ?, ?)",
+               (T0.isoformat(), T0.isoformat()))
+    db.close()
+    store = Store(tmp_path / "s.db")
+    assert store.version == len(MIGRATIONS) >= 5
+    assert [c.campaign_id for c in store.campaigns()] == ["old"]
+    store.close()
+    names = {row[0] for row in sqlite3.connect(tmp_path / "s.db").execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"parts_campaign", "report_cursors_campaign"} <= names
+
+
+def test_line_counts_of_some_keys_are_those_of_the_whole_file(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    cursor = store.save_report_cursor(
+        ReportCursor("STOP-12345-20261123-1000-x.csv", Kind.STOP, None, seen_at=T0), T0)
+    assert cursor.id is not None
+    rows = [(cursor.id, key, occurrence, "+33612345678", None, None, T0.isoformat())
+            for key, occurrence in ((-5, 1), (7, 1), (7, 2), (2**63 - 1, 1), (7, 3))]
+    store.record_lines(cursor, rows, [None] * len(rows), bulk=True, at=T0)
+    whole = store.line_counts(cursor.id, Kind.STOP)
+    assert whole == {-5: 1, 7: 3, 2**63 - 1: 1}
+    assert store.line_counts(cursor.id, Kind.STOP, [7, 2**63 - 1, 11]) == {7: 3, 2**63 - 1: 1}
+    # A read's own count, apart from what is recorded: starts empty, adds up.
+    store.begin_line_pass()
+    assert store.line_pass_counts([7, -5]) == {}
+    store.add_line_pass({7: 1, -(2**63): 2})
+    store.add_line_pass({7: 3})
+    assert store.line_pass_counts([7, -(2**63), 11]) == {7: 3, -(2**63): 2}
+    store.begin_line_pass()
+    assert store.line_pass_counts([7]) == {}
+    store.close()

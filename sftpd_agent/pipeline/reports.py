@@ -60,6 +60,7 @@ from ..rules.display import shown
 from ..rules.naming import Kind
 from ..rules.numbers import NumberNormalizer
 from ..rules.report_lines import (
+    ReportLine,
     ack_name,
     fold,
     line_key,
@@ -86,8 +87,9 @@ from .transitions import Transitions
 log = get_logger("sftpd_agent.reports")
 C = CampaignState
 
-CHUNK = 8 << 20
-"""Bytes read (and committed) at a time: bounds memory for a 1M-line ACK."""
+CHUNK = 1 << 20
+"""Bytes read (and committed) at a time: bounds memory, whatever the file's size (its lines'
+objects take ~6x its bytes: 8 MiB chunks kept a 1M-line STOP ingest above 150 MB)."""
 WINDOW = 4096
 """Bytes hashed at each end of what was read, to notice a rewritten file."""
 MAX_LINE = 1 << 16
@@ -176,8 +178,8 @@ class _Read:
     cursor: ReportCursor
     head: bytes = b""
     tail: bytes = b""
-    counts: dict[int, int] = field(default_factory=dict)
     first_read: bool = False  # nothing of this file recorded yet: bulk inserts
+    apart: bool = False  # read again from its start over recorded lines: counted apart
     warnings: int = 0
     unreadable: int = 0
     batch: int = BULK_FIRST_BATCH  # lines in the next transaction
@@ -316,8 +318,13 @@ class Reports:
         state = _Read(cursor, head=head, tail=tail)
         if cursor.kind is not Kind.ACK and cursor.id is not None:
             state.first_read = not self.store.has_lines(cursor.id, cursor.kind)
-        if start:
-            state.counts = self._line_counts(cursor)
+            # A line's occurrence: 1 + the times its text came before, in the lines recorded
+            # (a first read, or one from the cursor: the journal holds exactly the lines
+            # before, or more of the lines before when resuming) or, for a file read again
+            # from its start over lines recorded before, in this read alone.
+            state.apart = start == 0 and not state.first_read
+            if state.apart:
+                self.store.begin_line_pass()
         copy = _RawCopy(self._copy_path(cursor), keep=start)
         try:
             position, carry = start, b""
@@ -441,6 +448,7 @@ class Reports:
         report = _report_id(cursor)
         records: list[OptOutRow | ReplyRow] = []
         optouts: list[SuppressionRow | None] = []
+        parsed: list[tuple[ReportLine, int, str | None]] = []
         for number, raw in enumerate(lines, start=first):
             line = raw.rstrip("\r").strip()
             if not line:
@@ -449,11 +457,14 @@ class Reports:
             if record is None:
                 self._unreadable(state, number, "IDREMOTE", "fewer than 5 fields")
                 continue
-            key = line_key(line)
-            occurrence = state.counts[key] = state.counts.get(key, 0) + 1
             msisdn = self._number(record.msisdn)
             if msisdn is None:
                 self._unreadable(state, number, "MSISDN", "not a phone number")
+            parsed.append((record, line_key(line), msisdn))
+        # The keys' occurrences before this batch, then each line's own (its key's n-th).
+        counts = self._counts_before(state, {key for _, key, _ in parsed})
+        for record, key, msisdn in parsed:
+            occurrence = counts[key] = counts.get(key, 0) + 1
             received = self._received_at(record.date, record.hour)
             opt_out = stop or fold(record.message) in keywords
             if stop:
@@ -464,7 +475,19 @@ class Reports:
                                 record.message, record.idremote, cursor.campaign, opt_out, at))
             optouts.append((msisdn, received or at, cursor.name, campaign_id)
                            if opt_out and msisdn is not None else None)
+        if state.apart and counts:
+            self.store.add_line_pass(counts)
         return records, optouts
+
+    def _counts_before(self, state: _Read, keys: set[int]) -> dict[int, int]:
+        """How many lines of each of ``keys`` came before this batch (see ``_read``): asked
+        of the journal for this batch's keys alone, so that memory follows the batch, not the
+        file (a million-line STOP file)."""
+        if not keys:
+            return {}
+        if state.apart:
+            return self.store.line_pass_counts(keys)
+        return self.store.line_counts(_report_id(state.cursor), state.cursor.kind, keys)
 
     # -- ACK files: complete, reported, deleted ----------------------------------------------
 
@@ -500,7 +523,9 @@ class Reports:
 
     def _report_campaigns(self) -> None:
         """Refresh delivery figures; a campaign whose every done part has its ACK: reported."""
-        waiting = {c.id: c for c in self.store.campaigns(*OUTCOME)}
+        # Only the campaigns with an ACK to count: a campaign whose done parts have none yet
+        # (a rejected one, say) is skipped below anyway, and the history is never read.
+        waiting = {c.id: c for c in self.store.campaigns_with_acks(*OUTCOME)}
         for pk in self._touched - waiting.keys():
             waiting[pk] = self.store.campaign(pk)
         for campaign in waiting.values():
@@ -608,11 +633,6 @@ class Reports:
         if skipped != before:
             self.store.set_fact(SKIPPED, skipped or None)
             self._skipped = dict(skipped)
-
-    def _line_counts(self, cursor: ReportCursor) -> dict[int, int]:
-        if cursor.kind is Kind.ACK or cursor.id is None:
-            return {}
-        return self.store.line_counts(cursor.id, cursor.kind)
 
     def _number(self, raw: str) -> str | None:
         """The E.164 form of a number in a report; digits the library cannot place are kept

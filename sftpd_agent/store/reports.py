@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any, Literal
@@ -42,6 +42,8 @@ _OPTOUT = ("INSERT OR IGNORE INTO optouts (report, key, occurrence, msisdn, rece
 _REPLY = ("INSERT OR IGNORE INTO replies (report, key, occurrence, msisdn, received_at, "
           "message, idremote, campaign, opt_out, at) VALUES (?,?,?,?,?,?,?,?,?,?)")
 _LINES_TABLE = {Kind.STOP: "optouts", Kind.SMSMO: "replies"}
+_PASS_CACHE_KIB = 8192
+"""Memory for the scratch count of a file read again from its start (the rest on disk)."""
 
 
 class ReportTables:
@@ -133,12 +135,48 @@ class ReportTables:
         self.bulk_written()
         return new_optouts, new_replies
 
-    def line_counts(self, report: int, kind: Kind) -> dict[int, int]:
-        """Occurrences of each line (by key) of a STOP or SMS-MO file recorded so far."""
-        rows = self._db.execute(
-            f"SELECT key, max(occurrence) FROM {_LINES_TABLE[kind]} "  # noqa: S608
-            "WHERE report = ? GROUP BY key", (report,))
+    def line_counts(self, report: int, kind: Kind,
+                    keys: Collection[int] | None = None) -> dict[int, int]:
+        """Occurrences of each line (by key) of a STOP or SMS-MO file recorded so far: the
+        highest recorded. Of the lines of ``keys`` only, when given (those with none are left
+        out): a few index lookups, however many lines the file has."""
+        table = _LINES_TABLE[kind]
+        if keys is None:
+            rows = self._db.execute(
+                f"SELECT key, max(occurrence) FROM {table} "  # noqa: S608
+                "WHERE report = ? GROUP BY key", (report,))
+        else:
+            rows = self._db.execute(
+                f"SELECT key, max(occurrence) FROM {table} WHERE report = ? "  # noqa: S608
+                "AND key IN (SELECT value FROM json_each(?)) GROUP BY key",
+                (report, json.dumps(list(keys))))
         return {row[0]: int(row[1]) for row in rows}
+
+    # -- a read's own count of its lines, apart from what is recorded -------------------------
+
+    def begin_line_pass(self) -> None:
+        """Start counting a read's lines apart from the recorded ones (a file read again from
+        its start: its lines are numbered from 1 again), in a scratch table of this
+        connection (``temp``: on disk past a small cache, never under the write lock)."""
+        self._db.execute(f"PRAGMA temp.cache_size = -{_PASS_CACHE_KIB}")
+        self._db.execute("CREATE TEMP TABLE IF NOT EXISTS line_pass "
+                         "(key INTEGER PRIMARY KEY, seen INTEGER NOT NULL)")
+        self._db.execute("DELETE FROM temp.line_pass")
+
+    def line_pass_counts(self, keys: Collection[int]) -> dict[int, int]:
+        """How many times this read has met each of ``keys`` (those it has not: left out)."""
+        rows = self._db.execute(
+            "SELECT key, seen FROM temp.line_pass WHERE key IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(keys)),))
+        return {row[0]: int(row[1]) for row in rows}
+
+    def add_line_pass(self, counts: dict[int, int]) -> None:
+        """This read has met each key of ``counts`` that many times in all, so far."""
+        # One statement: one (scratch) transaction for the lot.
+        self._db.execute(
+            "INSERT OR REPLACE INTO temp.line_pass (key, seen) SELECT "
+            "json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)",
+            (json.dumps(list(counts.items())),))
 
     def has_lines(self, report: int, kind: Kind) -> bool:
         """Whether any line of this STOP or SMS-MO file is recorded."""
