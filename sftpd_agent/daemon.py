@@ -117,6 +117,7 @@ class Agent:
         self.failures = Failures()
         self._retry: dict[int, tuple[float, float]] = {}  # campaign pk -> (monotonic, delay)
         self._odd_shown: dict[str, str] = {}
+        self._unrecorded = False  # a file in the spool waits to be recorded
 
     @property
     def settings(self) -> Settings:
@@ -246,8 +247,9 @@ class Agent:
         self.notifier.reloading()
         # Every component reads the settings through the source; only the scheduler's
         # timer holds a copy of a value.
-        self.scheduler.reschedule_job("poll", trigger=IntervalTrigger(
-            seconds=self.settings.remote.poll_seconds, timezone=self.settings.tz))
+        if self.scheduler.get_job("poll") is not None:  # not yet during start-up
+            self.scheduler.reschedule_job("poll", trigger=IntervalTrigger(
+                seconds=self.settings.remote.poll_seconds, timezone=self.settings.tz))
         self.notifier.ready("configuration reloaded")
         log.info("config_reloaded")
         self.wake.set()
@@ -326,13 +328,19 @@ class Agent:
             return
         async with self.intake_lock:
             with self._unit(f"outbox entry {shown(path.name)}"):
-                campaign = self.campaigns.take(path)
-                await self._validate(campaign)
+                source = self.campaigns.move_in(path)
+                await self._record(source)
 
     async def _record(self, source: Path) -> None:
         try:
             campaign = self.campaigns.record(source)
         except Exception as exc:  # the boundary: set aside, never tripped on again
+            if waits_for_space(exc) or isinstance(exc, sqlite3.OperationalError):
+                # Short of space or the journal busy: the file stays in the spool and is
+                # recorded at a later round (never set aside for it).
+                self._failed(f"spool file {source.name}", exc)
+                self._unrecorded = True
+                return
             reason = self._failed(f"spool file {source.name}", exc)
             with self._unit(f"spool file {source.name} (set aside)"):
                 target = self.campaigns.set_aside(source, f"could not be recorded: {reason}")
@@ -375,9 +383,11 @@ class Agent:
         while not self.stop.is_set():
             self._mark("remote")
             async with self.intake_lock:
-                await self._retry_intake()
+                with self._unit("intake retry"):
+                    await self._retry_intake()
             async with self.remote_lock:
-                await self._prepare_due()
+                with self._unit("uploads due"):
+                    await self._prepare_due()
             if not self.stop.is_set() and self.session.ready():
                 async with self.remote_lock:
                     ok = await self._attempt_round()
@@ -389,7 +399,12 @@ class Agent:
                 await asyncio.wait_for(self.wake.wait(), timeout=self._idle_wait())
 
     async def _retry_intake(self) -> None:
-        """Campaigns whose validation failed short of space, tried again when due."""
+        """Files taken but not recorded, and campaigns whose validation failed short of
+        space, tried again."""
+        if self._unrecorded:
+            self._unrecorded = False
+            for source in self.campaigns.recover():
+                await self._record(source)
         waiting = [c for c in self.store.campaigns(C.RECEIVED, C.VALIDATED)
                    if c.id in self._retry and self._retry_due(c.id)]
         for campaign in waiting:
@@ -501,9 +516,11 @@ class Agent:
     async def _heartbeat(self) -> None:
         interval = self.notifier.watchdog_interval()
         period = min(5.0, interval / 2) if interval else 5.0
-        limit = max(interval or 0.0, 2 * self.settings.remote.poll_seconds + 30)
         stalled_before = False
         while not self.stop.is_set():
+            # poll_seconds is read at each beat: a reload that lengthens it must not make
+            # an idle remote loop look stalled.
+            limit = max(interval or 0.0, 2 * self.settings.remote.poll_seconds + 30)
             now = time.monotonic()
             if all(now - seen < limit for seen in self._progress.values()):
                 self.notifier.watchdog()

@@ -339,3 +339,40 @@ async def test_a_repeated_line_is_counted_by_occurrence_across_batches_reads_and
     assert sum(d["count"] for d in announced) == 9
     assert {n for d in announced for n in d["numbers"]} == {
         "+33612340001", *(line.split(";")[0] for line in other)}
+
+
+async def test_a_part_still_on_its_way_keeps_its_campaign_from_reported(tmp_path: Path) -> None:
+    """Part 1 done with its whole ACK, part 2 still processing (another send time, or slower):
+    the round goes on without error, the campaign waits; reported once part 2 is done."""
+    world = World(tmp_path)
+    world.settings = world.settings.model_copy(update={"campaign": world.settings.campaign
+                                                       .model_copy(update={
+                                                           "max_rows_per_file": 30})})
+    world.restart()
+    world.send(rows=ROWS)
+    remote = LocalRemote(world.provider)
+    await world.publisher.round(remote)
+    send = world.provider / "Send"
+    first, second = sorted(p for p in send.iterdir() if p.suffix == ".csv")
+
+    def ack(part: Path) -> None:
+        lines = [f"{r[0]};{r[1]};{r[2]};{r[3]};2 ;sent;op\r\n" for r in
+                 (line.split(";") for line in part.read_text(encoding="utf-8").splitlines())]
+        name = part.with_suffix(".csv").name
+        (world.provider / "Report" / ("ACK-" + name.split("-", 1)[1])).write_text(
+            "".join(lines), encoding="utf-8")
+
+    ack(first)
+    first.rename(first.with_suffix(".done"))
+    second.rename(second.with_suffix(".lock"))
+    for _ in range(3):
+        await world.poll(remote)  # no IllegalTransition escapes the round
+    (campaign,) = world.store.campaigns()
+    assert campaign.state == "processing"
+    ack(second.with_suffix(".lock"))
+    second.with_suffix(".lock").rename(second.with_suffix(".done"))
+    for _ in range(3):
+        await world.poll(remote)
+    (campaign,) = world.store.campaigns()
+    assert campaign.state == "reported"
+    assert [name for name, _ in world.events].count("campaign.reported") == 1

@@ -63,3 +63,24 @@ def test_old_personal_data_is_purged_and_the_suppression_list_kept(tmp_path: Pat
     assert store.report_cursor("STOP-live.csv") is not None
     assert store.suppressed() == {"+33612345678"}
     assert purged.files == 3
+
+
+def test_held_symbolic_links_are_purged_as_links_never_followed(tmp_path: Path) -> None:
+    """A held link in failed/ (dangling, or to an old folder elsewhere) is aged and removed
+    by its own time; its target is never read, walked or deleted; the rows still go."""
+    paths = Settings(service_id="12345", paths={"root": tmp_path / "agent"}).paths
+    store = Store(paths.state_db)
+    paths.failed.mkdir(parents=True, exist_ok=True)
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "inside").mkdir(parents=True)
+    aged(elsewhere / "inside", OLD)
+    (paths.failed / "dangling.csv").symlink_to(tmp_path / "nothing")
+    (paths.failed / "folder.csv").symlink_to(elsewhere)
+    for link in ("dangling.csv", "folder.csv"):
+        os.utime(paths.failed / link, (OLD.timestamp(),) * 2, follow_symlinks=False)
+    (paths.failed / "recent.csv").symlink_to(tmp_path / "nothing")
+    purged = purge(store, paths, 90, now=NOW)
+    assert sorted(p.name for p in paths.failed.iterdir()) == ["recent.csv"]
+    assert (elsewhere / "inside").is_dir()  # the target untouched
+    assert purged.files == 2 and "deliveries" in purged.rows
+    store.close()

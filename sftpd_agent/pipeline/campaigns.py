@@ -95,7 +95,11 @@ class Campaigns:
     # -- taking in -----------------------------------------------------------------------
 
     def take(self, dropped: Path) -> Campaign:
-        """Move a complete entry out of the outbox into the spool and record it.
+        """:meth:`move_in`, then :meth:`record`."""
+        return self.record(self.move_in(dropped))
+
+    def move_in(self, dropped: Path) -> Path:
+        """Move a complete entry out of the outbox into the spool (to be recorded).
 
         The spool name is a sequence number, never derived from the dropped name (which may
         be 255 bytes, undecodable, or hold a newline); the name itself is kept beside it
@@ -116,7 +120,7 @@ class Campaigns:
             raise
         fsync_dir(self.incoming)
         fsync_dir(dropped.parent)
-        return self.record(target)
+        return target
 
     def recover(self) -> list[Path]:
         """Files taken before a crash but never recorded, in the order they were taken.
@@ -228,13 +232,15 @@ class Campaigns:
         if os.path.lexists(failed / name):
             name = local_name(campaign.file, room=room, tag=str(campaign.id))
         errors = self.folder(campaign) / "errors.csv"
-        if os.path.lexists(source):
-            source.replace(failed / name)
-        _forget(_label(source))
+        # The reason first (the one write that needs space): a full disk leaves the file in
+        # the spool, the hold to be tried again, nothing half-moved.
         if errors.exists() and campaign.invalid:
             errors.replace(failed / f"{name}.errors.csv")
         else:
             self._write_reason(failed / name, reason)
+        if os.path.lexists(source):
+            source.replace(failed / name)
+        _forget(_label(source))
         fsync_dir(failed)
         shutil.rmtree(self.folder(campaign), ignore_errors=True)
         return self.transitions.campaign(

@@ -70,7 +70,7 @@ from ..rules.report_lines import (
     report_kind,
     send_name,
 )
-from ..rules.states import OUTCOME, CampaignState, PartState
+from ..rules.states import OUTCOME, CampaignState, PartState, can_move
 from ..store.journal import BULK_FIRST_BATCH, BULK_PAUSE, Store, next_batch
 from ..store.records import (
     Campaign,
@@ -539,7 +539,10 @@ class Reports:
                 self.store.update_campaign(campaign.id,
                                            summary={**campaign.summary, "acks": figures})
             complete = all(c is not None and c.complete_at is not None for c in cursors)
-            if campaign.state != C.REPORTED and complete and done:
+            # Only a campaign whose every part has its outcome may become reported (a part
+            # of another send time may still be on its way).
+            if complete and done and can_move(campaign.state, C.REPORTED) \
+                    and campaign.state != C.REPORTED:
                 moved = self.transitions.campaign(campaign, C.REPORTED, detail="ACK ingested",
                                                   say={"acks": figures})
                 if self.on_reported is not None:

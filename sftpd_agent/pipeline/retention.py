@@ -29,9 +29,12 @@ class Purged:
 
 
 def _newest_mtime(path: Path) -> float:
-    if path.is_dir():
-        return max((p.stat().st_mtime for p in path.rglob("*")), default=path.stat().st_mtime)
-    return path.stat().st_mtime
+    """The newest modification time in ``path`` (a file, a link itself, or a folder's tree);
+    a symbolic link is never followed (a held link may point anywhere, or nowhere)."""
+    if path.is_dir() and not path.is_symlink():
+        return max((p.lstat().st_mtime for p in path.rglob("*")),
+                   default=path.lstat().st_mtime)
+    return path.lstat().st_mtime
 
 
 def purge(store: Store, paths: PathsSettings, days: int, *,
@@ -47,10 +50,10 @@ def purge(store: Store, paths: PathsSettings, days: int, *,
         for path in sorted(folder.iterdir()):
             if path.name in live or _newest_mtime(path) >= stamp:
                 continue
-            if path.is_dir():
+            if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             else:
-                path.unlink()
+                path.unlink()  # a file, or a held link itself
             removed += 1
     rows = store.purge_rows(cutoff)
     if removed or any(rows.values()):

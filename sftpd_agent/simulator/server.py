@@ -50,17 +50,20 @@ class ProviderSFTPServer(asyncssh.SFTPServer):
     # (stat, open, listing); a link that leads out is "No such file".
 
     def _inside(self, local: bytes, *, follow: bool) -> bytes:
-        if follow:
-            resolved = os.path.realpath(local)
-        else:
+        resolved = os.path.realpath(local)
+        if not follow and resolved != self._root:  # the last name itself, not its target
             parent, name = os.path.split(local)
-            resolved = os.path.realpath(parent) + b"/" + name
-        if resolved != self._root and not resolved.startswith(self._root + b"/"):
+            resolved = os.path.realpath(parent).rstrip(b"/") + b"/" + name
+        if resolved != self._root and not resolved.startswith(self._root.rstrip(b"/") + b"/"):
             raise asyncssh.SFTPNoSuchFile("No such file")
         return local
 
     def map_path(self, path: bytes) -> bytes:
         return self._inside(super().map_path(path), follow=False)
+
+    def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        self._inside(self.map_path(path), follow=True)  # truncate, chmod, utime follow links
+        super().setstat(path, attrs)
 
     def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
         self._inside(self.map_path(path), follow=True)
