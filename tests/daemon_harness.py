@@ -11,9 +11,11 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Self
+
+import pytest
 
 from sftpd_agent.simulator.processing import JournalEntry, read_journal
 from sftpd_agent.testing import WAIT_SECONDS, DaemonProcess
@@ -118,3 +120,13 @@ def rows(count: int, *, start: int = 0, prefix: str = "R", message: str = "Bonjo
 
 def running(daemon: Daemon) -> Daemon:
     return daemon.start()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, openssh: SftpServer) -> Iterator[Daemon]:
+    """The real daemon against the test's sshd, with the test timings; killed at the end.
+    (A test module may define its own ``daemon`` fixture: a wrapper, other settings.)"""
+    config = write_config(tmp_path, openssh)
+    agent = Daemon(config, tmp_path / "agent", openssh)
+    yield agent
+    agent.kill()

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -32,14 +31,6 @@ PARIS = ZoneInfo("Europe/Paris")
 def simulator_options() -> SimulatorOptions:
     # Verdicts at once; reports far away (the reports tests bring them closer).
     return SimulatorOptions(seed=7, lock_seconds=0, ack_delay=3600, stop_share=0, mo_share=0)
-
-
-@pytest.fixture
-def daemon(tmp_path: Path, openssh: SftpServer) -> Iterator[Daemon]:
-    config = write_config(tmp_path, openssh)
-    agent = Daemon(config, tmp_path / "agent", openssh)
-    yield agent
-    agent.kill()
 
 
 def published(daemon: Daemon) -> dict[str, str]:

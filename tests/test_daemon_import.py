@@ -10,14 +10,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sftpd_agent.simulator import SimulatorOptions
-from tests.daemon_harness import Daemon, rows, wait_until, write_config
-from tests.servers import SftpServer
+from tests.daemon_harness import Daemon, rows, wait_until
 
 MILLION = 1_000_000
 CAMPAIGNS = 6
@@ -26,14 +24,6 @@ CAMPAIGNS = 6
 @pytest.fixture
 def simulator_options() -> SimulatorOptions:
     return SimulatorOptions(seed=7, lock_seconds=0, ack_delay=3600, stop_share=0, mo_share=0)
-
-
-@pytest.fixture
-def daemon(tmp_path: Path, openssh: SftpServer) -> Iterator[Daemon]:
-    config = write_config(tmp_path, openssh)
-    agent = Daemon(config, tmp_path / "agent", openssh)
-    yield agent
-    agent.kill()
 
 
 @pytest.mark.slow

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -30,14 +29,6 @@ POLL_SECONDS = 0.3
 @pytest.fixture
 def simulator_options() -> SimulatorOptions:
     return SimulatorOptions(seed=5, lock_seconds=0, ack_delay=3600, stop_share=0, mo_share=0)
-
-
-@pytest.fixture
-def daemon(tmp_path: Path, openssh: SftpServer) -> Iterator[Daemon]:
-    config = write_config(tmp_path, openssh)
-    agent = Daemon(config, tmp_path / "agent", openssh)
-    yield agent
-    agent.kill()
 
 
 def test_an_idle_daemon_writes_no_line_per_poll(daemon: Daemon) -> None:
