@@ -307,6 +307,13 @@ class Agent:
         reason = self._failed(unit, exc, campaign=campaign.id)
         transient = waits_for_space(exc) or isinstance(exc, sqlite3.OperationalError)
         if transient or step == "prepare":
+            try:
+                current = self.store.campaign(campaign.id)
+            except Exception:  # the journal itself failing: as it was, tried again
+                current = campaign
+            if current.state not in WAITING:  # the step got through before it failed
+                self._retry.pop(campaign.id, None)
+                return
             delay = self._retry_later(campaign.id)
             self._quietly("waiting", lambda: self.store.update_campaign(
                 campaign.id, reason=f"waiting ({step} failed: {reason}); "
@@ -319,6 +326,17 @@ class Agent:
         except Exception as again:  # holding failed too (the disk, the journal): try later
             self._failed(unit + " (hold)", again)
             self._retry_later(campaign.id)
+
+    def _waited(self, campaign: Campaign, step: str) -> None:
+        """A step that had failed went through: its failure and its "waiting" reason go."""
+        self.failures.cleared(f"campaign {campaign.campaign_id} ({campaign.file}): {step}")
+
+        def forget_waiting() -> None:
+            current = self.store.campaign(campaign.id)
+            if current.state != C.HELD and (current.reason or "").startswith("waiting ("):
+                self.store.update_campaign(campaign.id, reason=None)
+
+        self._quietly("waited", forget_waiting)
 
     # -- the outbox ----------------------------------------------------------------------
 
@@ -354,7 +372,8 @@ class Agent:
         except Exception as exc:  # the boundary: held with the reason, or tried again
             self._failed_step(campaign, "validation", exc)
             return
-        self._retry.pop(campaign.id, None)
+        if self._retry.pop(campaign.id, None) is not None:
+            self._waited(campaign, "validation")
         if campaign.state == C.SCHEDULED:
             self._schedule(campaign)
             self.wake.set()
@@ -424,8 +443,7 @@ class Agent:
                 self._failed_step(campaign, "prepare", exc)
             else:
                 if self._retry.pop(campaign.id, None) is not None:
-                    self.failures.cleared(
-                        f"campaign {campaign.campaign_id} ({campaign.file}): prepare")
+                    self._waited(campaign, "prepare")
 
     async def _attempt_round(self) -> bool:
         """One poll through the session; a failure that is not the remote's (the journal, a

@@ -4,10 +4,14 @@ different locks (the in-process agent, a remote whose uploads are slow)."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from sftpd_agent import daemon as daemon_module
 from sftpd_agent.clock import system_clock
 from sftpd_agent.config import Settings, SettingsSource
 from sftpd_agent.daemon import Agent
@@ -15,6 +19,7 @@ from sftpd_agent.remote.base import Remote
 from sftpd_agent.remote.local import LocalRemote
 from sftpd_agent.rules.states import CampaignState
 from sftpd_agent.store.journal import Store
+from sftpd_agent.store.records import Campaign
 
 UPLOAD_SECONDS = 3.0
 
@@ -82,3 +87,51 @@ async def test_a_file_dropped_during_an_upload_is_taken_at_once(tmp_path: Path) 
 
 def _uploading(store: Store) -> bool:
     return any(c.state == CampaignState.UPLOADING for c in store.campaigns())
+
+
+async def test_a_prepare_short_of_space_waits_then_goes_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The campaign's upload step fails for want of space: it waits (reason said in
+    status), is tried again with backoff, goes out once, and the reason goes."""
+    monkeypatch.setattr(daemon_module, "RETRY_SECONDS", (0.3, 1.0))
+    settings = Settings.model_validate({
+        "service_id": "12345", "paths": {"root": str(tmp_path / "agent")},
+        "remote": {"poll_seconds": 0.2},
+        "campaign": {"marketing": False, "stable_seconds": 0}})
+    provider = tmp_path / "provider"
+    for folder in ("Send", "Report"):
+        (provider / folder).mkdir(parents=True)
+
+    async def connect(_: Settings) -> Remote:
+        return LocalRemote(provider)
+
+    store = Store(settings.paths.state_db)
+    agent = Agent(SettingsSource(settings), store=store, connect=connect, clock=system_clock)
+    real = agent.campaigns.prepare
+    failures = iter([OSError(errno.ENOSPC, "No space left on device")] * 2)
+    reasons: list[str | None] = []
+
+    def prepare(campaign: Campaign) -> object:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        reasons.append(store.campaign(campaign.id).reason)
+        return real(campaign)
+
+    monkeypatch.setattr(agent.campaigns, "prepare", prepare)
+    running = asyncio.create_task(agent.run())
+    try:
+        deadline = time.monotonic() + 20
+        while not settings.paths.outbox.is_dir() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        (settings.paths.outbox / "promo.csv").write_text(rows("A"))
+        while not list((provider / "Send").glob("*.csv")) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert [p.name for p in (provider / "Send").iterdir()] == [
+            p.name for p in (provider / "Send").glob("*-promo.csv")]
+        assert reasons and (reasons[0] or "").startswith("waiting (prepare failed: No space")
+        (campaign,) = store.campaigns()
+        assert campaign.reason is None  # said while it waited, gone once it went
+    finally:
+        agent.stop.set()
+        assert await asyncio.wait_for(running, 30) == 0
