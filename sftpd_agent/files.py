@@ -34,7 +34,11 @@ def private_dir(path: Path) -> Path:
 def private_file(path: Path) -> int:
     """Open ``path`` for writing, created 0600 whatever the umask; the file descriptor."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 
@@ -69,10 +73,14 @@ def _replaced(path: Path, *, text: bool, mode: int,
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     temporary = Path(name)
     try:
-        os.fchmod(fd, mode)
-        handle: IO[str] | IO[bytes] = (
-            os.fdopen(fd, "w", encoding="utf-8", newline=newline) if text
-            else os.fdopen(fd, "wb"))
+        try:
+            os.fchmod(fd, mode)
+            handle: IO[str] | IO[bytes] = (
+                os.fdopen(fd, "w", encoding="utf-8", newline=newline) if text
+                else os.fdopen(fd, "wb"))
+        except BaseException:
+            os.close(fd)
+            raise
         with handle:
             yield handle
             handle.flush()
