@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,8 @@ from sftpd_agent.notify.alert import (
     alert_email,
     journal_tail,
 )
-from tests.notify_support import PASSWORD, USER, Mailbox, Tls, free_port, make_tls, start_smtp
+from tests import notify_support as support
+from tests.notify_support import PASSWORD, USER, Mailbox, Tls, free_port, start_smtp
 
 UNIT = "sftpd-agent.service"
 WAIT = 60  # seconds: the bound on one run of the command
@@ -54,26 +54,11 @@ print("2026-11-23T08:00:59+0100 host sftpd-agent[42]: " + "y" * 100_000)
 '''
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
-    return make_tls(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-def mailbox() -> Mailbox:
-    return Mailbox()
-
-
-@pytest.fixture
-def smtp_port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def smtp(tls: Tls, mailbox: Mailbox, smtp_port: int) -> Iterator[Controller]:
-    controller = start_smtp(tls, mailbox, smtp_port)
-    yield controller
-    controller.stop()
+# The shared fixtures, by name (tests/notify_support.py).
+tls = support.tls
+mailbox = support.mailbox
+smtp_port = support.smtp_port
+smtp = support.smtp
 
 
 @pytest.fixture
