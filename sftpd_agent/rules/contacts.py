@@ -1,0 +1,556 @@
+"""Contact files as CRM and e-mail tools export them, turned into provider rows.
+
+A contacts file has a header row (``Prénom;Nom;Mobile;Ville;Client ID``), ``;``, ``,`` or tab
+between fields with RFC 4180 quoting, and is UTF-8 (with or without a BOM) or CP1252.
+:func:`sniff` reads its start and says how to read it: encoding, delimiter, headers, the
+phone column (found by its header: "Mobile", "Téléphone portable", "N° de mobile"...) and the
+CRM id column. :func:`render` then reads the rows (streaming, a block at a time) and fills the
+message template of each; :func:`write_provider_rows` writes what it rendered as a provider
+file (``IDREMOTE;MSISDN;OADC;MSG``) for the usual row rules (:mod:`.validation`) to check, and
+returns the :class:`LineMap` that takes their errors back to the contact file's lines and
+column headers.
+
+Pure: these functions read the file they are given and write to the stream they are given.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import unicodedata
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import InputError
+from .campaign_file import BOM, CHUNK, MAX_RECORD_LINES
+from .template import Missing, Template, find_column, shown_headers
+from .validation import FIELDS, RowError
+
+DELIMITERS = (";", ",", "\t")
+SAMPLE_ROWS = 50
+"""Records after the header that :func:`sniff` compares delimiters on."""
+PROVIDER_HEADER = ("idremote", "msisdn", "oadc", "msg")
+
+MOBILE_WORDS = frozenset({"mobile", "portable", "gsm", "cellulaire", "cell", "cellphone",
+                          "msisdn", "sms", "mobil"})
+"""Header words that name a mobile number: preferred over a plain "Téléphone"."""
+PHONE_WORDS = MOBILE_WORDS | {"telephone", "tel", "phone", "tele", "telefon", "telefono"}
+LANDLINE_WORDS = frozenset({"fixe", "domicile", "bureau", "home", "office", "work", "landline",
+                            "pro", "professionnel", "travail"})
+"""Header words that name a landline: such a column is taken only when no other matches."""
+FILLER_WORDS = frozenset({"n", "no", "nr", "nro", "num", "numero", "number", "de", "du", "d",
+                          "of", "the", "principal", "main", "primary", "perso", "personnel",
+                          "personal", "prefere", "preferred", "client", "contact", "sur"})
+"""Words that may stand beside a phone word in a phone column's header."""
+NEVER_WORDS = frozenset({"fax", "telecopie", "indicatif", "prefix", "prefixe", "pays",
+                         "country", "code", "ext", "extension", "poste", "operateur",
+                         "operator", "type", "optin", "opt", "consentement", "consent", "date"})
+"""Words that make a header not a phone number's, whatever else it says ("Fax", "Indicatif
+pays", "Date opt-in SMS")."""
+PHONE_ALIASES = ("mobile", "portable", "telephone mobile", "telephone portable", "tel portable",
+                 "tel mobile", "n mobile", "n de mobile", "numero de mobile", "mobile phone",
+                 "phone mobile", "cell phone", "gsm", "cellulaire", "msisdn", "telephone", "tel",
+                 "phone", "phone number", "numero", "numero de telephone", "n de telephone")
+"""Examples of phone headers (as :func:`header_words` writes them); the rule is
+:func:`phone_rank`: any header made of a phone word and filler words is one."""
+ID_ALIASES = ("client id", "id client", "customer id", "contact id", "id contact", "crm id",
+              "id crm", "identifiant client", "identifiant contact", "identifiant",
+              "ref client", "reference client", "code client", "numero client", "n client",
+              "no client", "customer number", "external id", "id externe", "record id", "id")
+"""Headers of a CRM id column (as :func:`header_words` writes them), the preferred first."""
+
+_IDREMOTE = re.compile(r"[A-Za-z0-9]{1,40}")
+_SEPARATORS = re.compile("[\\s_\\-./°º()'\u2019#:]+")
+_DIGITS = re.compile(r"\d")
+
+
+class ContactsError(InputError):
+    """A contacts file that cannot be used as a whole; one line naming the file (and line)."""
+
+
+@dataclass(frozen=True)
+class ContactsFormat:
+    """How to read one contacts file."""
+
+    encoding: str
+    """``"utf-8-sig"`` (a BOM), ``"utf-8"`` or ``"cp1252"``."""
+    delimiter: str
+    """``";"``, ``","`` or ``"\\t"``."""
+    headers: tuple[str, ...]
+    phone: int
+    """Index of the phone column."""
+    id: int | None = None
+    """Index of the CRM id column, None when there is none."""
+    header_line: int = 1
+    """The physical line of the header row (blank lines may come before it)."""
+
+    @property
+    def phone_header(self) -> str:
+        return self.headers[self.phone]
+
+    @property
+    def id_header(self) -> str | None:
+        return None if self.id is None else self.headers[self.id]
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    line: int
+    """Physical line of the record's start in the contacts file (the header is line 1)."""
+    values: list[str]
+    """One value per header (missing ones ""), as written (not stripped)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One contact row as a provider row, with where it came from."""
+
+    line: int
+    idremote: str
+    phone: str
+    oadc: str
+    message: str
+    crm_id: str
+
+
+# -- Headers ---------------------------------------------------------------------------------
+
+
+def header_words(header: str) -> str:
+    """``header`` as phone and id aliases are compared: case and accents ignored, spaces,
+    ``_ - . / °`` and the like as one space. ``"Tél. portable"`` -> ``"tel portable"``."""
+    decomposed = unicodedata.normalize("NFKD", header)
+    bare = "".join(char for char in decomposed if not unicodedata.combining(char))
+    return " ".join(_SEPARATORS.sub(" ", bare.casefold()).split())
+
+
+def phone_rank(header: str) -> int | None:
+    """How surely ``header`` names a column of mobile numbers: 0 a mobile ("Mobile", "Tél.
+    portable"), 1 a phone ("Téléphone", "Numéro"), 2 a landline ("Tél. fixe"); None: not a
+    phone column."""
+    words = header_words(header).split()
+    if not words or not NEVER_WORDS.isdisjoint(words):
+        return None
+    if words == ["numero"]:
+        return 1
+    if PHONE_WORDS.isdisjoint(words):
+        return None
+    if any(w not in PHONE_WORDS and w not in FILLER_WORDS and w not in LANDLINE_WORDS
+           and not w.isdigit() for w in words):
+        return None  # "Téléphone conseiller" is someone else's number
+    if not LANDLINE_WORDS.isdisjoint(words):
+        return 2
+    return 0 if not MOBILE_WORDS.isdisjoint(words) else 1
+
+
+def find_phone(headers: tuple[str, ...]) -> int | None:
+    """The index of the phone column among ``headers``; None when no header names one.
+
+    Raises :class:`LookupError` when several are equally likely (two "Mobile" columns).
+    """
+    ranked = [(rank, i) for i, h in enumerate(headers) if (rank := phone_rank(h)) is not None]
+    if not ranked:
+        return None
+    best = min(rank for rank, _ in ranked)
+    chosen = [i for rank, i in ranked if rank == best]
+    if len(chosen) > 1:
+        listed = ", ".join(repr(headers[i]) for i in chosen)
+        raise LookupError(f"several columns could hold the phone numbers: {listed}")
+    return chosen[0]
+
+
+def find_id(headers: tuple[str, ...]) -> int | None:
+    """The index of the CRM id column (the header earliest in :data:`ID_ALIASES`), or None."""
+    keys = [header_words(h) for h in headers]
+    for alias in ID_ALIASES:
+        if alias in keys:
+            return keys.index(alias)
+    return None
+
+
+# -- Sniffing --------------------------------------------------------------------------------
+
+
+def sniff(
+    path: Path, *, delimiter: str | None = None, phone: str | None = None,
+    id_column: str | None = None,
+) -> ContactsFormat:
+    """How to read the contacts file at ``path``, from its start.
+
+    ``delimiter`` (``";"``, ``","``, ``"\\t"`` or ``"tab"``), ``phone`` and ``id_column``
+    (headers, matched as template placeholders are) are the manifest's, when it states them.
+    Raises :class:`ContactsError`.
+    """
+    name = path.name
+    try:
+        with path.open("rb") as stream:
+            head, encoding = _head(stream, name)
+    except OSError as exc:
+        raise ContactsError(f"cannot be read: {exc.strerror or exc}", file=name) from None
+    text = head.decode("utf-8" if encoding == "utf-8-sig" else encoding, "replace")
+    lines = text.splitlines(keepends=True)
+    header_line = next((n for n, line in enumerate(lines, 1) if line.strip()), 0)
+    if not header_line:
+        raise ContactsError("the file is empty: a header row and contacts are expected",
+                            file=name)
+    sample = "".join(lines[header_line - 1:])
+    if delimiter is not None:
+        delimiter = "\t" if delimiter == "tab" else delimiter
+        if delimiter not in DELIMITERS:
+            raise ContactsError(f"delimiter {delimiter!r} is not one of ';', ',' or tab",
+                                file=name)
+    else:
+        delimiter = _delimiter(sample)
+    header_row = next(csv.reader(io.StringIO(sample), delimiter=delimiter), [])
+    headers = [h.strip() for h in header_row]
+    while len(headers) > 1 and not headers[-1]:  # "Nom;Mobile;" : a trailing delimiter
+        headers.pop()
+    fmt_headers = tuple(headers)
+    phone_index = _named(name, "phone", phone, fmt_headers) if phone else _phone(name, fmt_headers)
+    id_index = (_named(name, "id", id_column, fmt_headers) if id_column
+                else find_id(fmt_headers))
+    if id_index == phone_index:
+        id_index = None if not id_column else id_index
+    return ContactsFormat(encoding, delimiter, fmt_headers, phone_index, id_index, header_line)
+
+
+def _head(stream: BinaryIO, name: str) -> tuple[bytes, str]:
+    """The first block of ``stream`` and the file's encoding.
+
+    A block of plain ASCII says nothing about the encoding: then the file is read on, a block
+    at a time (cheap: ``bytes.isascii``), to its first byte outside ASCII.
+    """
+    head = stream.read(CHUNK)
+    if b"\0" in head:
+        raise ContactsError("NUL byte: this is binary data, not a CSV export", file=name)
+    if head.startswith(BOM):
+        _check_utf8(head[len(BOM):], name, head)
+        return head[len(BOM):], "utf-8-sig"
+    block = head
+    while block.isascii():
+        block = stream.read(CHUNK)
+        if not block:
+            return head, "utf-8"  # all ASCII: UTF-8 reads it as CP1252 would
+    # The first block with a byte outside ASCII decides (it may end inside a character).
+    start = len(block) - len(block.lstrip(bytes(range(128))))
+    try:
+        block[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason != "unexpected end of data":
+            return _cp1252(head, block, name)
+    return head, "utf-8"
+
+
+def _check_utf8(data: bytes, name: str, head: bytes) -> None:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason != "unexpected end of data":
+            line = head[:len(BOM) + exc.start].count(b"\n") + 1
+            raise ContactsError(
+                f"starts with a UTF-8 mark but byte 0x{data[exc.start]:02X} is not UTF-8",
+                file=name, line=line) from None
+
+
+def _cp1252(head: bytes, block: bytes, name: str) -> tuple[bytes, str]:
+    for data in (head, block):
+        try:
+            data.decode("cp1252")
+        except UnicodeDecodeError as exc:
+            line = data[:exc.start].count(b"\n") + 1 if data is head else None
+            raise ContactsError(
+                f"byte 0x{data[exc.start]:02X} is neither UTF-8 nor CP1252: export the "
+                "file again as CSV (UTF-8)", file=name, line=line) from None
+    return head, "cp1252"
+
+
+def _delimiter(sample: str) -> str:
+    """The delimiter that splits the header line of ``sample`` into the most fields, among
+    those that split the next rows consistently with it."""
+    best: tuple[bool, int, float] | None = None
+    chosen = DELIMITERS[0]
+    for candidate in DELIMITERS:
+        rows = _sample_rows(sample, candidate)
+        if not rows:
+            continue
+        width = len(rows[0])
+        body = rows[1:]
+        fitting = sum(1 for row in body if _fits(row, width))
+        share = fitting / len(body) if body else 1.0
+        score = (width > 1 and share >= 0.9, width if width > 1 else 0, share)
+        if best is None or score > best:
+            best, chosen = score, candidate
+    return chosen
+
+
+def _sample_rows(sample: str, delimiter: str) -> list[list[str]]:
+    rows: list[list[str]] = []
+    reader = csv.reader(io.StringIO(sample), delimiter=delimiter)
+    try:
+        for row in reader:
+            if row and any(value.strip() for value in row):
+                rows.append(row)
+                if len(rows) > SAMPLE_ROWS:
+                    break
+    except csv.Error:
+        pass  # the block may end inside a quoted value
+    if rows and len(rows) <= SAMPLE_ROWS and rows[-1] and len(rows) > 1:
+        rows.pop()  # the block's last row may be cut
+    return rows
+
+
+def _fits(row: list[str], width: int) -> bool:
+    if len(row) == width:
+        return True
+    return len(row) > width and not any(value.strip() for value in row[width:])
+
+
+def _named(name: str, what: str, header: str, headers: tuple[str, ...]) -> int:
+    try:
+        return find_column(header, headers)
+    except LookupError as exc:
+        raise ContactsError(f"[columns] {what} = {header!r}: {exc}", file=name) from None
+
+
+def _phone(name: str, headers: tuple[str, ...]) -> int:
+    try:
+        index = find_phone(headers)
+    except LookupError as exc:
+        raise ContactsError(f"{exc}; name the right one with [columns] phone = ...",
+                            file=name) from None
+    if index is not None:
+        return index
+    if any(len(_DIGITS.findall(h)) >= 6 for h in headers):
+        raise ContactsError(
+            "the first line looks like a contact, not a header row: the file must start with "
+            f"the column names, e.g. Prénom;Nom;Mobile (first line: {shown_headers(headers)})",
+            file=name, line=1)
+    raise ContactsError(
+        f"no column of phone numbers (headers: {shown_headers(headers)}); name it with "
+        "[columns] phone = ...", file=name)
+
+
+def looks_like_contacts(path: Path) -> bool:
+    """Whether the file at ``path`` starts like a contacts export: a header row with a phone
+    column, and not the provider's own shape (``IDREMOTE;MSISDN;OADC;MSG``, or four fields
+    whose second is a number). Never raises: False on any error."""
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(65_536)
+        if b"\0" in head:
+            return False
+        try:
+            text = head.removeprefix(BOM).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            text = (head.removeprefix(BOM)[:exc.start].decode("utf-8")
+                    if exc.reason == "unexpected end of data" else head.decode("cp1252", "replace"))
+        first = next((line for line in text.splitlines() if line.strip()), "")
+        if not first:
+            return False
+        semicolon = first.split(";")
+        if len(semicolon) == 4 and len(_DIGITS.findall(semicolon[1])) >= 6:
+            return False  # a provider row without a header
+        delimiter = _delimiter(text)
+        headers = tuple(h.strip() for h in next(csv.reader([first], delimiter=delimiter)))
+        if tuple(header_words(h) for h in headers[:4]) == PROVIDER_HEADER:
+            return False
+        return find_phone(headers) is not None
+    except Exception:  # a guess, never a failure
+        return False
+
+
+# -- Reading and rendering -------------------------------------------------------------------
+
+
+def read_contacts(path: Path, fmt: ContactsFormat) -> Iterator[Contact]:
+    """Every contact row of the file at ``path``, after its header, in order.
+
+    Blank rows (nothing but delimiters and white space) are skipped; a row with fewer values
+    than headers is padded with "", values beyond the headers are ignored. Raises
+    :class:`ContactsError` for what cannot be read: bytes not in ``fmt.encoding``, a quote
+    never closed, NUL bytes.
+    """
+    name = path.name
+    width = len(fmt.headers)
+    pad = [""] * width
+    phone = fmt.phone
+    try:
+        with path.open("rb") as raw:
+            text = io.TextIOWrapper(raw, encoding=fmt.encoding, newline="")
+            text._CHUNK_SIZE = CHUNK  # type: ignore[attr-defined]  # fewer, bigger decodes
+            reader = csv.reader(text, delimiter=fmt.delimiter, strict=True)
+            start = 0  # lines read before the current record
+            header = True
+            try:
+                for row in reader:
+                    line, start = start + 1, reader.line_num
+                    if header:
+                        if line >= fmt.header_line:
+                            header = False
+                        continue
+                    if start - line >= MAX_RECORD_LINES:
+                        raise ContactsError(
+                            f"a quoted value opened here is still open {start - line + 1} "
+                            "lines later: a quote is probably not closed", file=name, line=line)
+                    if len(row) != width:
+                        if not row:
+                            continue
+                        row = (row + pad)[:width]  # noqa: PLW2901
+                    if not row[phone].strip() and not any(v.strip() for v in row):
+                        continue
+                    yield Contact(line, row)
+            except csv.Error as exc:
+                raise ContactsError(_csv_reason(str(exc)), file=name,
+                                    line=start + 1) from None
+            except UnicodeDecodeError as exc:
+                raise ContactsError(
+                    f"byte 0x{exc.object[exc.start]:02X} is not {fmt.encoding.upper()} like the "
+                    "start of the file: save the whole file in one encoding",
+                    file=name, line=reader.line_num + 1) from None
+    except OSError as exc:
+        raise ContactsError(f"cannot be read: {exc.strerror or exc}", file=name) from None
+
+
+def _csv_reason(message: str) -> str:
+    if "field larger than field limit" in message or "unexpected end of data" in message:
+        return "a quoted value opened here is never closed: a quote is probably missing"
+    if "NUL" in message:
+        return "NUL byte: this is binary data, not a CSV export"
+    return f"malformed quoting: {message}"
+
+
+def render(
+    path: Path, fmt: ContactsFormat, template: Template, *, sender: str = ""
+) -> Iterator[Rendered | RowError]:
+    """One item per contact row of ``path``, in order: its :class:`Rendered` provider row, or
+    a ``template_value_missing`` :class:`RowError` (line, column header) when a value the
+    template needs is empty.
+
+    IDREMOTE is the CRM id when ``fmt.id`` is set and the value is 1..40 ASCII letters or
+    digits not used before in the file; else ``L<line>`` (stable: the same file gives the
+    same ids), with ``X<n>`` added if that is already taken (unique).
+    """
+    phone, id_column = fmt.phone, fmt.id
+    fill = template.render
+    used: set[str] = set()
+    idremote_ok = _IDREMOTE.fullmatch
+    for contact in read_contacts(path, fmt):
+        values, line = contact.values, contact.line
+        message = fill(values)
+        if isinstance(message, Missing):
+            yield RowError(line, "template_value_missing", message.header, "",
+                           f"empty value for {{{message.header}}} and no default")
+            continue
+        if id_column is None:
+            crm_id = ""
+            idremote = f"L{line}"
+        else:
+            crm_id = values[id_column].strip()
+            idremote = crm_id
+            if crm_id in used or not idremote_ok(crm_id):
+                idremote = _generated(line, used)
+            used.add(idremote)
+        yield Rendered(line, idremote, values[phone].strip(), sender, message, crm_id)
+
+
+def _generated(line: int, used: set[str]) -> str:
+    idremote = f"L{line}"
+    number = 0
+    while idremote in used:
+        number += 1
+        idremote = f"L{line}X{number}"
+    return idremote
+
+
+def split(
+    items: Iterable[Rendered | RowError], on_error: Callable[[RowError], None]
+) -> Iterator[Rendered]:
+    """The :class:`Rendered` items of ``items``; each :class:`RowError` goes to ``on_error``."""
+    for item in items:
+        if isinstance(item, Rendered):
+            yield item
+        else:
+            on_error(item)
+
+
+# -- Provider rows and their lines -----------------------------------------------------------
+
+
+class LineMap:
+    """From the physical lines of the file :func:`write_provider_rows` wrote to the contacts
+    file's lines.
+
+    Line 1 of the written file is its header row (the contacts' header line); each record
+    after it starts on a line kept here, with the contact line it came from.
+    """
+
+    __slots__ = ("_contact", "_header_line", "_starts")
+
+    def __init__(self, header_line: int = 1) -> None:
+        self._starts = array("q")
+        self._contact = array("q")
+        self._header_line = header_line
+
+    def add(self, written_line: int, contact_line: int) -> None:
+        self._starts.append(written_line)
+        self._contact.append(contact_line)
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def contact_line(self, written_line: int) -> int:
+        """The contacts file's line of the record that ``written_line`` belongs to."""
+        at = bisect_right(self._starts, written_line) - 1
+        return self._header_line if at < 0 else self._contact[at]
+
+    def translate(self, error: RowError, fmt: ContactsFormat) -> RowError:
+        """``error`` (from validating the written file) as the contacts file's user sees it:
+        their line, their column header; value and detail kept."""
+        names = {
+            FIELDS[0]: fmt.id_header if fmt.id is not None else "IDREMOTE (generated)",
+            FIELDS[1]: fmt.phone_header,
+            FIELDS[2]: "sender",
+            FIELDS[3]: "message",
+        }
+        return replace(error, line=self.contact_line(error.line),
+                       field=names.get(error.field) or error.field)
+
+
+def write_provider_rows(items: Iterable[Rendered], out: BinaryIO) -> LineMap:
+    """Write ``items`` to ``out`` as a provider file, and map its lines back.
+
+    A header row ``IDREMOTE;MSISDN;OADC;MSG`` first (so that the row rules never take the
+    first contact for a header), then one row per item: UTF-8 without a BOM, ``;``, RFC 4180
+    quoting exactly as :class:`.upload_file.UploadWriter` writes, CRLF. A value holding line
+    breaks takes several physical lines; the :class:`LineMap` knows.
+    """
+    lines = LineMap()
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
+    writer = csv.writer(text, delimiter=";", quotechar='"', quoting=csv.QUOTE_MINIMAL,
+                        lineterminator="\r\n")
+    write = writer.writerow
+    add_start, add_contact = lines._starts.append, lines._contact.append
+    write(FIELDS)
+    written = 2  # the line the next record starts on
+    for item in items:
+        phone, message = item.phone, item.message
+        write((item.idremote, phone, item.oadc, message))
+        add_start(written)
+        add_contact(item.line)
+        written += 1
+        if "\n" in message or "\r" in message or "\n" in phone or "\r" in phone or (
+                "\r" in item.oadc or "\n" in item.oadc):
+            written += _line_ends(f"{phone};{item.oadc};{message}")
+    text.flush()
+    text.detach()
+    return lines
+
+
+def _line_ends(text: str) -> int:
+    """Line ends in ``text``: CRLF, CR and LF each one, as the provider file reader counts."""
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
