@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import InputError
-from .campaign_file import BOM, CHUNK, MAX_RECORD_LINES
+from .campaign_file import BOM, CHUNK, MAX_RECORD_LINES, undecodable
 from .template import Missing, Template, find_column, shown_headers
 from .validation import FIELDS, RowError
 
@@ -407,11 +407,13 @@ def read_contacts(path: Path, fmt: ContactsFormat) -> Iterator[Contact]:
             except csv.Error as exc:
                 raise ContactsError(_csv_reason(str(exc)), file=name,
                                     line=start + 1) from None
-            except UnicodeDecodeError as exc:
+            except UnicodeDecodeError:
+                # Decoding runs a block ahead of the rows: find the byte's line again.
+                line, byte = undecodable(raw, fmt.encoding)
                 raise ContactsError(
-                    f"byte 0x{exc.object[exc.start]:02X} is not {fmt.encoding.upper()} like the "
-                    "start of the file: save the whole file in one encoding",
-                    file=name, line=reader.line_num + 1) from None
+                    f"byte 0x{byte:02X} is not {fmt.encoding.removesuffix('-sig').upper()} "
+                    "like the start of the file: save the whole file in one encoding",
+                    file=name, line=line) from None
     except OSError as exc:
         raise ContactsError(f"cannot be read: {exc.strerror or exc}", file=name) from None
 
