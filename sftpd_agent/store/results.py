@@ -1,0 +1,45 @@
+"""What a campaign's results file reads from the journal: read-only SQL, streamed.
+
+``sftpd-agent results`` (and the daemon, once a campaign is ``reported``) joins these with the
+campaign's own files (:mod:`sftpd_agent.pipeline.results`). Every read here works on a
+read-only store beside a running daemon, and none loads a table into memory: the rows are
+yielded as SQLite returns them (a million delivery lines of one campaign included).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+
+from ..rules.naming import Kind
+from .journal import Store
+from .records import Campaign, now_iso
+
+
+def campaigns_named(store: Store, campaign_id: str) -> list[Campaign]:
+    """The campaigns of this id, newest (highest number) first."""
+    rows = store._db.execute(
+        "SELECT * FROM campaigns WHERE campaign_id = ? ORDER BY id DESC", (campaign_id,))
+    return [Campaign.from_row(row) for row in rows]
+
+
+def campaign_deliveries(store: Store, pk: int) -> Iterator[tuple[str, str, str, str]]:
+    """The delivery lines (ACK) of campaign ``pk``: (msisdn, idstatus, status, at), oldest
+    first (``at``: when the line was ingested, a UTC ISO string). Linked to the campaign
+    through its ACK files' cursors, as :meth:`ReportTables.count_acks` counts them."""
+    yield from store._db.execute(
+        "SELECT msisdn, idstatus, status, at FROM deliveries WHERE report IN (SELECT id FROM "
+        "report_cursors WHERE campaign = ? AND kind = ?) ORDER BY at",
+        (pk, Kind.ACK.word))
+
+
+def optouts_since(store: Store, since: datetime.datetime) -> Iterator[tuple[str, str]]:
+    """Opt-outs received at or after ``since``: (msisdn, when as a UTC ISO string), from the
+    STOP lines and the replies that were a stop keyword, oldest first. When is the provider's
+    DATE and HOUR of the line, else the time the agent read it."""
+    yield from store._db.execute(
+        "SELECT msisdn, coalesce(received_at, at) AS t FROM optouts "
+        "WHERE coalesce(received_at, at) >= ?1 UNION ALL "
+        "SELECT msisdn, coalesce(received_at, at) FROM replies "
+        "WHERE opt_out AND coalesce(received_at, at) >= ?1 ORDER BY t",
+        (now_iso(since),))
