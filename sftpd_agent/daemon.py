@@ -216,7 +216,8 @@ class Agent:
                 await self._validate(campaign)
         self.scheduler.add_job(self._wake_job, IntervalTrigger(
             seconds=self.settings.remote.poll_seconds, timezone=self.settings.tz), id="poll")
-        for campaign in self.store.campaigns(C.SCHEDULED):
+        # every campaign with files still to prepare: scheduled ones, and groups still to go
+        for campaign in self.store.due(self.clock() + datetime.timedelta(days=3660)):
             self._schedule(campaign)
         self.scheduler.add_job(self._purge_job, CronTrigger(hour=4, minute=17,
                                                         timezone=self.settings.tz), id="purge")
@@ -386,10 +387,12 @@ class Agent:
             self._quietly("outbox_odd", lambda: self.store.set_fact("outbox_odd", odd))
 
     def _schedule(self, campaign: Campaign) -> None:
-        """A timer at the campaign's upload time (a hint: the clock decides)."""
-        if campaign.upload_at is None:
+        """A timer at the campaign's next upload time (a hint: the clock decides)."""
+        at = campaign.next_upload_at or (
+            campaign.upload_at if campaign.state == C.SCHEDULED else None)
+        if at is None:
             return
-        delay = (campaign.upload_at - self.clock()).total_seconds()
+        delay = (at - self.clock()).total_seconds()
         run_at = datetime.datetime.now(self.settings.tz) + datetime.timedelta(
             seconds=max(0.0, delay))
         self.scheduler.add_job(self._wake_job, DateTrigger(run_date=run_at),
@@ -444,6 +447,7 @@ class Agent:
             else:
                 if self._retry.pop(campaign.id, None) is not None:
                     self._waited(campaign, "prepare")
+                self._schedule(self.store.campaign(campaign.id))  # its next group, if any
 
     async def _attempt_round(self) -> bool:
         """One poll through the session; a failure that is not the remote's (the journal, a

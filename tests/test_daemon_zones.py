@@ -5,6 +5,8 @@ DATE-HOUR being the Paris time at which its recipients' window opens."""
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -74,6 +76,17 @@ def test_a_campaign_becomes_one_file_per_send_time(tmp_path: Path, openssh: Sftp
         time.sleep(1.2)
         assert daemon.journal() == []  # not before the first group's lead time
         move_clock_to(paris.astimezone(UTC) - LEAD + dt.timedelta(seconds=5))
+        first, second = sorted(expected, key=lambda n: n[11:24])
+        wait_until(lambda: [e.name for e in daemon.journal()] == [first],
+                   what="the first group published")
+        time.sleep(1.2)
+        assert [e.name for e in daemon.journal()] == [first]  # the other waits for its time
+        campaign = daemon.campaign("zones")
+        assert campaign is not None and campaign["state"] in ("published", "processing")
+        # A STOP between the two send times: r2 is kept out of the second file.
+        subprocess.run([sys.executable, "-m", "sftpd_agent", "suppress", "add", "0692123457",
+                        "--config", str(config)], check=True, capture_output=True, timeout=60)
+        move_clock_to(reunion.astimezone(UTC) - LEAD + dt.timedelta(seconds=5))
         wait_until(lambda: len(daemon.journal()) == 2, what="both files published")
         names = [entry.name for entry in daemon.journal()]
         assert sorted(names) == sorted(expected)
@@ -81,17 +94,23 @@ def test_a_campaign_becomes_one_file_per_send_time(tmp_path: Path, openssh: Sftp
         wait_until(lambda: set(uploaded) == set(expected) or uploaded.update(
             {p.name: p for p in (tmp_path / "agent" / "archive").glob("*/SEND-*.csv")}),
             what="the uploaded files archived")
+        expected[second] = ["r1"]
         for name, ids in expected.items():
             text = uploaded[name].read_text(encoding="utf-8")
             assert [line.split(";")[0] for line in text.splitlines()] == ids
             assert "STOP au 36180" in text
         status = daemon.campaign("zones")
         assert status is not None and sorted(status["remote_names"]) == sorted(expected)
+        assert status["suppressed"] == 1
         # status shows each group: its zones, rows, Paris and local times, provider file.
         groups = {tuple(g["zones"]): g for g in status["groups"]}
         assert sorted(name for g in groups.values() for name in g["remote_names"]) == sorted(
             expected)
-        reunion = next(g for zones, g in groups.items() if "RE" in zones)
-        assert reunion["local"]["RE"][11:16] == "08:00"
+        reunion_group = next(g for zones, g in groups.items() if "RE" in zones)
+        assert reunion_group["local"]["RE"][11:16] == "08:00"
+        assert reunion_group["suppressed"] == 1 and reunion_group["rows_sent"] == 1
+        dropped = next((tmp_path / "agent" / "archive").glob("*/dropped.csv"))
+        assert dropped.read_text(encoding="utf-8").splitlines()[1:] == [
+            "r2;+262692123457;suppressed"]
     finally:
         daemon.kill()

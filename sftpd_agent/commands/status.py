@@ -151,9 +151,16 @@ def render(report: dict[str, Any]) -> str:
 
 
 def _group_line(group: dict[str, Any]) -> str:
-    """One send-time group: ``MQ: 120 rows at 2027-06-01 14:00 Paris (MQ 08:00) -> names``."""
+    """One send-time group: ``MQ: 120 rows at 2027-06-01 14:00 Paris (MQ 08:00) -> names``,
+    then where it is: waiting (prepared at its own upload time), uploaded (rows sent,
+    suppressed then), empty, or skipped with the reason."""
     paris = str(group.get("send_at", ""))[:16].replace("T", " ")
     local = ", ".join(f"{zone} {str(when)[11:16]}" for zone, when in group.get("local", {}).items())
     names = ", ".join(group.get("remote_names", []))
+    state = group.get("state", "waiting")
+    if state in ("uploaded", "empty"):
+        state += f": {group.get('rows_sent', 0)} sent, {group.get('suppressed', 0)} suppressed"
+    elif state == "skipped":
+        state += f": {group.get('reason', '')}"
     return (f"{'+'.join(group.get('zones', []))}: {group.get('rows')} rows at {paris} Paris "
-            f"({local}) -> {names}")
+            f"({local}) -> {names} [{state}]")

@@ -37,7 +37,7 @@ from ..rules.display import local_name, plain, shown
 from ..rules.plan import campaign_from_filename, distinct_provider_names, provider_names
 from ..rules.states import WAITING, CampaignState, PartState
 from ..rules.upload_file import UploadWriter
-from ..rules.validation import Row, Validator
+from ..rules.validation import Validator
 from ..store.journal import Store
 from ..store.records import Campaign, Part, PartPlan
 from .intake import row_zone, rules_from, take_in, timing_from
@@ -49,6 +49,10 @@ C = CampaignState
 NAME_SUFFIX = ".name"
 """Beside a taken file in ``spool/incoming/``: the name it was dropped under, until the
 journal has it."""
+
+RESULTS_FILES = ("dropped.csv", "contacts.map.csv")
+"""Kept in the campaign's folder for ``results`` (and archived with it): the rows the
+suppression list kept out at upload, and a manifest campaign's contact rows."""
 
 Suppressed = Callable[[], "set[str] | frozenset[str]"]
 
@@ -250,108 +254,172 @@ class Campaigns:
     # -- preparing the upload ------------------------------------------------------------
 
     def due(self) -> list[Campaign]:
-        now = self.clock()
-        return [c for c in self.store.campaigns(C.SCHEDULED)
-                if c.upload_at is not None and c.upload_at <= now]
+        """Campaigns with provider files to prepare now: scheduled ones at their upload time,
+        and those on their way whose next group of send times is due."""
+        return self.store.due(self.clock())
 
     def prepare(self, campaign: Campaign) -> list[Part] | None:
-        """Apply the suppression list, write the provider files, record the intent.
+        """The groups of send times due now: the suppression list applied, their provider
+        files written, the intent recorded. A campaign whose recipients are in several time
+        zones has one group per send time, each prepared at its own upload time: a STOP that
+        arrives before a group's time keeps that number out of it.
 
-        None when the campaign was held instead (stale, nothing left, name already used).
-        """
+        None when nothing was recorded (the campaign held: stale, nothing left, no free
+        name; or the due groups had nobody left and later ones wait)."""
         with bind_campaign(campaign.campaign_id):
             now = self.clock()
-            stale = datetime.timedelta(minutes=self.settings.campaign.stale_after_minutes)
-            if campaign.send_at is not None and now > campaign.send_at + stale:
-                when = campaign.send_at.astimezone(self.settings.tz).strftime("%Y-%m-%d %H:%M")
-                self.hold(campaign, f"stale: not uploaded by its send time {when} "
-                                    "+ stale_after_minutes")
+            settings = self.settings
+            stale = datetime.timedelta(minutes=settings.campaign.stale_after_minutes)
+            lead = datetime.timedelta(minutes=settings.campaign.upload_lead_minutes)
+            scheduled = campaign.state == C.SCHEDULED
+            groups = _groups(campaign)
+            waiting = [g for g in groups if g.waiting]
+            due = [g for g in waiting if g.send_at - lead <= now]
+            if scheduled and not due and waiting:
+                due = waiting[:1]  # its upload time came (an upload lead changed since)
+            skipped: dict[int, str] = {}
+            for group in due:
+                if now > group.send_at + stale:
+                    when = group.send_at.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
+                    skipped[group.index] = (f"stale: not uploaded by its send time {when} "
+                                            "+ stale_after_minutes")
+            live = [g for g in due if g.index not in skipped]
+            later = [g for g in waiting if g not in due]
+            if scheduled and not live and not later:
+                self.hold(campaign, next(iter(skipped.values()), "nothing to send"))
                 return None
             suppressed = self.suppressed()
-            groups = _groups(campaign)
-            kept, dropped = self._count_kept(campaign, suppressed, groups)
-            if not any(kept):
+            split = self._split(campaign, live, suppressed)
+            if scheduled and not later and not any(split.kept):
+                self._discard(split)
                 self.hold(campaign, "no recipient left after the suppression list")
                 return None
             try:
-                named = self._names(campaign, groups, kept)
+                named = self._names(campaign, live, split.kept)
             except ValueError as exc:  # every suffix within 20 characters is used
-                self.hold(campaign, f"no free provider name for this id and time ({exc}): "
-                                    "drop the file again under another name or time")
-                return None
-            plans = [plan for zones, names in named
-                     for plan in self._write_parts(campaign, names, suppressed, zones)]
+                self._discard(split)
+                reason = (f"no free provider name for this id and time ({exc}): drop the "
+                          "file again under another name or time")
+                if scheduled and not later:
+                    self.hold(campaign, reason)
+                    return None
+                named = []
+                skipped.update({g.index: reason for g in live})
+            plans = self._name_parts(campaign, split, named)
+            self._record_dropped(campaign, live, split.dropped)
             fsync_dir(self.folder(campaign))
-            return self.transitions.uploading(campaign, plans, suppressed=dropped)
+            summary = _settled(campaign, live, split, named=named, skipped=skipped, now=now)
+            next_at = min((g.send_at - lead for g in later), default=None)
+            for index, reason in skipped.items():
+                log.warning("campaign_group_skipped", group=index, reason=reason)
+            total = campaign.suppressed + len(split.dropped)
+            if plans:
+                return self.transitions.uploading(
+                    campaign, plans, suppressed=total, summary=summary, next_upload_at=next_at)
+            if scheduled:  # nobody left in the groups due; later ones wait
+                self.store.update_campaign(campaign.id, summary=summary, suppressed=total,
+                                           upload_at=next_at)
+            else:
+                self.store.update_campaign(campaign.id, summary=summary, suppressed=total,
+                                           next_upload_at=next_at)
+                self.transitions.follow_parts(self.store.campaign(campaign.id))
+            return None
 
-    def _rows(
-        self, campaign: Campaign, zones: frozenset[str] | None = None
-    ) -> Iterator[list[str]]:
-        """The surviving rows, in input order; only those of ``zones`` when given."""
-        with (self.folder(campaign) / "rows.csv").open(encoding="utf-8", newline="") as handle:
-            for row in csv.reader(handle, delimiter=";"):
-                if zones is None or row_zone(row[1]) in zones:
-                    yield row
+    def _split(self, campaign: Campaign, groups: list[_Group],
+               suppressed: set[str] | frozenset[str]) -> _Split:
+        """One pass over the surviving rows: each group's rows not on the suppression list
+        into files of ``max_rows_per_file`` rows under temporary names (hashed as they are
+        written), the suppressed ones noted."""
+        per_file = self.settings.campaign.max_rows_per_file
+        folder = self.folder(campaign)
+        which: dict[str, int] | None = None
+        if len(groups) > 1 or (groups and groups[0].zones is not None):
+            which = {zone: i for i, g in enumerate(groups) for zone in g.zones or ()}
+        files: list[list[_PartFile]] = [[] for _ in groups]
+        dropped: list[tuple[str, str]] = []
+        dropped_at = [0] * len(groups)
+        if groups:
+            for idremote, msisdn, record in _records(folder / "rows.csv"):
+                if which is None:
+                    at: int | None = 0
+                else:
+                    at = which.get(row_zone(msisdn))
+                if at is None:
+                    continue
+                if msisdn in suppressed:
+                    dropped.append((idremote, msisdn))
+                    dropped_at[at] += 1
+                    continue
+                chunks = files[at]
+                if not chunks or chunks[-1].rows >= per_file:
+                    chunks.append(_PartFile(folder / f".prepare-{groups[at].index}-"
+                                                      f"{len(chunks) + 1}.tmp"))
+                chunks[-1].add(record)
+        for chunks in files:
+            for chunk in chunks:
+                chunk.close()
+        return _Split(files, dropped, dropped_at)
 
-    def _count_kept(
-        self, campaign: Campaign, suppressed: set[str] | frozenset[str], groups: list[_Group]
-    ) -> tuple[list[int], int]:
-        """Rows kept per group, and rows dropped by the suppression list."""
-        kept = [0] * len(groups)
-        dropped = 0
-        which = {zone: i for i, (zones, _) in enumerate(groups) for zone in zones or ()}
-        for row in self._rows(campaign):
-            if row[1] in suppressed:
-                dropped += 1
-            elif not which:
-                kept[0] += 1
-            elif (i := which.get(row_zone(row[1]))) is not None:
-                kept[i] += 1
-        return kept, dropped
+    @staticmethod
+    def _discard(split: _Split) -> None:
+        for chunks in split.files:
+            for chunk in chunks:
+                chunk.path.unlink(missing_ok=True)
+
+    def _name_parts(self, campaign: Campaign, split: _Split,
+                    named: list[tuple[int, tuple[str, ...]]]) -> list[PartPlan]:
+        """The temporary files renamed to their provider names: the intent's plans."""
+        plans = []
+        for at, names in named:
+            for chunk, name in zip(split.files[at], names, strict=True):
+                chunk.path.replace(self.folder(campaign) / name)
+                plans.append(PartPlan(name, chunk.size, chunk.sha256, chunk.rows))
+        self._discard(split)  # what no name took (a group left out)
+        return plans
+
+    def _record_dropped(self, campaign: Campaign, groups: list[_Group],
+                        dropped: list[tuple[str, str]]) -> None:
+        """``dropped.csv``: the rows the suppression list kept out, for ``results``; the
+        lines of groups prepared earlier kept, those of the groups prepared now written
+        anew (a prepare redone after a crash writes the same)."""
+        path = self.folder(campaign) / "dropped.csv"
+        now_zones = {zone for g in groups for zone in g.zones or ()}
+        every_row = any(g.zones is None for g in groups)
+        kept: list[list[str]] = []
+        if path.exists():
+            with path.open(encoding="utf-8", newline="") as handle:
+                kept = [row for row in list(csv.reader(handle, delimiter=";"))[1:]
+                        if not every_row and row_zone(row[1]) not in now_zones]
+        if not kept and not dropped:
+            return
+        with replaced(path, newline="") as out:
+            writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+            writer.writerow(["idremote", "msisdn", "reason"])
+            writer.writerows(kept)
+            writer.writerows([idremote, msisdn, "suppressed"] for idremote, msisdn in dropped)
 
     def _names(
         self, campaign: Campaign, groups: list[_Group], kept: list[int]
-    ) -> list[tuple[frozenset[str] | None, tuple[str, ...]]]:
-        """Each group's provider names, none already used by another campaign in the journal
-        (two files with the same id and time: the second gets a suffix) nor by another group."""
+    ) -> list[tuple[int, tuple[str, ...]]]:
+        """Each group's provider names (by its position in ``groups``), none already used by
+        another campaign in the journal (two files with the same id and time: the second
+        gets a suffix) nor by another group."""
         timing = timing_from(self.settings)
         chosen: set[str] = set()
         named = []
-        for (zones, send_at), rows in zip(groups, kept, strict=True):
+        for at, (group, rows) in enumerate(zip(groups, kept, strict=True)):
             if rows == 0:
                 continue
             names = distinct_provider_names(
-                campaign.campaign_id, send_at, rows, timing,
+                campaign.campaign_id, group.send_at, rows, timing,
                 lambda name: name in chosen or self.store.name_taken(name))
-            first = provider_names(campaign.campaign_id, send_at, rows, timing)
+            first = provider_names(campaign.campaign_id, group.send_at, rows, timing)
             if names != first:
                 log.warning("campaign_renamed", remote_names=list(names),
                             detail=f"{first[0]} is already used by another campaign")
             chosen.update(names)
-            named.append((zones, names))
+            named.append((at, names))
         return named
-
-    def _write_parts(
-        self, campaign: Campaign, names: tuple[str, ...], suppressed: set[str] | frozenset[str],
-        zones: frozenset[str] | None = None,
-    ) -> list[PartPlan]:
-        per_file = self.settings.campaign.max_rows_per_file
-        rows = (r for r in self._rows(campaign, zones) if r[1] not in suppressed)
-        plans = []
-        for name in names:
-            path = self.folder(campaign) / name
-            fd = private_file(path)
-            with os.fdopen(fd, "wb") as out:
-                writer = UploadWriter(out)
-                for _, row in zip(range(per_file), rows, strict=False):
-                    writer.write(Row(0, row[0], row[1], row[2], row[3], 0))
-                count = writer.rows
-                writer.close()
-                out.flush()
-                os.fsync(out.fileno())
-            data_hash = _sha256(path)
-            plans.append(PartPlan(name, path.stat().st_size, data_hash, count))
-        return plans
 
     # -- after publication ---------------------------------------------------------------
 
@@ -377,6 +445,9 @@ class Campaigns:
         errors = folder / "errors.csv"
         if errors.exists():
             errors.replace(target / f"{kept}.errors.csv")
+        for kept_for_results in RESULTS_FILES:
+            if (folder / kept_for_results).exists():
+                (folder / kept_for_results).replace(target / kept_for_results)
         summary = {
             **campaign.summary,
             "state": str(campaign.state),
@@ -419,12 +490,20 @@ class Campaigns:
                if name.isascii() and name.isdigit() and name == str(int(name))]
         return [c for c in self.store.campaigns_among(pks)
                 if c.state not in WAITING | {C.HELD}
+                and c.next_upload_at is None  # a group still to go reads the spool's rows
                 and self.folder(c).exists()
                 and all(p.state != PartState.UPLOADING for p in self.store.parts(c.id))]
 
 
-_Group = tuple["frozenset[str] | None", datetime.datetime]
-"""A campaign's group at upload: its zones (None: every row) and its send time."""
+@dataclass(frozen=True)
+class _Group:
+    """A campaign's group at upload: its position in the summary, its zones (None: every
+    row), its send time, and whether it is still to prepare."""
+
+    index: int
+    zones: frozenset[str] | None
+    send_at: datetime.datetime
+    waiting: bool = True
 
 
 def _groups(campaign: Campaign) -> list[_Group]:
@@ -433,9 +512,108 @@ def _groups(campaign: Campaign) -> list[_Group]:
     recorded = campaign.summary.get("groups") or []
     if not recorded:
         assert campaign.send_at is not None  # noqa: S101 - scheduled campaigns have one
-        return [(None, campaign.send_at)]
-    return [(frozenset(g["zones"]), datetime.datetime.fromisoformat(g["send_at"]))
-            for g in recorded]
+        return [_Group(0, None, campaign.send_at, campaign.state == C.SCHEDULED)]
+    return [_Group(i, frozenset(g["zones"]), datetime.datetime.fromisoformat(g["send_at"]),
+                   g.get("state", "waiting") == "waiting"
+                   and (campaign.state == C.SCHEDULED or campaign.next_upload_at is not None))
+            for i, g in enumerate(recorded)]
+
+
+def _settled(campaign: Campaign, prepared: list[_Group], split: _Split, *,
+             named: list[tuple[int, tuple[str, ...]]], skipped: dict[int, str],
+             now: datetime.datetime) -> dict[str, object]:
+    """The campaign's summary with the groups prepared now marked (what went, under which
+    names, how many the suppression list kept out) and those skipped with their reason."""
+    summary = dict(campaign.summary)
+    recorded = [dict(g) for g in summary.get("groups") or []]
+    if not recorded:
+        return summary
+    names = dict(named)
+    for at, group in enumerate(prepared):
+        entry = recorded[group.index]
+        entry.update(state="uploaded" if at in names else "empty",
+                     rows_sent=sum(c.rows for c in split.files[at]),
+                     suppressed=split.dropped_in(at), prepared_at=now.isoformat())
+        if at in names:
+            entry["remote_names"] = list(names[at])
+    for index, reason in skipped.items():
+        recorded[index].update(state="skipped", reason=reason)
+    summary["groups"] = recorded
+    return summary
+
+
+class _PartFile:
+    """A provider file being written in one pass: buffered, hashed as written, fsynced."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._out = os.fdopen(private_file(path), "wb")
+        self._hash = hashlib.sha256()
+        self._buffer: list[bytes] = []
+        self.rows = 0
+        self.size = 0
+
+    def add(self, record: bytes) -> None:
+        self._buffer.append(record)
+        self.rows += 1
+        if len(self._buffer) >= 8192:
+            self._flush()
+
+    def _flush(self) -> None:
+        data = b"".join(self._buffer)
+        self._buffer.clear()
+        self._hash.update(data)
+        self._out.write(data)
+        self.size += len(data)
+
+    def close(self) -> None:
+        if self._out.closed:
+            return
+        self._flush()
+        self._out.flush()
+        os.fsync(self._out.fileno())
+        self._out.close()
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+
+@dataclass
+class _Split:
+    """What one pass over the surviving rows gave: per group, its files; the rows the
+    suppression list kept out (IDREMOTE, MSISDN)."""
+
+    files: list[list[_PartFile]]
+    dropped: list[tuple[str, str]]
+    dropped_at: list[int]
+
+    @property
+    def kept(self) -> list[int]:
+        return [sum(c.rows for c in chunks) for chunks in self.files]
+
+    def dropped_in(self, at: int) -> int:
+        return self.dropped_at[at]
+
+
+def _records(path: Path) -> Iterator[tuple[str, str, bytes]]:
+    """The records of a ``rows.csv`` as written (IDREMOTE, MSISDN, the record's exact bytes).
+
+    The upload form's first three fields are never quoted (letters and digits, ``+`` and
+    digits): only the message may be, and may hold line breaks; a record ends at a line end
+    outside quotes."""
+    with path.open("rb") as handle:
+        pending = b""
+        for line in handle:
+            record = pending + line if pending else line
+            if (pending or b'"' in line) and record.count(b'"') % 2:
+                pending = record  # inside a quoted message: the record goes on
+                continue
+            pending = b""
+            idremote, msisdn, _ = record.split(b";", 2)
+            yield idremote.decode("ascii"), msisdn.decode("ascii"), record
+        if pending:
+            raise ValueError(f"{path}: the last record ends inside quotes")
 
 
 def _label(source: Path) -> Path:
@@ -447,12 +625,3 @@ def _forget(label: Path) -> None:
     """Remove a kept name, if it can be: a leftover is harmless, a failure here is not."""
     with contextlib.suppress(OSError):
         label.unlink(missing_ok=True)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-

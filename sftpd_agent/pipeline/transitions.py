@@ -58,11 +58,21 @@ class Transitions:
         return moved
 
     def uploading(self, campaign: Campaign, plans: Sequence[PartPlan], *,
-                  suppressed: int) -> list[Part]:
-        """The intent: the provider files recorded, the campaign ``uploading``."""
-        parts = self.store.add_parts(campaign.id, plans, at=self.clock(), suppressed=suppressed)
-        self._said(self.store.campaign(campaign.id), parts=len(parts), suppressed=suppressed,
-                   rows=sum(p.rows for p in parts))
+                  suppressed: int, **fields: Any) -> list[Part]:
+        """The intent: the provider files recorded, the campaign ``uploading`` (or, for a
+        later group of send times, the files added to the campaign on its way). The parts
+        recorded now."""
+        names = {plan.remote_name for plan in plans}
+        parts = [part for part in self.store.add_parts(campaign.id, plans, at=self.clock(),
+                                                       suppressed=suppressed, **fields)
+                 if part.remote_name in names]
+        say = {"parts": len(plans), "suppressed": suppressed, "rows": sum(p.rows for p in plans)}
+        if campaign.state == C.SCHEDULED:
+            self._said(self.store.campaign(campaign.id), **say)
+        else:  # a later group: the campaign's state does not change, no event
+            with bind_campaign(campaign.campaign_id):
+                log.info("campaign_group_uploading", state=str(campaign.state),
+                         remote_names=[p.remote_name for p in plans], **say)
         return parts
 
     def part(self, part: Part, to: PartState, **say: Any) -> Campaign | None:
@@ -72,10 +82,32 @@ class Transitions:
         campaign = self.store.campaign(part.campaign)
         with bind_campaign(campaign.campaign_id):
             log.info(f"part_{to}", remote_name=part.remote_name, **say)
+        return self.follow_parts(campaign)
+
+    def follow_parts(self, campaign: Campaign) -> Campaign | None:
+        """Move ``campaign`` to the state its parts amount to, if it may. While a group of
+        its send times is still to go it is not done (processing at most); once rejected,
+        its groups still to go are not sent (a rejected campaign is final)."""
         target = campaign_state_of(p.state for p in self.store.parts(campaign.id))
+        if campaign.next_upload_at is not None:
+            if target == C.DONE:
+                target = C.PROCESSING
+            elif target == C.REJECTED:
+                campaign = self._drop_groups(campaign)
         if target == campaign.state or not can_move(campaign.state, target):
             return None
         return self.campaign(campaign, target)
+
+    def _drop_groups(self, campaign: Campaign) -> Campaign:
+        reason = "not sent: a file of the campaign was rejected by the provider"
+        groups = [dict(g, state="skipped", reason=reason) if g.get("state") == "waiting"
+                  or "state" not in g else g for g in campaign.summary.get("groups", [])]
+        self.store.update_campaign(campaign.id, next_upload_at=None,
+                                   summary={**campaign.summary, "groups": groups})
+        with bind_campaign(campaign.campaign_id):
+            log.warning("campaign_groups_dropped", reason=reason,
+                        groups=sum(1 for g in groups if g.get("reason") == reason))
+        return self.store.campaign(campaign.id)
 
     def _said(self, campaign: Campaign, **say: Any) -> None:
         event = EVENT_OF.get(campaign.state)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import private_dir, private_file
-from ..rules.states import PART_FINAL, CampaignState, PartState, advanced, can_move
+from ..rules.states import IN_FLIGHT, PART_FINAL, CampaignState, PartState, advanced, can_move
 from .records import Campaign, Part, PartPlan, now_iso, parse_iso
 from .reports import ReportTables
 from .schema import GET_FACT, PUT_FACT, SUPPRESS, migrate
@@ -341,31 +341,56 @@ class Store(ReportTables):
         return row is not None
 
     def add_parts(
-        self, pk: int, plans: Sequence[PartPlan], *, at: datetime.datetime, suppressed: int
+        self, pk: int, plans: Sequence[PartPlan], *, at: datetime.datetime, suppressed: int,
+        **fields: Any,
     ) -> list[Part]:
-        """Record the campaign's provider files and its move to ``uploading``: the intent.
-        Refused (:class:`IllegalTransition`) unless the campaign may move to ``uploading``."""
+        """Record provider files of the campaign: the intent, with any campaign ``fields``
+        (its groups still to go) in the same transaction.
+
+        A ``scheduled`` campaign moves to ``uploading``. A campaign already on its way whose
+        next group of send times is due gets that group's files (numbered after the others)
+        and keeps its state: its parts move it. Refused (:class:`IllegalTransition`)
+        otherwise. ``suppressed`` is the campaign's total so far."""
         with self.transaction() as db:
-            before = db.execute("SELECT state FROM campaigns WHERE id = ?", (pk,)).fetchone()
+            before = db.execute("SELECT state, next_upload_at FROM campaigns WHERE id = ?",
+                                (pk,)).fetchone()
             if before is None:
                 raise KeyError(pk)
-            if not can_move(CampaignState(before["state"]), CampaignState.UPLOADING):
+            state = CampaignState(before["state"])
+            later_group = before["next_upload_at"] is not None and state in IN_FLIGHT
+            if not later_group and not can_move(state, CampaignState.UPLOADING):
                 raise IllegalTransition(f"campaign {pk}", before["state"],
                                         CampaignState.UPLOADING)
-            for number, plan in enumerate(plans, start=1):
+            first = int(db.execute("SELECT coalesce(max(number), 0) FROM parts "
+                                   "WHERE campaign = ?", (pk,)).fetchone()[0]) + 1
+            for number, plan in enumerate(plans, start=first):
                 db.execute(
                     "INSERT INTO parts (campaign, number, remote_name, state, size, sha256, rows,"
                     " updated_at) VALUES (?,?,?,?,?,?,?,?)",
                     (pk, number, plan.remote_name, PartState.UPLOADING, plan.size, plan.sha256,
                      plan.rows, now_iso(at)),
                 )
-            self._update_campaign(db, pk, state=CampaignState.UPLOADING, suppressed=suppressed,
-                                  updated_at=now_iso(at))
-            db.execute(
-                "INSERT INTO transitions (campaign, from_state, to_state, at) VALUES (?,?,?,?)",
-                (pk, before["state"], CampaignState.UPLOADING, now_iso(at)),
-            )
+            if later_group:
+                self._update_campaign(db, pk, suppressed=suppressed, updated_at=now_iso(at),
+                                      **fields)
+            else:
+                self._update_campaign(db, pk, state=CampaignState.UPLOADING,
+                                      suppressed=suppressed, updated_at=now_iso(at), **fields)
+                db.execute(
+                    "INSERT INTO transitions (campaign, from_state, to_state, at) "
+                    "VALUES (?,?,?,?)", (pk, before["state"], CampaignState.UPLOADING, now_iso(at)),
+                )
         return self.parts(pk)
+
+    def due(self, now: datetime.datetime) -> list[Campaign]:
+        """The campaigns with provider files to prepare by ``now``: scheduled ones at their
+        upload time, and those on their way whose next group of send times is due. Through
+        indexes: the history is not read."""
+        rows = self._db.execute(
+            "SELECT * FROM campaigns WHERE state = ? AND upload_at <= ? UNION "
+            "SELECT * FROM campaigns WHERE next_upload_at IS NOT NULL AND next_upload_at <= ? "
+            "ORDER BY id", (CampaignState.SCHEDULED, now_iso(now), now_iso(now))).fetchall()
+        return [Campaign.from_row(row) for row in rows]
 
     def parts(self, pk: int | None = None, *states: PartState) -> list[Part]:
         query = "SELECT * FROM parts WHERE 1=1"
@@ -576,5 +601,5 @@ class Store(ReportTables):
 _FIGURES = ("rows", "valid", "invalid", "duplicates", "suppressed", "segments")
 _CAMPAIGN_FIELDS = frozenset({
     "campaign_id", "file", "state", "send_at", "upload_at", "rows", "valid", "invalid",
-    "duplicates", "suppressed", "segments", "reason", "summary", "updated_at",
+    "duplicates", "suppressed", "segments", "reason", "summary", "updated_at", "next_upload_at",
 })

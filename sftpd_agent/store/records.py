@@ -42,6 +42,9 @@ class Campaign:
     reason: str | None
     summary: dict[str, Any]
     updated_at: datetime.datetime
+    next_upload_at: datetime.datetime | None = None
+    """A group of its send times still to prepare: the upload time of the next (the campaign
+    is on its way meanwhile, and does not end before the last group is)."""
 
     def figures(self) -> dict[str, int]:
         """The contract's figures (``status``, events): rows ... segments, in that order."""
@@ -61,6 +64,7 @@ class Campaign:
             segments=row["segments"], reason=row["reason"],
             summary=json.loads(row["summary"]) if row["summary"] else {},
             updated_at=datetime.datetime.fromisoformat(row["updated_at"]),
+            next_upload_at=parse_iso(row["next_upload_at"]),
         )
 
 

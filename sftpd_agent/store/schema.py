@@ -146,6 +146,13 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX parts_campaign ON parts(campaign, number);
     CREATE INDEX report_cursors_campaign ON report_cursors(campaign);
     """,
+    # 6: a campaign of several send times (recipients' zones) prepares each group at its own
+    # upload time: the next one's, while some are still to go
+    """
+    ALTER TABLE campaigns ADD COLUMN next_upload_at TEXT;
+    CREATE INDEX campaigns_next_upload ON campaigns(next_upload_at)
+        WHERE next_upload_at IS NOT NULL;
+    """,
 )
 
 
