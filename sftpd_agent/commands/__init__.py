@@ -139,6 +139,20 @@ COMMANDS: tuple[Command, ...] = (
          ExitCode.USAGE: "no journal yet (the agent has never run), or " + USAGE_ERROR},
         "replies"),
     Command(
+        "results", "a campaign's outcome per contact row, as a CSV file for the CRM",
+        "Write one row per contact row of CAMPAIGN, in the contact file's order: the CRM id, "
+        "the number (E.164), the outcome (sent, failed, pending, opted_out, invalid, "
+        "duplicate, suppressed, or not_sent with the reason), the provider's status code and "
+        "status, the ACK time, the opt-out time, the contact file's line and a detail. UTF-8 "
+        "and ';' unless --encoding or --delimiter; --excel for a French Excel (UTF-8 with "
+        "BOM, formulas guarded, numbers shown as text). Several campaigns with the same id: "
+        "the newest, unless --pk. It reads the journal beside a running agent.",
+        {ExitCode.OK: "written",
+         ExitCode.NOT_OK: "the campaign's files are gone (archive purged), a value the "
+                          "encoding cannot hold, or the output cannot be written",
+         ExitCode.USAGE: "no such campaign, no journal yet, or " + USAGE_ERROR},
+        "results"),
+    Command(
         "alert", "e-mail that systemd gave up restarting the agent (OnFailure=)",
         "E-mail the recipients of [notify.email] that systemd stopped restarting UNIT, with "
         "what systemd says of the failure and the last lines of the unit's journal when they "
