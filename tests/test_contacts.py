@@ -21,6 +21,7 @@ from sftpd_agent.rules.contacts import (
     phone_rank,
     read_contacts,
     render,
+    render_to,
     sniff,
     split,
     write_provider_rows,
@@ -364,10 +365,39 @@ def test_line_map_and_translated_errors_point_at_the_contacts_file(tmp_path: Pat
                                                                           strict=True))
 
 
+def test_render_to_writes_what_render_and_write_provider_rows_write(tmp_path: Path) -> None:
+    rows = [f"N{i};06123456{i % 100:02d};Ville{i};C{i % 7}\r\n" for i in range(3 * 8192)]
+    rows[5] = 'A "x";0612345600;"deux\r\nlignes";C1\r\n'
+    rows[9] = "B;0612345601;;C2\r\n"               # template_value_missing
+    rows[8200] = 'C;0612345602;"a;b\nc\rd";\r\n'   # quoted, over a flush
+    path = write(tmp_path, "Nom;Mobile;Ville;Client ID\r\n" + "".join(rows))
+    fmt = sniff(path)
+    template = Template.parse('{Nom} "à" {Ville}', fmt.headers)
+    errors: list[RowError] = []
+    chained = io.BytesIO()
+    expected = write_provider_rows(split(render(path, fmt, template, sender="SHOP"),
+                                         errors.append), chained)
+    fused_errors: list[RowError] = []
+    items: list[Rendered] = []
+    fused = io.BytesIO()
+    lines = render_to(path, fmt, template, fused, sender="SHOP", on_error=fused_errors.append,
+                      on_row=items.append)
+    assert fused.getvalue() == chained.getvalue()
+    assert fused_errors == errors and [e.line for e in errors] == [12]  # row 5 takes 2 lines
+    assert items == [item for item in render(path, fmt, template, sender="SHOP")
+                     if isinstance(item, Rendered)]
+    assert len(lines) == len(expected) == len(items)
+    total = len(fused.getvalue().splitlines())  # bytes: CR, LF and CRLF, as the reader counts
+    assert [lines.contact_line(n) for n in range(1, total + 2)] == [
+        expected.contact_line(n) for n in range(1, total + 2)]
+    starts = [start for start, _ in read_records(io.BytesIO(fused.getvalue()), "utf-8")][1:]
+    assert [lines.contact_line(start) for start in starts] == [item.line for item in items]
+
+
 def test_translate_field_names() -> None:
     fmt = ContactsFormat("utf-8", ";", ("Nom", "Mobile", "Ref"), 1, 2)
     lines = LineMap()
-    lines.add(2, 7)
+    lines.add(7)
     error = RowError(2, "msg_too_long", "MSG", "xx", "6 segments")
     assert lines.translate(error, fmt) == RowError(7, "msg_too_long", "message", "xx",
                                                     "6 segments")

@@ -375,6 +375,12 @@ def read_contacts(path: Path, fmt: ContactsFormat) -> Iterator[Contact]:
     :class:`ContactsError` for what cannot be read: bytes not in ``fmt.encoding``, a quote
     never closed, NUL bytes.
     """
+    for line, values in _rows(path, fmt):
+        yield Contact(line, values)
+
+
+def _rows(path: Path, fmt: ContactsFormat) -> Iterator[tuple[int, list[str]]]:
+    """``(line, values)`` for every contact row: :func:`read_contacts` without objects."""
     name = path.name
     width = len(fmt.headers)
     pad = [""] * width
@@ -403,7 +409,7 @@ def read_contacts(path: Path, fmt: ContactsFormat) -> Iterator[Contact]:
                         row = (row + pad)[:width]  # noqa: PLW2901
                     if not row[phone].strip() and not any(v.strip() for v in row):
                         continue
-                    yield Contact(line, row)
+                    yield line, row
             except csv.Error as exc:
                 raise ContactsError(_csv_reason(str(exc)), file=name,
                                     line=start + 1) from None
@@ -426,6 +432,21 @@ def _csv_reason(message: str) -> str:
     return f"malformed quoting: {message}"
 
 
+def _missing(line: int, missing: Missing) -> RowError:
+    return RowError(line, "template_value_missing", missing.header, "",
+                    f"empty value for {{{missing.header}}} and no default")
+
+
+def _generated(line: int, used: set[str]) -> str:
+    """``L<line>``, or ``L<line>X<n>`` with the first ``n`` that is not in ``used``."""
+    idremote = f"L{line}"
+    number = 0
+    while idremote in used:
+        number += 1
+        idremote = f"L{line}X{number}"
+    return idremote
+
+
 def render(
     path: Path, fmt: ContactsFormat, template: Template, *, sender: str = ""
 ) -> Iterator[Rendered | RowError]:
@@ -435,38 +456,25 @@ def render(
 
     IDREMOTE is the CRM id when ``fmt.id`` is set and the value is 1..40 ASCII letters or
     digits not used before in the file; else ``L<line>`` (stable: the same file gives the
-    same ids), with ``X<n>`` added if that is already taken (unique).
+    same ids), with ``X<n>`` added if that is already taken (unique). (:func:`render_to` does
+    the same, with :func:`write_provider_rows`, in one loop.)
     """
     phone, id_column = fmt.phone, fmt.id
-    fill = template.render
+    fill = template.fill  # _rows gives every column
     used: set[str] = set()
-    idremote_ok = _IDREMOTE.fullmatch
-    for contact in read_contacts(path, fmt):
-        values, line = contact.values, contact.line
+    for line, values in _rows(path, fmt):
         message = fill(values)
         if isinstance(message, Missing):
-            yield RowError(line, "template_value_missing", message.header, "",
-                           f"empty value for {{{message.header}}} and no default")
+            yield _missing(line, message)
             continue
         if id_column is None:
-            crm_id = ""
-            idremote = f"L{line}"
+            crm_id, idremote = "", f"L{line}"
         else:
-            crm_id = values[id_column].strip()
-            idremote = crm_id
-            if crm_id in used or not idremote_ok(crm_id):
+            idremote = crm_id = values[id_column].strip()
+            if crm_id in used or len(crm_id) > 40 or not (crm_id.isascii() and crm_id.isalnum()):
                 idremote = _generated(line, used)
             used.add(idremote)
         yield Rendered(line, idremote, values[phone].strip(), sender, message, crm_id)
-
-
-def _generated(line: int, used: set[str]) -> str:
-    idremote = f"L{line}"
-    number = 0
-    while idremote in used:
-        number += 1
-        idremote = f"L{line}X{number}"
-    return idremote
 
 
 def split(
@@ -487,28 +495,52 @@ class LineMap:
     """From the physical lines of the file :func:`write_provider_rows` wrote to the contacts
     file's lines.
 
-    Line 1 of the written file is its header row (the contacts' header line); each record
-    after it starts on a line kept here, with the contact line it came from.
+    Line 1 of the written file is its header row (the contacts' header line); record ``r``
+    (from 0) starts on line ``r + 2`` plus the extra lines of the records before it that
+    span several lines. Only those few are kept apart: one number per record in all.
     """
 
-    __slots__ = ("_contact", "_header_line", "_starts")
+    __slots__ = ("_contact", "_header_line", "_spans")
 
     def __init__(self, header_line: int = 1) -> None:
-        self._starts = array("q")
         self._contact = array("q")
+        """The contact line of each record, in order."""
         self._header_line = header_line
+        self._spans: tuple[array[int], array[int], array[int], array[int]] = (
+            array("q"), array("q"), array("q"), array("q"))
+        """The records that span several lines: first line, last line, record index, extra
+        lines up to and including it."""
 
-    def add(self, written_line: int, contact_line: int) -> None:
-        self._starts.append(written_line)
+    def add(self, contact_line: int, lines: int = 1) -> None:
+        """The next record: from ``contact_line``, ``lines`` physical lines long."""
+        if lines > 1:
+            self._span(len(self._contact), lines)
         self._contact.append(contact_line)
 
+    def _span(self, index: int, lines: int) -> None:
+        starts, ends, indexes, extras = self._spans
+        before = extras[-1] if extras else 0
+        start = index + 2 + before
+        starts.append(start)
+        ends.append(start + lines - 1)
+        indexes.append(index)
+        extras.append(before + lines - 1)
+
     def __len__(self) -> int:
-        return len(self._starts)
+        return len(self._contact)
 
     def contact_line(self, written_line: int) -> int:
-        """The contacts file's line of the record that ``written_line`` belongs to."""
-        at = bisect_right(self._starts, written_line) - 1
-        return self._header_line if at < 0 else self._contact[at]
+        """The contacts file's line of the record that ``written_line`` belongs to (the
+        header's for line 1; the last record's beyond the end)."""
+        contact = self._contact
+        if written_line < 2 or not contact:
+            return self._header_line
+        starts, ends, indexes, extras = self._spans
+        at = bisect_right(starts, written_line) - 1
+        if at >= 0 and written_line <= ends[at]:
+            return contact[indexes[at]]
+        index = written_line - 2 - (extras[at] if at >= 0 else 0)
+        return contact[min(index, len(contact) - 1)]
 
     def translate(self, error: RowError, fmt: ContactsFormat) -> RowError:
         """``error`` (from validating the written file) as the contacts file's user sees it:
@@ -523,34 +555,105 @@ class LineMap:
                        field=names.get(error.field) or error.field)
 
 
-def write_provider_rows(items: Iterable[Rendered], out: BinaryIO) -> LineMap:
+HEADER_ROW = ";".join(FIELDS)
+FLUSH_ROWS = 8192
+"""Rows joined and encoded together before they are written."""
+
+
+class _ProviderRows:
+    """Writes provider rows to a binary stream, a batch at a time, as
+    :class:`.upload_file.UploadWriter` would write them byte for byte: the usual row (no
+    double quote, line break or ``;`` in a value) is joined directly, any other goes through
+    :mod:`csv` with the same dialect."""
+
+    def __init__(self, out: BinaryIO, header_line: int) -> None:
+        self.out = out
+        self.lines = LineMap(header_line)
+        self.batch: list[str] = [HEADER_ROW]
+        self._quoted = io.StringIO()
+        self._csv = csv.writer(self._quoted, delimiter=";", quotechar='"',
+                               quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+
+    def quoted(self, row: tuple[str, str, str, str], contact_line: int) -> None:
+        """A row that needs quoting, or holds line breaks."""
+        self._quoted.seek(0)
+        self._quoted.truncate()
+        self._csv.writerow(row)
+        text = self._quoted.getvalue()
+        self.batch.append(text[:-2])
+        self.lines.add(contact_line, _line_ends(text) or 1)
+
+    def flush(self) -> None:
+        if self.batch:
+            self.out.write(("\r\n".join(self.batch) + "\r\n").encode())
+            self.batch.clear()
+
+
+def write_provider_rows(items: Iterable[Rendered], out: BinaryIO, *,
+                        header_line: int = 1) -> LineMap:
     """Write ``items`` to ``out`` as a provider file, and map its lines back.
 
     A header row ``IDREMOTE;MSISDN;OADC;MSG`` first (so that the row rules never take the
-    first contact for a header), then one row per item: UTF-8 without a BOM, ``;``, RFC 4180
-    quoting exactly as :class:`.upload_file.UploadWriter` writes, CRLF. A value holding line
-    breaks takes several physical lines; the :class:`LineMap` knows.
+    first contact for a header; ``header_line`` is the contacts file's header line), then one
+    row per item: UTF-8 without a BOM, ``;``, RFC 4180 quoting exactly as
+    :class:`.upload_file.UploadWriter` writes, CRLF. A value holding line breaks takes several
+    physical lines; the :class:`LineMap` knows.
     """
-    lines = LineMap()
-    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
-    writer = csv.writer(text, delimiter=";", quotechar='"', quoting=csv.QUOTE_MINIMAL,
-                        lineterminator="\r\n")
-    write = writer.writerow
-    add_start, add_contact = lines._starts.append, lines._contact.append
-    write(FIELDS)
-    written = 2  # the line the next record starts on
+    writer = _ProviderRows(out, header_line)
+    batch, add = writer.batch, writer.batch.append
+    add_line = writer.lines._contact.append
     for item in items:
-        phone, message = item.phone, item.message
-        write((item.idremote, phone, item.oadc, message))
-        add_start(written)
-        add_contact(item.line)
-        written += 1
-        if "\n" in message or "\r" in message or "\n" in phone or "\r" in phone or (
-                "\r" in item.oadc or "\n" in item.oadc):
-            written += _line_ends(f"{phone};{item.oadc};{message}")
-    text.flush()
-    text.detach()
-    return lines
+        row = f"{item.idremote};{item.phone};{item.oadc};{item.message}"
+        if '"' in row or "\n" in row or "\r" in row or row.count(";") != 3:
+            writer.quoted((item.idremote, item.phone, item.oadc, item.message), item.line)
+        else:
+            add(row)
+            add_line(item.line)
+        if len(batch) >= FLUSH_ROWS:
+            writer.flush()
+    writer.flush()
+    return writer.lines
+
+
+def render_to(
+    path: Path, fmt: ContactsFormat, template: Template, out: BinaryIO, *,
+    sender: str = "", on_error: Callable[[RowError], None],
+    on_row: Callable[[Rendered], None] | None = None,
+) -> LineMap:
+    """:func:`render` and :func:`write_provider_rows` in one loop, for a million rows: the
+    provider rows go to ``out``, each ``template_value_missing`` error to ``on_error``, and
+    each :class:`Rendered` to ``on_row`` when given (e.g. to keep CRM ids for results)."""
+    phone, id_column = fmt.phone, fmt.id
+    fill = template.fill  # _rows gives every column
+    used: set[str] = set()
+    writer = _ProviderRows(out, fmt.header_line)
+    batch, add = writer.batch, writer.batch.append
+    add_line = writer.lines._contact.append
+    for line, values in _rows(path, fmt):
+        message = fill(values)
+        if message.__class__ is Missing:
+            on_error(_missing(line, message))
+            continue
+        if id_column is None:
+            crm_id, idremote = "", f"L{line}"
+        else:
+            idremote = crm_id = values[id_column].strip()
+            if crm_id in used or len(crm_id) > 40 or not (crm_id.isascii() and crm_id.isalnum()):
+                idremote = _generated(line, used)
+            used.add(idremote)
+        number = values[phone].strip()
+        row = f"{idremote};{number};{sender};{message}"
+        if '"' in row or "\n" in row or "\r" in row or row.count(";") != 3:
+            writer.quoted((idremote, number, sender, message), line)  # type: ignore[arg-type]
+        else:
+            add(row)
+            add_line(line)
+        if len(batch) >= FLUSH_ROWS:
+            writer.flush()
+        if on_row is not None:
+            on_row(Rendered(line, idremote, number, sender, message, crm_id))  # type: ignore[arg-type]
+    writer.flush()
+    return writer.lines
 
 
 def _line_ends(text: str) -> int:

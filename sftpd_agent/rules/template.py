@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import difflib
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 SHOWN_HEADERS = 12
@@ -110,6 +110,9 @@ class Template:
     _slots: tuple[tuple[int, int, str | None, str], ...] = field(
         init=False, repr=False, compare=False)
     _width: int = field(init=False, repr=False, compare=False)
+    fill: Callable[[Sequence[str]], str | Missing] = field(init=False, repr=False, compare=False)
+    """:meth:`render` for values that cover every column the template reads (as
+    :func:`.contacts.read_contacts` gives them): the hot loop's form, without the check."""
 
     def __post_init__(self) -> None:
         # The prebuilt list: literals in place, each slot's position filled per row.
@@ -122,6 +125,7 @@ class Template:
         object.__setattr__(self, "_parts", parts)
         object.__setattr__(self, "_slots", tuple(slots))
         object.__setattr__(self, "_width", max((s[1] for s in slots), default=-1) + 1)
+        object.__setattr__(self, "fill", _specialised(self.pieces) or self._fill)
 
     @classmethod
     def parse(cls, text: str, headers: Sequence[str]) -> Template:
@@ -177,6 +181,9 @@ class Template:
         :class:`Missing` naming the first required column whose value is empty."""
         if len(values) < self._width:
             values = [*values, *[""] * (self._width - len(values))]
+        return self.fill(values)
+
+    def _fill(self, values: Sequence[str]) -> str | Missing:
         parts = self._parts.copy()
         for position, index, default, header in self._slots:
             value = values[index].strip()
@@ -186,6 +193,50 @@ class Template:
                 value = default
             parts[position] = value
         return "".join(parts)
+
+
+def _specialised(pieces: tuple[str | Slot, ...]) -> Callable[[Sequence[str]], str | Missing] | None:
+    """A render function for a template of one or two slots, written out (an f-string of
+    locals instead of a list filled and joined): most templates; None for the others."""
+    literals = [""]
+    slots: list[Slot] = []
+    for piece in pieces:
+        if isinstance(piece, Slot):
+            slots.append(piece)
+            literals.append("")
+        else:
+            literals[-1] += piece
+    if len(slots) == 1:
+        (l0, l1), (s1,) = literals, slots
+        i1, d1, m1 = s1.index, s1.default, Missing(s1.header)
+
+        def one(values: Sequence[str]) -> str | Missing:
+            v1 = values[i1].strip()
+            if not v1:
+                if d1 is None:
+                    return m1
+                v1 = d1
+            return f"{l0}{v1}{l1}"
+        return one
+    if len(slots) == 2:
+        (l0, l1, l2), (s1, s2) = literals, slots
+        i1, d1, m1 = s1.index, s1.default, Missing(s1.header)
+        i2, d2, m2 = s2.index, s2.default, Missing(s2.header)
+
+        def two(values: Sequence[str]) -> str | Missing:
+            v1, v2 = values[i1].strip(), values[i2].strip()
+            if not (v1 and v2):
+                if not v1:
+                    if d1 is None:
+                        return m1
+                    v1 = d1
+                if not v2:
+                    if d2 is None:
+                        return m2
+                    v2 = d2
+            return f"{l0}{v1}{l1}{v2}{l2}"
+        return two
+    return None
 
 
 def _next_brace(text: str, start: int) -> int:
