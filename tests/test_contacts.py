@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from sftpd_agent.rules.campaign_file import read_records
 from sftpd_agent.rules.contacts import (
+    ContactRowError,
     ContactsError,
     ContactsFormat,
     LineMap,
@@ -268,10 +269,20 @@ def test_template_value_missing_names_the_line_and_header(tmp_path: Path) -> Non
     items = list(render(path, fmt, Template.parse("{Prénom} à {Ville}", fmt.headers),
                         sender="SHOP"))
     assert items == [
-        RowError(2, "template_value_missing", "Ville", "", "empty value for {Ville} and no "
-                 "default"),
+        ContactRowError(2, "template_value_missing", "Ville", "",
+                        "empty value for {Ville} and no default", "", "0612345678"),
         Rendered(4, "L4", "0612345679", "SHOP", "Léa à Lyon", ""),
     ]
+
+
+def test_template_value_missing_keeps_the_crm_id_and_phone(tmp_path: Path) -> None:
+    path = write(tmp_path, "Nom;Mobile;Client ID\r\n;06 12 34 56 78; C9 \r\n")
+    fmt = sniff(path)
+    (item,) = render(path, fmt, Template.parse("Bonjour {Nom}", fmt.headers))
+    assert isinstance(item, ContactRowError)
+    assert (item.line, item.field, item.crm_id, item.phone) == (2, "Nom", "C9", "06 12 34 56 78")
+    assert item.as_csv_row() == ["2", "template_value_missing", "Nom", "",
+                                 "empty value for {Nom} and no default"]
 
 
 def test_generated_idremote_is_stable_across_runs(tmp_path: Path) -> None:

@@ -118,6 +118,15 @@ class Rendered:
     crm_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class ContactRowError(RowError):
+    """A contact row that never became a provider row (``template_value_missing``), with what
+    ``results`` needs to report it: the row's CRM id and phone number as written."""
+
+    crm_id: str = ""
+    phone: str = ""
+
+
 # -- Headers ---------------------------------------------------------------------------------
 
 
@@ -432,9 +441,12 @@ def _csv_reason(message: str) -> str:
     return f"malformed quoting: {message}"
 
 
-def _missing(line: int, missing: Missing) -> RowError:
-    return RowError(line, "template_value_missing", missing.header, "",
-                    f"empty value for {{{missing.header}}} and no default")
+def _missing(line: int, missing: Missing, values: list[str], fmt: ContactsFormat
+             ) -> ContactRowError:
+    crm_id = "" if fmt.id is None else values[fmt.id].strip()
+    return ContactRowError(line, "template_value_missing", missing.header, "",
+                           f"empty value for {{{missing.header}}} and no default",
+                           crm_id, values[fmt.phone].strip())
 
 
 def _generated(line: int, used: set[str]) -> str:
@@ -451,8 +463,8 @@ def render(
     path: Path, fmt: ContactsFormat, template: Template, *, sender: str = ""
 ) -> Iterator[Rendered | RowError]:
     """One item per contact row of ``path``, in order: its :class:`Rendered` provider row, or
-    a ``template_value_missing`` :class:`RowError` (line, column header) when a value the
-    template needs is empty.
+    a ``template_value_missing`` :class:`ContactRowError` (line, column header, and the row's
+    CRM id and phone) when a value the template needs is empty.
 
     IDREMOTE is the CRM id when ``fmt.id`` is set and the value is 1..40 ASCII letters or
     digits not used before in the file; else ``L<line>`` (stable: the same file gives the
@@ -465,7 +477,7 @@ def render(
     for line, values in _rows(path, fmt):
         message = fill(values)
         if isinstance(message, Missing):
-            yield _missing(line, message)
+            yield _missing(line, message, values, fmt)
             continue
         if id_column is None:
             crm_id, idremote = "", f"L{line}"
@@ -632,7 +644,7 @@ def render_to(
     for line, values in _rows(path, fmt):
         message = fill(values)
         if message.__class__ is Missing:
-            on_error(_missing(line, message))
+            on_error(_missing(line, message, values, fmt))
             continue
         if id_column is None:
             crm_id, idremote = "", f"L{line}"
