@@ -67,6 +67,8 @@ ID_ALIASES = ("client id", "id client", "customer id", "contact id", "id contact
 _IDREMOTE = re.compile(r"[A-Za-z0-9]{1,40}")
 _SEPARATORS = re.compile("[\\s_\\-./°º()'\u2019#:]+")
 _DIGITS = re.compile(r"\d")
+_BLANK_LINES = re.compile(r"(?:[ \t\f\v]*(?:\r\n|\r|\n))*")
+_LINE_ENDS = re.compile(r"\r\n|\r|\n")
 
 
 class ContactsError(InputError):
@@ -202,12 +204,13 @@ def sniff(
     except OSError as exc:
         raise ContactsError(f"cannot be read: {exc.strerror or exc}", file=name) from None
     text = head.decode("utf-8" if encoding == "utf-8-sig" else encoding, "replace")
-    lines = text.splitlines(keepends=True)
-    header_line = next((n for n, line in enumerate(lines, 1) if line.strip()), 0)
-    if not header_line:
+    # Blank lines before the header; lines end at CR, LF or CRLF only, as the rows' do.
+    skipped = blank.group() if (blank := _BLANK_LINES.match(text)) else ""
+    sample = text[len(skipped):]
+    if not sample.strip():
         raise ContactsError("the file is empty: a header row and contacts are expected",
                             file=name)
-    sample = "".join(lines[header_line - 1:])
+    header_line = 1 + len(_LINE_ENDS.findall(skipped))
     if delimiter is not None:
         delimiter = "\t" if delimiter == "tab" else delimiter
         if delimiter not in DELIMITERS:
