@@ -438,3 +438,29 @@ def test_several_campaigns_of_one_id_newest_unless_pk(config: Path, manifest: Bu
     done = run_cli("results", "other", "--config", str(config), "--pk", "1")
     assert (done.returncode, done.stderr) == (
         2, "sftpd-agent: campaign number 1 is 'promo', not 'other'\n")
+
+
+def test_a_final_status_is_kept_and_files_that_disagree_write_nothing(
+        manifest: Built, tmp_path: Path) -> None:
+    later = manifest.store.save_report_cursor(ReportCursor(
+        "ACK-12345-20261123-1100-promoP2.csv", Kind.ACK, manifest.campaign.id,
+        seen_at=ACKED), ACKED)
+    assert later.id is not None
+    manifest.store.record_acks(later, [  # a day later: an intermediate, then a final status
+        (later.id, "+33612345601", "R1", manifest.campaign.id, "ACME", "ACK1", "buffered",
+         "op", now_iso(ACKED + dt.timedelta(days=1))),
+        (later.id, "+33612345612", "R12", manifest.campaign.id, "ACME", "3", "failed",
+         "op", now_iso(ACKED + dt.timedelta(days=1)))], ACKED)
+    rows = {r["crm_id"]: r for r in manifest.results()}
+    assert (rows["C1"]["outcome"], rows["C1"]["status"]) == ("sent", "sent")
+    assert (rows["C12"]["outcome"], rows["C12"]["ack_at"]) == ("failed",
+                                                               "2026-11-25T09:00:00+01:00")
+    folder = manifest.settings.paths.spool / str(manifest.campaign.id)
+    first = manifest.store.parts(manifest.campaign.id)[0].remote_name
+    with (folder / first).open("a", encoding="utf-8", newline="") as out:
+        out.write("R99;+33612345699;ACME;not a contact\r\n")
+    target = tmp_path / "out.csv"
+    with pytest.raises(ResultsError, match=f"{first}: its row IDREMOTE R99 matches no "
+                                           "contact row in order"):
+        write_results(manifest.store, manifest.settings, manifest.campaign, target)
+    assert not target.exists()

@@ -21,8 +21,12 @@ folder (``spool/<pk>/``, then its archive folder), else the original provider-sh
 (``crm_id`` = IDREMOTE). A held campaign's files are in ``failed/``.
 
 Streamed: the contact rows, errors, uploaded files and delivery lines are read as they come;
-the one structure the size of the campaign is ``fate``, a dict from E.164 number to a small
-int of flags and indexes (about 100 bytes a number).
+the one structure the size of the campaign is ``fate``, a dict from E.164 digits (an int) to a
+small int of flags and indexes (about 70 bytes a number). The uploaded files are read beside
+the contact rows: they hold the surviving rows in the contacts' order, so a contact row is
+matched to the next row of one of them by IDREMOTE (and number, for a provider-shaped file,
+whose IDREMOTE need not be unique) and takes its E.164 number from there; only the rows not
+uploaded have their number normalised again.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from ..rules.plan import FOREIGN
 from ..rules.states import WAITING, CampaignState, PartState
 from ..store.journal import Store
 from ..store.records import Campaign, Part
-from ..store.results import campaign_deliveries, optouts_since
+from ..store.results import STATUS_SEPARATOR, campaign_deliveries, optouts_since
 from .intake import row_zone
 
 HEADER = ("crm_id", "msisdn", "outcome", "code", "status", "ack_at", "optout_at", "line",
@@ -70,9 +74,10 @@ simulator's (2 sent, 3 failed). Anything else is intermediate: ``pending``, stat
 _GUARDED = ("=", "+", "-", "@", "\t", "\r")
 """First characters that make a spreadsheet read a cell as a formula."""
 
-# fate: E.164 number -> flags | part index << PART | ack index << ACK | opt-out index << OPT
-_SEEN, _UPLOADED, _SUPPRESSED = 1, 2, 4
-_PART, _ACK, _OPT = 3, 27, 51
+# fate: E.164 digits -> flags | ACK index << _ACK | opt-out index << _OPT (small ints: few
+# distinct ACK statuses and times)
+_SEEN, _SUPPRESSED = 1, 2
+_ACK, _OPT = 2, 26
 _MASK = (1 << 24) - 1
 
 
@@ -170,17 +175,17 @@ def locate(settings: Settings, campaign: Campaign) -> CampaignFiles:
 
 # -- reading ---------------------------------------------------------------------------------
 
-ContactRow = tuple[int, str, str]
-"""(line in the contact file, CRM id, phone as exported)."""
+ContactRow = tuple[int, str, str, str]
+"""(line in the contact file, CRM id, IDREMOTE, phone as exported)."""
 
 
 def _map_rows(path: Path) -> Iterator[ContactRow]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter=";")
-        next(reader, None)  # line;crm_id;idremote;phone
-        for row in reader:
-            if len(row) >= 4:
-                yield int(row[0]), row[1], row[3]
+    with path.open("rb") as handle:
+        records = read_records(handle, "utf-8-sig")
+        next(records, None)  # line;crm_id;idremote;phone
+        for _, fields in records:
+            if len(fields) >= 4 and fields[0].isdigit():
+                yield int(fields[0]), fields[1], fields[2], fields[3]
 
 
 def _file_encoding(path: Path, hint: object) -> str:
@@ -208,7 +213,7 @@ def _original_rows(path: Path, encoding: str) -> Iterator[ContactRow]:
                 first = False
                 if is_header(fields):
                     continue
-            yield line, fields[0], fields[1] if len(fields) > 1 else ""
+            yield line, fields[0], fields[0], fields[1] if len(fields) > 1 else ""
 
 
 def _errors(path: Path) -> dict[int, tuple[str, str]]:
@@ -245,15 +250,43 @@ class _Ack:
     outcome: str
 
 
+class _Uploaded:
+    """One provider file read along the contact rows: its rows are theirs, in their order
+    (less the ones left out), so its next row is the one a contact row may be."""
+
+    def __init__(self, part: Part, path: Path) -> None:
+        self.part = part
+        self._handle = path.open("rb")
+        self._records = read_records(self._handle, "utf-8")
+        self.idremote: str | None = None
+        self.msisdn = ""
+        self.advance()
+
+    def advance(self) -> None:
+        record = next(self._records, None)
+        if record is None:
+            self.idremote = None
+            self._handle.close()
+        else:
+            self.idremote, self.msisdn = record[1][0], record[1][1]
+
+    def close(self) -> None:
+        self._handle.close()
+
+
 class _Join:
-    """The campaign's facts by E.164 number (``fate``), then the contact rows against them."""
+    """The campaign's facts by number (``fate``: E.164 digits as an int -> flags and
+    indexes), then the contact rows against them and the uploaded files."""
 
     def __init__(self, store: Store, settings: Settings, campaign: Campaign,
-                 files: CampaignFiles, *, excel: bool) -> None:
+                 files: CampaignFiles, *, excel: bool, verify: bool) -> None:
         self.store, self.settings, self.campaign, self.files = store, settings, campaign, files
         self.excel = excel
+        self.verify = verify
+        """Match a contact row to an uploaded row by its number too, not IDREMOTE alone (a
+        provider-shaped file's IDREMOTE need not be unique; a manifest's is)."""
         self.parts: list[Part] = store.parts(campaign.id)
-        self.fate: dict[str, int] = {}
+        self.fate: dict[int, int] = {}
         self.acks: list[_Ack] = []
         self.optout_times: list[str] = []
         self.missing_parts: list[str] = []
@@ -269,46 +302,40 @@ class _Join:
         return shown
 
     def load(self) -> None:
+        self._load_acks()
         fate = self.fate
-        folder = self.files.folder
-        for index, part in enumerate(self.parts):
-            path = folder / part.remote_name if folder is not None else None
-            if path is None or not path.exists():
-                self.missing_parts.append(part.remote_name)
-                continue
-            mark = _UPLOADED | (index + 1) << _PART
-            with path.open("rb") as handle:
-                for _, fields in read_records(handle, "utf-8"):
-                    fate[fields[1]] = mark
         dropped = self.files.dropped
         if dropped is not None and dropped.exists():
             with dropped.open(encoding="utf-8", newline="") as handle:
                 reader = csv.reader(handle, delimiter=";")
                 next(reader, None)  # idremote;msisdn;reason
                 for row in reader:
-                    if len(row) >= 2:
-                        fate[row[1]] = fate.get(row[1], 0) | _SUPPRESSED
-        self._load_acks()
+                    key = _key(row[1]) if len(row) >= 2 else None
+                    if key is not None:
+                        fate[key] = fate.get(key, 0) | _SUPPRESSED
         self._load_optouts()
 
     def _load_acks(self) -> None:
         fate, acks = self.fate, self.acks
-        known: dict[tuple[str, str, str], int] = {}
-        for msisdn, idstatus, status, at in campaign_deliveries(self.store, self.campaign.id):
-            number = msisdn if msisdn in fate or msisdn[:1] == "+" else "+" + msisdn
-            mark = fate.get(number)
-            if mark is None or not mark & _UPLOADED:
-                continue  # a line about no row of ours
-            key = (idstatus, status, at)
-            index = known.get(key)
-            if index is None:
+        marks: dict[str, int] = {}  # a status string -> its mark
+        for msisdn, joined in campaign_deliveries(self.store, self.campaign.id):
+            mark = marks.get(joined)
+            if mark is None:
+                idstatus, status, at = joined.split(STATUS_SEPARATOR)
                 acks.append(_Ack(idstatus, status, at, delivery_outcome(idstatus, status)))
-                index = known[key] = len(acks)
-            before = mark >> _ACK & _MASK
-            if before and acks[before - 1].outcome != "pending" and \
-                    acks[index - 1].outcome == "pending":
-                continue  # a final status is not undone by an intermediate one
-            fate[number] = mark & ~(_MASK << _ACK) | index << _ACK
+                mark = marks[joined] = len(acks) << _ACK
+            try:
+                key = int(msisdn)
+            except ValueError:
+                continue  # not a number: no row of ours
+            before = fate.get(key)
+            if before is not None and before != mark and self._rank(before) > self._rank(mark):
+                continue  # two lines for a number: the final status, then the latest, wins
+            fate[key] = mark
+
+    def _rank(self, mark: int) -> tuple[bool, str]:
+        ack = self.acks[(mark >> _ACK & _MASK) - 1]
+        return ack.outcome != "pending", ack.at
 
     def _load_optouts(self) -> None:
         sent = [p.published_at for p in self.parts if p.published_at is not None]
@@ -320,56 +347,94 @@ class _Join:
         since = since.replace(second=0, microsecond=0)
         fate, times = self.fate, self.optout_times
         for msisdn, at in optouts_since(self.store, since):
-            mark = fate.get(msisdn)
-            if mark is None or not mark & _UPLOADED or mark >> _OPT:
+            key = _key(msisdn)
+            if key is None:
                 continue
-            times.append(at)
-            fate[msisdn] = mark | len(times) << _OPT
+            mark = fate.get(key, 0)
+            if not mark >> _OPT:
+                times.append(at)
+                fate[key] = mark | len(times) << _OPT
+
+    def _streams(self) -> list[_Uploaded]:
+        folder = self.files.folder
+        streams = []
+        for part in self.parts:
+            path = folder / part.remote_name if folder is not None else None
+            if path is None or not path.exists():
+                self.missing_parts.append(part.remote_name)
+            else:
+                streams.append(_Uploaded(part, path))
+        return streams
 
     def rows(self, contacts: Iterator[ContactRow]) -> Iterator[ResultRow]:
         errors = _errors(self.files.errors)
         normalize = NumberNormalizer(self.settings.campaign.default_region).normalize
-        fate, parts, acks, when = self.fate, self.parts, self.acks, self.when
-        for line, crm_id, phone in contacts:
-            error = errors.get(line)
-            raw = phone.strip()
-            e164 = normalize(raw) if raw else None
-            shown = e164 or phone
-            if error is not None:
-                yield crm_id, shown, "invalid", error[0], "", "", "", line, error[1]
-                continue
-            if e164 is None:  # validation took it: not expected
-                yield crm_id, shown, "not_sent", "", "", "", "", line, "number not understood"
-                continue
-            mark = fate.get(e164, 0)
-            if mark & _SEEN:
-                yield crm_id, e164, "duplicate", "", "", "", "", line, \
-                    "the number of an earlier row"
-                continue
-            fate[e164] = mark | _SEEN
-            if mark & _SUPPRESSED:
-                yield crm_id, e164, "suppressed", "", "", "", "", line, \
-                    "on the suppression list at upload"
-                continue
-            if not mark & _UPLOADED:
-                yield crm_id, e164, "not_sent", "", "", "", "", line, self._why_not(e164)
-                continue
-            part = parts[(mark >> _PART & _MASK) - 1]
-            if part.state == PartState.REJECTED:
-                yield crm_id, e164, "not_sent", "", "", "", "", line, \
-                    f"the provider rejected {part.remote_name}"
-                continue
-            ack_index, opt_index = mark >> _ACK & _MASK, mark >> _OPT
-            optout_at = when(self.optout_times[opt_index - 1]) if opt_index else ""
-            if ack_index:
-                ack = acks[ack_index - 1]
-                outcome = "opted_out" if opt_index else ack.outcome
-                yield crm_id, e164, outcome, ack.idstatus, ack.status, when(ack.at), \
-                    optout_at, line, ""
-            else:
-                outcome = "opted_out" if opt_index else "pending"
-                yield crm_id, e164, outcome, "", "", "", optout_at, line, \
-                    f"no delivery report yet ({part.remote_name} {part.state})"
+        fate, acks, when, verify = self.fate, self.acks, self.when, self.verify
+        streams = self._streams()
+        try:
+            for line, crm_id, idremote, phone in contacts:
+                error = errors.get(line)
+                if error is not None:
+                    raw = phone.strip()
+                    yield crm_id, (normalize(raw) if raw else None) or phone, "invalid", \
+                        error[0], "", "", "", line, error[1]
+                    continue
+                part = None
+                for stream in streams:
+                    if stream.idremote == idremote:
+                        if not verify or phone == stream.msisdn or \
+                                normalize(phone.strip()) == stream.msisdn:
+                            part, e164 = stream.part, stream.msisdn
+                            stream.advance()
+                        break
+                if part is None:  # not uploaded: duplicate, suppressed, or not sent
+                    raw = phone.strip()
+                    found = normalize(raw) if raw else None
+                    if found is None:  # validation took it: not expected
+                        yield crm_id, phone, "not_sent", "", "", "", "", line, \
+                            "number not understood"
+                        continue
+                    e164 = found
+                key = int(e164)
+                mark = fate.get(key, 0)
+                fate[key] = mark | _SEEN
+                if part is None:
+                    if mark & _SEEN:
+                        yield crm_id, e164, "duplicate", "", "", "", "", line, \
+                            "the number of an earlier row"
+                        continue
+                    if mark & _SUPPRESSED:
+                        yield crm_id, e164, "suppressed", "", "", "", "", line, \
+                            "on the suppression list at upload"
+                        continue
+                    if not mark >> _ACK & _MASK:
+                        yield crm_id, e164, "not_sent", "", "", "", "", line, \
+                            self._why_not(e164)
+                        continue
+                elif part.state == PartState.REJECTED:
+                    yield crm_id, e164, "not_sent", "", "", "", "", line, \
+                        f"the provider rejected {part.remote_name}"
+                    continue
+                ack_index, opt_index = mark >> _ACK & _MASK, mark >> _OPT
+                optout_at = when(self.optout_times[opt_index - 1]) if opt_index else ""
+                if ack_index:
+                    ack = acks[ack_index - 1]
+                    yield crm_id, e164, "opted_out" if opt_index else ack.outcome, \
+                        ack.idstatus, ack.status, when(ack.at), optout_at, line, ""
+                else:
+                    assert part is not None  # noqa: S101 - no ACK: matched to its file
+                    yield crm_id, e164, "opted_out" if opt_index else "pending", "", "", "", \
+                        optout_at, line, f"no delivery report yet ({part.remote_name} " \
+                        f"{part.state})"
+            left = [s for s in streams if s.idremote is not None]
+            if left:
+                raise ResultsError(
+                    f"{left[0].part.remote_name}: its row IDREMOTE {left[0].idremote} matches "
+                    "no contact row in order: the campaign's files disagree, no results "
+                    "written")
+        finally:
+            for stream in streams:
+                stream.close()
 
     def _why_not(self, e164: str) -> str:
         campaign = self.campaign
@@ -388,6 +453,12 @@ class _Join:
         return "not in the uploaded files"
 
 
+def _key(number: str) -> int | None:
+    """A number's key in ``fate``: its digits as an int (``+`` or not), None if not digits."""
+    digits = number.strip().removeprefix("+")
+    return int(digits) if digits.isdigit() and digits.isascii() else None
+
+
 def result_rows(store: Store, settings: Settings, campaign: Campaign, *,
                 excel: bool = False) -> Iterator[ResultRow]:
     """The results of ``campaign``, one row per contact row, in the contact file's order.
@@ -401,17 +472,19 @@ def result_rows(store: Store, settings: Settings, campaign: Campaign, *,
     contacts: Iterator[ContactRow]
     if files.contact_map is not None and files.contact_map.exists():
         contacts = _map_rows(files.contact_map)
+        contacts_verify = False
     elif campaign.file.endswith(".toml"):
         raise ResultsError(f"campaign {campaign.campaign_id} (number {campaign.id}): its "
                            f"contact map ({MAP_NAME}) is gone; kept {_kept(settings)}")
     elif files.original.exists():
         encoding = _file_encoding(files.original, campaign.summary.get("encoding"))
         contacts = _original_rows(files.original, encoding)
+        contacts_verify = True
     else:
         raise ResultsError(f"campaign {campaign.campaign_id} (number {campaign.id}): its "
                            f"file is gone ({files.original} not found); kept "
                            f"{_kept(settings)}")
-    join = _Join(store, settings, campaign, files, excel=excel)
+    join = _Join(store, settings, campaign, files, excel=excel, verify=contacts_verify)
     join.load()
     return join.rows(contacts)
 
