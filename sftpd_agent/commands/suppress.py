@@ -23,6 +23,7 @@ from typing import IO, TextIO
 from ..config import Settings, load_settings
 from ..errors import ConfigError, ExitCode
 from ..files import replaced
+from ..pipeline.reports import quick_normalize
 from ..rules.numbers import NumberNormalizer
 from ..store.journal import JournalBusyError, Store
 
@@ -68,7 +69,7 @@ def suppress(args: argparse.Namespace, settings: Settings, out: TextIO,
             return _list(store, out, as_json=args.json)
         if args.action == "export":
             return _export(store, Path(args.file) if args.file else None, out)
-        normalize = NumberNormalizer(settings.campaign.default_region).normalize
+        normalize = quick_normalize(NumberNormalizer(settings.campaign.default_region))
         now = datetime.datetime.now(datetime.UTC)
         if args.action == "import":
             return _import(store, Path(args.file), normalize, now=now, out=out, err=err)
@@ -127,18 +128,49 @@ def _write_csv(handle: IO[str], entries: Sequence[dict[str, object]]) -> None:
                          entry["campaign"] or ""])
 
 
-def read_numbers(path: Path) -> Iterator[tuple[int, str]]:
-    """(line, value) for the number of every line of a CSV or one-number-per-line file."""
+def _text(path: Path) -> str:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"import: cannot read {path}: {exc.strerror}") from None
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        text = data.decode("cp1252", errors="replace")
+        return data.decode("cp1252", errors="replace")
+
+
+def _delimiter(text: str) -> str | None:
     first = text.split("\n", 1)[0]
-    delimiter = next((d for d in (";", ",", "\t") if d in first), None)
+    return next((d for d in (";", ",", "\t") if d in first), None)
+
+
+def first_fields(path: Path) -> list[str]:
+    """The number of every line (its first field, stripped; "" for a blank line), line ``n``
+    at index ``n - 1``: :func:`read_numbers`' values, taken with ``str.split`` when the
+    file allows (no quote, no NUL, no line end but LF or CRLF), else from it."""
+    text = _text(path)
+    delimiter = _delimiter(text)
+    if '"' in text or "\0" in text or text.count("\r") != text.count("\r\n"):
+        found: list[str] = []
+        for line, value in _numbers_in(text, delimiter):
+            found.extend([""] * (line - 1 - len(found)))
+            found.append(value)
+        return found
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    if delimiter is None:
+        return [line.strip() for line in lines]
+    return [line.split(delimiter, 1)[0].strip() for line in lines]
+
+
+def read_numbers(path: Path) -> Iterator[tuple[int, str]]:
+    """(line, value) for the number of every line of a CSV or one-number-per-line file."""
+    text = _text(path)
+    return _numbers_in(text, _delimiter(text))
+
+
+def _numbers_in(text: str, delimiter: str | None) -> Iterator[tuple[int, str]]:
     lines = io.StringIO(text, newline="")
     if delimiter is None:
         for number, line in enumerate(lines, start=1):
@@ -157,7 +189,7 @@ def _import(store: Store, path: Path, normalize: Callable[[str], str | None], *,
     pages). Stopped half-way, the batches committed stay: importing again adds the rest."""
     numbers: list[str] = []
     bad = 0
-    for line, value in read_numbers(path):
+    for line, value in enumerate(first_fields(path), start=1):
         if not value:
             continue
         e164 = normalize(value)

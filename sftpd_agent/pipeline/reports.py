@@ -42,8 +42,10 @@ import asyncio
 import datetime
 import hashlib
 import itertools
+import re
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -58,14 +60,13 @@ from ..logs import get_logger
 from ..remote.base import Remote, RemoteEntry, join
 from ..rules.display import shown
 from ..rules.naming import Kind
-from ..rules.numbers import NumberNormalizer
+from ..rules.numbers import NumberNormalizer, Shortcut
 from ..rules.report_lines import (
     ReportLine,
     ack_name,
     fold,
     line_key,
     name_problem,
-    parse_ack,
     parse_report_line,
     report_kind,
     send_name,
@@ -74,7 +75,6 @@ from ..rules.states import OUTCOME, CampaignState, PartState, can_move
 from ..store.journal import BULK_FIRST_BATCH, BULK_PAUSE, Store, next_batch
 from ..store.records import (
     Campaign,
-    DeliveryRow,
     OptOutRow,
     ReplyRow,
     ReportCursor,
@@ -105,6 +105,26 @@ MAX_WARNINGS = 10
 """Unreadable lines logged one by one per file and read; the rest are counted."""
 SKIPPED = "report_skipped"
 """The agent fact listing the report files skipped, ``{shown name: reason}``, for status."""
+SEEN_BITS = 1 << 25
+"""Bits of the filter of line keys met in a STOP file's first read (4 MiB): a key whose bit
+is clear was not met before in this read, and needs no look-up of its occurrences."""
+
+
+def quick_normalize(normalizer: NumberNormalizer) -> Callable[[str], str | None]:
+    """``normalizer.normalize``, with the commonest shapes (the default region's numbers,
+    national or with its calling code) decided by its shortcut table: a million numbers in
+    well under a second, with the same answers (``NumberNormalizer.shortcuts``)."""
+    shortcuts = normalizer.shortcuts()
+    normalize = normalizer.normalize
+    none: Shortcut = (re.compile("(?!)").fullmatch, 0, 0)  # a check that always fails
+
+    def e164(raw: str) -> str | None:
+        check, offset, base = shortcuts.get(raw[:4], none)
+        if check(nsn := raw[offset:]):
+            return f"+{base + int(nsn)}"
+        return normalize(raw)
+
+    return e164
 
 
 def skip_reason(entry: RemoteEntry) -> str | None:
@@ -183,7 +203,10 @@ class _Read:
     warnings: int = 0
     unreadable: int = 0
     batch: int = BULK_FIRST_BATCH  # lines in the next transaction
-    freed: float | None = None  # time.monotonic() when the last transaction ended
+    pool: ThreadPoolExecutor | None = None  # records a batch while the next one is parsed
+    pending: Future[Any] | None = None  # the batch being recorded, with its size
+    pending_size: int = 0
+    seen: bytearray | None = None  # a STOP file's first read: keys met (SEEN_BITS)
 
 
 @dataclass
@@ -198,11 +221,11 @@ class Reports:
     events: Events
     on_reported: Callable[[Campaign], None] | None = None
     hooks: Callable[[str, str], None] | None = None  # test fault points: ("report_chunk", name)
-    _numbers: NumberNormalizer | None = None
     _dir_error: str | None = None
     _touched: set[int] = field(default_factory=set)
     _times: dict[tuple[str, str], str | None] = field(default_factory=dict)
     _skipped: dict[str, str] | None = None  # what the fact says; None: not read yet
+    _quick: tuple[str, Callable[[str], str | None]] | None = None  # (region, normalize)
 
     # -- a poll ----------------------------------------------------------------------------
 
@@ -325,7 +348,17 @@ class Reports:
             state.apart = start == 0 and not state.first_read
             if state.apart:
                 self.store.begin_line_pass()
+        if cursor.kind is Kind.STOP and state.first_read:
+            state.seen = bytearray(SEEN_BITS // 8)
         copy = _RawCopy(self._copy_path(cursor), keep=start)
+        # Leaving the block waits for a batch still being recorded (an error included).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="report-lines") as pool:
+            state.pool = pool
+            return await self._read_into(remote, path, entry, state, copy=copy, start=start,
+                                         last_line=last_line)
+
+    async def _read_into(self, remote: Remote, path: str, entry: RemoteEntry, state: _Read, *,
+                         copy: _RawCopy, start: int, last_line: bool) -> ReportCursor:
         try:
             position, carry = start, b""
             while position < entry.size:
@@ -345,6 +378,7 @@ class Reports:
             if last_line and carry and position >= entry.size:
                 await self._ingest(state, carry)
                 copy.write(carry)
+            await self._recorded(state)
             if position >= entry.size:
                 state.cursor = replace(state.cursor, size=entry.size, mtime=entry.mtime)
             self._save(state.cursor)
@@ -361,12 +395,14 @@ class Reports:
 
         In batches, one transaction each, sized to hold the write lock about
         ``BULK_HOLD_TARGET`` (from the last one's hold). A batch's lines are parsed and
-        normalised before its transaction begins, while the lock is free: that work is part
-        of the ``BULK_PAUSE`` left to other writers between two transactions, and only what
-        remains of it is slept. Each batch moves the cursor to its last line's end: a crash
-        between two leaves the journal in step (and the raw copy, replaced only at the end,
-        out of step: the file is read again from the start, and its line keys count nothing
-        twice).
+        normalised before its transaction begins, while the lock is free; an ACK batch or
+        a STOP file's first read is recorded in a worker thread (one statement, run without
+        the GIL) while the next batch is parsed. Between two transactions the lock is left
+        to another writer that waits for it (``Store.others_waiting``), ``BULK_PAUSE`` at
+        most; nobody waiting, no time is lost. Each batch moves the cursor to its last
+        line's end: a crash between two leaves the journal in step (and the raw copy,
+        replaced only at the end, out of step: the file is read again from the start, and
+        its line keys count nothing twice).
         """
         cursor = state.cursor
         try:
@@ -391,12 +427,17 @@ class Reports:
             stop = min(len(lines), start + state.batch)
             batch = lines[start:stop]
             if ack:
-                acks = self._acks(state, batch, first + start, now)
-            else:
-                replies, optouts = self._replies(state, batch, first + start, now,
-                                                 campaign_id=campaign_id, keywords=keywords)
-            if state.freed is not None:  # what is left of the pause since the last commit
-                await asyncio.sleep(max(0.0, state.freed + BULK_PAUSE - time.monotonic()))
+                fields = self._ack_fields(state, batch, first + start)
+            elif state.seen is not None:
+                stops, optouts, maybe = self._first_stops(state, batch, first + start, now)
+            await self._recorded(state)  # the batch before is in: its lines count
+            if state.seen is not None:
+                self._occurrences(state, stops, maybe)
+            elif not ack:
+                replies, optouts_or_none = self._replies(
+                    state, batch, first + start, now, campaign_id=campaign_id,
+                    keywords=keywords)
+            await self._let_others_in()
             piece = complete[(ends[start - 1] if start else 0):ends[stop - 1]]
             if len(state.head) < WINDOW:
                 state.head += piece[:WINDOW - len(state.head)]
@@ -405,35 +446,125 @@ class Reports:
                             lines=cursor.lines + stop, head_sha256=_sha256(state.head),
                             tail_sha256=_sha256(state.tail))
             if ack:
-                self.store.record_acks(after, acks, now)
+                self._in_thread(state, stop - start, self.store.record_ack_fields, after,
+                                cursor.campaign, fields, now)
+            elif state.seen is not None:
+                self._in_thread(state, stop - start, self.store.record_first_stops, after,
+                                stops, optouts, campaign_id=campaign_id, at=now,
+                                tally=self._tally(cursor, campaign_id))
             else:
-                self.store.record_lines(after, replies, optouts, bulk=state.first_read, at=now,
-                                        tally=self._tally(cursor, campaign_id))
-            state.freed = time.monotonic()
+                self.store.record_lines(after, replies, optouts_or_none, bulk=state.first_read,
+                                        at=now, tally=self._tally(cursor, campaign_id))
+                state.batch = next_batch(stop - start, self.store.last_hold)
             state.cursor = after
-            state.batch = next_batch(stop - start, self.store.last_hold)
             start = stop
 
-    def _acks(self, state: _Read, lines: list[str], first: int,
-              now: datetime.datetime) -> list[DeliveryRow]:
-        """The ACK lines as recorded (a blank or unreadable line is left out)."""
-        campaign, at = state.cursor.campaign, now_iso(now)
-        if campaign is not None:
-            self._touched.add(campaign)
-        report = _report_id(state.cursor)
-        rows: list[DeliveryRow] = []
+    def _in_thread(self, state: _Read, size: int, record: Callable[..., Any], *args: Any,
+                   **kwargs: Any) -> None:
+        """Record a batch in the read's worker thread; :meth:`_recorded` waits for it."""
+        if state.pool is None:  # pragma: no cover - _read gives every read its pool
+            raise RuntimeError("no worker thread for this read")
+        state.pending = state.pool.submit(record, *args, **kwargs)
+        state.pending_size = size
+
+    async def _recorded(self, state: _Read) -> None:
+        """Wait for the batch being recorded (its error raised here); the next batch's size
+        follows the time it held the write lock."""
+        pending, state.pending = state.pending, None
+        if pending is not None:
+            await asyncio.wrap_future(pending)
+            state.batch = next_batch(state.pending_size, self.store.last_hold)
+
+    async def _let_others_in(self) -> None:
+        """Between two transactions: while another writer waits for the write lock (a
+        daemon's step, ``suppress import``), leave it free until that writer is in,
+        ``BULK_PAUSE`` at most. The event loop runs meanwhile, and at least once."""
+        began = time.monotonic()
+        for _ in range(1000):  # bounded by the time below
+            if not self.store.others_waiting() or time.monotonic() - began >= BULK_PAUSE:
+                break
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0)
+
+    def _ack_fields(self, state: _Read, lines: list[str], first: int) -> list[list[str]]:
+        """The ACK lines' fields as recorded (``Store.record_ack_fields``): ``[msisdn,
+        idremote, oadc, idstatus, status, operator]``; a blank or unreadable line is left out.
+        ``parse_ack``'s reading, inlined for a million lines."""
+        if state.cursor.campaign is not None:
+            self._touched.add(state.cursor.campaign)
+        found: list[list[str]] = []
         for number, raw in enumerate(lines, start=first):
-            line = raw.rstrip("\r")
-            if not line.strip():
+            fields = raw.split(";")
+            if len(fields) >= 7 and (msisdn := fields[1].strip()):
+                idstatus = fields[-3].strip()
+                found.append([msisdn, fields[0].strip(), fields[2].strip(), idstatus,
+                              fields[-2].strip() or idstatus, fields[-1].strip()])
                 continue
-            ack = parse_ack(line)
-            if ack is None or not ack.msisdn:
-                self._unreadable(state, number, "IDSTATUS" if ack is None else "MSISDN",
-                                 "fewer than 7 fields" if ack is None else "empty")
+            if not raw.strip():
+                continue  # a blank line
+            short = len(fields) < 7  # else: no MSISDN
+            self._unreadable(state, number, "IDSTATUS" if short else "MSISDN",
+                             "fewer than 7 fields" if short else "empty")
+        return found
+
+    def _first_stops(
+        self, state: _Read, lines: list[str], first: int, now: datetime.datetime,
+    ) -> tuple[list[list[Any]], list[list[str]], list[int]]:
+        """The lines of a STOP file's first read as recorded (``Store.record_first_stops``):
+        ``[key, occurrence, msisdn, received_at]`` with occurrence 1, the opt-outs ``[msisdn,
+        added_at]``, and the positions of the lines whose key may have been met before in
+        this read (:meth:`_occurrences` counts them): ``_replies``' reading of STOP lines,
+        inlined for a million lines."""
+        at = now_iso(now)
+        number_of = self._number_reader()
+        received_at = self._received_at
+        seen = state.seen
+        if seen is None:  # pragma: no cover - only for a first read
+            raise RuntimeError("not a first read")
+        mask = SEEN_BITS - 1
+        stops: list[list[Any]] = []
+        optouts: list[list[str]] = []
+        maybe: list[int] = []
+        for number, raw in enumerate(lines, start=first):
+            line = raw.rstrip("\r").strip()
+            if not line:
                 continue
-            rows.append((report, ack.msisdn, ack.idremote, campaign, ack.oadc, ack.idstatus,
-                         ack.status or ack.idstatus, ack.operator, at))
-        return rows
+            fields = line.split(";")
+            if len(fields) < 5:
+                self._unreadable(state, number, "IDREMOTE", "fewer than 5 fields")
+                continue
+            given = fields[0].strip()
+            msisdn = number_of(given)
+            if msisdn is None:
+                self._unreadable(state, number, "MSISDN", "not a phone number")
+            key = line_key(line)
+            bit = key & mask
+            if seen[bit >> 3] & (1 << (bit & 7)):
+                maybe.append(len(stops))
+            else:
+                seen[bit >> 3] |= 1 << (bit & 7)
+            received = received_at(fields[1].strip(), fields[2].strip())
+            stops.append([key, 1, msisdn or given, received])
+            if msisdn is not None:
+                optouts.append([msisdn, received or at])
+        return stops, optouts, maybe
+
+    def _occurrences(self, state: _Read, stops: list[list[Any]], maybe: list[int]) -> None:
+        """Number the lines of ``maybe`` (positions in ``stops``) whose key was met before:
+        1 + the lines of that key recorded (the batches before, all of this read) and before
+        it in this batch."""
+        if not maybe:
+            return
+        keys = {stops[i][0] for i in maybe}
+        counts = self.store.line_counts(_report_id(state.cursor), Kind.STOP, keys)
+        again = set(maybe)
+        for position, line in enumerate(stops):
+            key = line[0]
+            if key in keys:
+                # A line not in ``maybe`` is its key's first in this read (1, nothing recorded).
+                occurrence = counts[key] = counts.get(key, 0) + 1
+                if position in again:
+                    line[1] = occurrence
 
     def _replies(
         self, state: _Read, lines: list[str], first: int, now: datetime.datetime, *,
@@ -449,6 +580,7 @@ class Reports:
         records: list[OptOutRow | ReplyRow] = []
         optouts: list[SuppressionRow | None] = []
         parsed: list[tuple[ReportLine, int, str | None]] = []
+        number_of = self._number_reader()
         for number, raw in enumerate(lines, start=first):
             line = raw.rstrip("\r").strip()
             if not line:
@@ -457,7 +589,7 @@ class Reports:
             if record is None:
                 self._unreadable(state, number, "IDREMOTE", "fewer than 5 fields")
                 continue
-            msisdn = self._number(record.msisdn)
+            msisdn = number_of(record.msisdn)
             if msisdn is None:
                 self._unreadable(state, number, "MSISDN", "not a phone number")
             parsed.append((record, line_key(line), msisdn))
@@ -637,20 +769,26 @@ class Reports:
             self.store.set_fact(SKIPPED, skipped or None)
             self._skipped = dict(skipped)
 
-    def _number(self, raw: str) -> str | None:
-        """The E.164 form of a number in a report; digits the library cannot place are kept
-        as ``+<digits>`` rather than lose an opt-out."""
-        if self._numbers is None or self._numbers.default_region != (
-                self.settings.campaign.default_region):
-            self._numbers = NumberNormalizer(self.settings.campaign.default_region)
-        found = self._numbers.normalize(raw)
-        if found is None and raw and not raw.startswith("+"):
-            found = self._numbers.normalize("+" + raw)
-        if found is None:
-            digits = raw.removeprefix("+").removeprefix("00")
-            if digits.isdigit() and digits.isascii() and 8 <= len(digits) <= 15:
-                found = "+" + digits
-        return found
+    def _number_reader(self) -> Callable[[str], str | None]:
+        """The E.164 form of a number in a report, under the settings in force (asked once
+        for a batch, not for each line); digits the library cannot place are kept as
+        ``+<digits>`` rather than lose an opt-out."""
+        region = self.settings.campaign.default_region
+        if self._quick is None or self._quick[0] != region:
+            self._quick = (region, quick_normalize(NumberNormalizer(region)))
+        normalize = self._quick[1]
+
+        def number(raw: str) -> str | None:
+            found = normalize(raw)
+            if found is None and raw and not raw.startswith("+"):
+                found = normalize("+" + raw)
+            if found is None:
+                digits = raw.removeprefix("+").removeprefix("00")
+                if digits.isdigit() and digits.isascii() and 8 <= len(digits) <= 15:
+                    found = "+" + digits
+            return found
+
+        return number
 
     def _received_at(self, date: str, hour: str) -> str | None:
         key = (date, hour)

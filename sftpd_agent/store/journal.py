@@ -15,15 +15,18 @@ Several processes write to it (the daemon, ``suppress import``): SQLite lets one
 time. A writer that finds the lock taken waits in :meth:`Store.transaction` (bounded
 exponential backoff with jitter, up to :data:`BEGIN_DEADLINE`), and no writer keeps the lock
 long: bulk writes (:meth:`Store.suppress_batches`, report lines, the retention purge) commit
-in batches sized to hold it about :data:`BULK_HOLD_TARGET` and leave it free between batches
-for the others. The WAL is copied into the database by :meth:`Store.checkpoint` between
-transactions, never inside a COMMIT.
+in batches sized to hold it about :data:`BULK_HOLD_TARGET` and, when another writer waits
+for it, leave it free between batches until that writer is in (:meth:`Store.bulk_pause`):
+every writer says so on a file beside the journal (``state.db-writers``, a shared ``flock``
+taken before BEGIN), which the bulk writer tests between batches. The WAL is copied into
+the database by :meth:`Store.checkpoint` between transactions, never inside a COMMIT.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import itertools
 import json
 import os
@@ -61,7 +64,10 @@ pause (:data:`BULK_PAUSE`), so that a waiting writer always gets in during one."
 BULK_HOLD_TARGET = 0.04
 """Seconds a batch of a bulk write should hold the write lock (the limit is 0.1 s)."""
 BULK_PAUSE = 0.03
-"""Seconds a bulk writer leaves the lock free between batches."""
+"""Seconds a bulk writer leaves the lock free between batches, at most, while another writer
+waits for it (:meth:`Store.bulk_pause`; none when nobody waits)."""
+WAITERS_SUFFIX = "-writers"
+"""The file beside the journal on which a writer about to begin holds a shared ``flock``."""
 BULK_FIRST_BATCH, BULK_MIN_BATCH, BULK_MAX_BATCH = 2_000, 200, 50_000
 CHECKPOINT_EVERY = 100
 """Transactions between two checkpoints (:meth:`Store.checkpoint`)."""
@@ -111,6 +117,10 @@ class Store(ReportTables):
         self._lock = threading.RLock()
         self._rng = random.Random()  # noqa: S311  (jitter, not secrets)
         self._unchecked = 0  # transactions since the last checkpoint
+        # The -writers file (a writer's store only), twice: to say this store waits, and to
+        # see whether any store waits (its own included: another open file's lock).
+        self._waiters: int | None = None
+        self._probe: int | None = None
         if readonly:
             # For ``status`` and friends beside a running daemon: WAL lets both read.
             self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
@@ -132,6 +142,9 @@ class Store(ReportTables):
         # Checkpoints are ours (:meth:`checkpoint`), between transactions: SQLite's automatic
         # one runs inside the COMMIT that filled the WAL, doubling that commit's time.
         self._db.execute("PRAGMA wal_autocheckpoint=0")
+        waiters = path.with_name(path.name + WAITERS_SUFFIX)
+        self._waiters = private_file(waiters)
+        self._probe = os.open(waiters, os.O_RDONLY)
         for suffix in ("-wal", "-shm"):
             sidecar = path.with_name(path.name + suffix)
             if sidecar.exists():
@@ -139,6 +152,10 @@ class Store(ReportTables):
 
     def close(self) -> None:
         self._db.close()
+        for fd in (self._waiters, self._probe):
+            if fd is not None:
+                os.close(fd)
+        self._waiters = self._probe = None
 
     @property
     def version(self) -> int:
@@ -198,7 +215,47 @@ class Store(ReportTables):
         """``BEGIN IMMEDIATE``, tried again while another connection writes: sleeps doubling
         from :data:`BACKOFF_FIRST` to :data:`BACKOFF_CEILING` with jitter (each try also waits
         up to :data:`BUSY_TIMEOUT_MS` inside SQLite), for at most ``begin_deadline`` seconds."""
-        deadline = time.monotonic() + self.begin_deadline
+        with self._waiting():
+            self._begin_until(time.monotonic() + self.begin_deadline)
+
+    @contextmanager
+    def _waiting(self) -> Iterator[None]:
+        """Say, for as long as the block lasts, that this store wants the write lock: a shared
+        ``flock`` on the -writers file, which a bulk writer in another process (or another
+        store) sees (:meth:`others_waiting`)."""
+        if self._waiters is None:
+            yield
+            return
+        fcntl.flock(self._waiters, fcntl.LOCK_SH)  # waits only while a probe holds it (us)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._waiters, fcntl.LOCK_UN)
+
+    def others_waiting(self) -> bool:
+        """Whether another writer is about to begin a write, or waiting to (another store, or
+        another thread of this one): a probe, a few microseconds."""
+        if self._probe is None:
+            return False
+        try:
+            fcntl.flock(self._probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(self._probe, fcntl.LOCK_UN)
+        return False
+
+    def bulk_pause(self) -> float:
+        """Between two batches of a bulk write: while another writer waits for the write lock,
+        leave it free (until it is in, :data:`BULK_PAUSE` at most); seconds paused (0 when
+        nobody waits: no time lost)."""
+        began = time.monotonic()
+        for _ in range(1000):  # bounded by the time below
+            if not self.others_waiting() or time.monotonic() - began >= BULK_PAUSE:
+                break
+            time.sleep(0.001)
+        return time.monotonic() - began
+
+    def _begin_until(self, deadline: float) -> None:
         delay, tries = BACKOFF_FIRST, 0
         while True:
             try:
@@ -519,7 +576,7 @@ class Store(ReportTables):
                 if count < size:
                     break
                 size = next_batch(size, self.last_hold)
-                time.sleep(BULK_PAUSE)
+                self.bulk_pause()
         return deleted
 
     @staticmethod
@@ -548,9 +605,9 @@ class Store(ReportTables):
         each batch once committed, its numbers that were new, in order.
 
         Each batch holds the write lock about :data:`BULK_HOLD_TARGET` seconds (its size
-        follows the time the last one took) and the lock is left free :data:`BULK_PAUSE`
-        seconds between batches: a million numbers go in beside a running daemon. Sorted
-        numbers go in fastest (a batch then touches few pages of the index).
+        follows the time the last one took) and the lock is left free between batches while
+        another writer waits (:meth:`bulk_pause`): a million numbers go in beside a running
+        daemon. Sorted numbers go in fastest (a batch then touches few pages of the index).
         """
         source_at = now_iso(at)
         size = BULK_FIRST_BATCH
@@ -558,7 +615,7 @@ class Store(ReportTables):
         first = True
         while batch := list(itertools.islice(pending, size)):
             if not first:
-                time.sleep(BULK_PAUSE)
+                self.bulk_pause()
             first = False
             with self.transaction() as db:
                 present = {row[0] for row in db.execute(

@@ -41,6 +41,19 @@ _OPTOUT = ("INSERT OR IGNORE INTO optouts (report, key, occurrence, msisdn, rece
            "campaign, at) VALUES (?,?,?,?,?,?,?)")
 _REPLY = ("INSERT OR IGNORE INTO replies (report, key, occurrence, msisdn, received_at, "
           "message, idremote, campaign, opt_out, at) VALUES (?,?,?,?,?,?,?,?,?,?)")
+# The same, a batch in one statement from a JSON array of the lines' own fields: one
+# ``sqlite3_step`` for the batch, which runs without the GIL (the lines are recorded in a
+# worker thread while the next batch is parsed).
+_DELIVERIES = (
+    "INSERT OR IGNORE INTO deliveries (report, msisdn, idremote, campaign, oadc, idstatus, "
+    "status, operator, at) SELECT ?1, value->>0, value->>1, ?2, value->>2, value->>3, "
+    "value->>4, value->>5, ?3 FROM json_each(?4)")
+_OPTOUTS = (
+    "INSERT OR IGNORE INTO optouts (report, key, occurrence, msisdn, received_at, campaign, "
+    "at) SELECT ?1, value->>0, value->>1, value->>2, value->>3, ?2, ?3 FROM json_each(?4)")
+_SUPPRESS_ALL = (
+    "INSERT INTO suppression (msisdn, added_at, source, campaign) SELECT value->>0, "
+    "value->>1, ?1, ?2 FROM json_each(?3) WHERE true ON CONFLICT(msisdn) DO NOTHING")
 _LINES_TABLE = {Kind.STOP: "optouts", Kind.SMSMO: "replies"}
 _PASS_CACHE_KIB = 8192
 """Memory for the scratch count of a file read again from its start (the rest on disk)."""
@@ -92,6 +105,38 @@ class ReportTables:
             db.executemany(_DELIVERY, rows)
             _save_cursor(db, cursor, at)
         self.bulk_written()
+
+    def record_ack_fields(self, cursor: ReportCursor, campaign: int | None,
+                          fields: Sequence[Sequence[str]], at: datetime.datetime) -> None:
+        """:meth:`record_acks` for lines given as their fields ``[msisdn, idremote, oadc,
+        idstatus, status, operator]`` (the report, campaign and time the same for all), in
+        one statement: the insert runs without the GIL."""
+        with self.transaction() as db:
+            db.execute(_DELIVERIES, (cursor.id, campaign, now_iso(at), json.dumps(fields)))
+            _save_cursor(db, cursor, at)
+        self.bulk_written()
+
+    def record_first_stops(
+        self, cursor: ReportCursor, lines: Sequence[Sequence[Any]],
+        optouts: Sequence[Sequence[str]], *, campaign_id: str | None, at: datetime.datetime,
+        tally: tuple[str, Tally] | None = None,
+    ) -> list[str]:
+        """:meth:`record_lines` with ``bulk`` for STOP lines given as ``[key, occurrence,
+        msisdn, received_at]`` and their opt-outs as ``[msisdn, added_at]`` (source: the
+        file, ``campaign_id``), in one statement each (run without the GIL). The opt-outs'
+        numbers."""
+        numbers = [optout[0] for optout in optouts]
+        with self.transaction() as db:
+            db.execute(_OPTOUTS, (cursor.id, cursor.campaign, now_iso(at), json.dumps(lines)))
+            db.execute(_SUPPRESS_ALL, (cursor.name, campaign_id, json.dumps(optouts)))
+            if tally is not None and numbers:
+                key, change = tally
+                found = db.execute(GET_FACT, (key,)).fetchone()
+                after = change(json.loads(found[0]) if found else None, numbers, 0)
+                db.execute(PUT_FACT, (key, json.dumps(after)))
+            _save_cursor(db, cursor, at)
+        self.bulk_written()
+        return numbers
 
     def record_lines(
         self, cursor: ReportCursor, rows: Sequence[OptOutRow | ReplyRow],

@@ -1,0 +1,177 @@
+"""The fast paths of issue 16 give the answers of the paths they replace.
+
+- ``suppress import`` reads a file's numbers with ``str.split`` when the file allows
+  (``first_fields``), normalises them through the shortcut table (``quick_normalize``): the
+  same values and numbers as ``read_numbers`` and ``NumberNormalizer.normalize``;
+- an ACK batch is read inline and recorded in one statement: the delivery lines are those
+  ``parse_ack`` reads, the unreadable lines the same;
+- a STOP file's first read numbers a repeated line's occurrences with a filter of the keys
+  met (``SEEN_BITS``): with a filter of one byte, where every key "may have been met", the
+  occurrences are still right;
+- a bulk writer pauses only while another writer waits: ``Store.others_waiting`` says so
+  while another store is held up at BEGIN, and no longer once it is in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sftpd_agent.commands.suppress import first_fields, read_numbers
+from sftpd_agent.config import Settings
+from sftpd_agent.pipeline import reports as reports_module
+from sftpd_agent.pipeline.reports import Reports, quick_normalize
+from sftpd_agent.remote.local import LocalRemote
+from sftpd_agent.rules.numbers import NumberNormalizer
+from sftpd_agent.rules.report_lines import parse_ack
+from sftpd_agent.store.journal import Store
+
+NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
+NAME = "12345-20261123-1000-x"
+
+
+def _random_number(rng: random.Random) -> str:
+    digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(3, 12)))
+    head = rng.choice(["+33", "0", "+", "0033", "", "+262", "06", "+44"])
+    noise = rng.choice(["", " ", ".", "-", "a", "(", "\u00a0"])
+    return head + digits[:4] + noise + digits[4:]
+
+
+def test_quick_normalize_gives_the_normalizers_answers() -> None:
+    rng = random.Random(16)
+    for region in ("FR", "BE", "US"):
+        normalizer = NumberNormalizer(region)
+        quick = quick_normalize(normalizer)
+        samples = ["+33612345678", "0612345678", "0692123456", "+262692123456", "",
+                   "+33712345678", "0123456789", "+590690123456", "0690123456"]
+        samples += [_random_number(rng) for _ in range(20_000)]
+        different = [s for s in samples if quick(s) != normalizer.normalize(s)]
+        assert different == []
+        assert sum(normalizer.normalize(s) is not None for s in samples) > 100  # some valid
+
+
+@pytest.mark.parametrize("text", [
+    "telephone;nom\r\n+33612345678;a\r\n\r\n 0612345679 ;b\r\n",  # CSV, CRLF, blank line
+    "+33612345678\n0612345679\n\n  \n+33612345680",  # one a line, no last line end
+    "tel,name\n0612345678,x\n0612345679,y\n",
+    "tel\tname\n0612345678\tx\n",
+    '"tel";"name"\r\n"0612345678";"a ""b"""\r\n"06 12 34 56 79";"multi\r\nline"\r\n'
+    "0612345680;c\r\n",  # quoted, a record over two lines: csv's line numbers
+    "tel;n\r0612345678;a\r0612345679;b\r",  # old Mac line ends: csv's reading
+    "\ufefftel;name\r\n0612345678;\u00e9\r\n",  # a BOM
+])
+def test_first_fields_are_read_numbers_values(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_bytes(text.encode("utf-8"))
+    expected = {line: value for line, value in read_numbers(path) if value}
+    found = {line: value for line, value in enumerate(first_fields(path), start=1) if value}
+    assert found == expected
+    assert expected  # the file has numbers
+
+
+def test_first_fields_of_a_cp1252_export(tmp_path: Path) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_bytes("t\u00e9l;nom\r\n0612345678;Ren\u00e9e\r\n".encode("cp1252"))
+    assert first_fields(path) == ["t\u00e9l", "0612345678"]
+    assert list(read_numbers(path)) == [(1, "t\u00e9l"), (2, "0612345678")]
+
+
+def _settings(root: Path) -> Settings:
+    return Settings(service_id="12345", paths={"root": root},
+                    reports={"delete_remote_after_ingest": False})
+
+
+async def _ingest(tmp_path: Path, name: str, body: bytes) -> Store:
+    provider = tmp_path / "provider"
+    (provider / "Report").mkdir(parents=True, exist_ok=True)
+    (provider / "Report" / name).write_bytes(body)
+    settings = _settings(tmp_path / "agent")
+    store = Store(settings.paths.state_db)
+    reports = Reports(store, settings, lambda: NOW, lambda *_, **__: None)
+    await reports.round(LocalRemote(provider))
+    return store
+
+
+async def test_ack_lines_recorded_as_parse_ack_reads_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reports_module, "BULK_FIRST_BATCH", 7)  # several batches, in a thread
+    monkeypatch.setattr(reports_module, "CHUNK", 300)  # and several chunks
+    lines = [
+        "R1;+33612345678;Shop;Bonjour; -20% ;2 ;sent;op-1",
+        " R2 ; +33612345679 ; Shop ;x;3; ;op-2 ",  # no STATUS: its IDSTATUS
+        "R3;\u00a0+33612345680\u2003;\u00a0Shop;a;b;c;d;2;sent;\u3000op",  # Unicode spaces
+        "",  # blank
+        "R4;+33612345681;Shop;2;sent;op",  # six fields: unreadable
+        "R5;  ;Shop;m;2;sent;op",  # no MSISDN: unreadable
+        "R6;+33612345682;;;;;",  # empty fields
+        "R1;+33612345678;Shop;again;2;sent;op-1",  # the same line key again: ignored
+        "R7;+33612345683;\u00e9;\u00e9t\u00e9;2;d\u00e9livr\u00e9;op",
+    ] + [f"R{n};+3361000{n:04d};S;m{n};2;sent;op" for n in range(8, 40)]
+    body = "".join(line + "\r\n" for line in lines).encode("utf-8")
+    store = await _ingest(tmp_path, f"ACK-{NAME}.csv", body)
+    cursor = store.report_cursor(f"ACK-{NAME}.csv")
+    assert cursor is not None and cursor.offset == len(body) and cursor.lines == len(lines)
+    expected = {}
+    for line in lines:
+        ack = parse_ack(line)
+        if ack is not None and ack.msisdn:
+            expected.setdefault((ack.msisdn, ack.idremote), (
+                ack.oadc, ack.idstatus, ack.status or ack.idstatus, ack.operator))
+    recorded = {(row[1], row[2]): row[4:8] for row in store.deliveries()}
+    assert recorded == expected
+    assert all(row[0] == cursor.id and row[3] is None and row[8] == NOW.isoformat()
+               for row in store.deliveries())
+    store.close()
+
+
+async def test_a_first_stop_read_counts_repeats_with_a_filter_that_always_may_have_met(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reports_module, "BULK_FIRST_BATCH", 4)
+    monkeypatch.setattr(reports_module, "SEEN_BITS", 8)  # every key shares one byte
+    same = "+33612340001;20261123;1000;STOP;R1"
+    lines = [same, "+33612340002;20261123;1000;STOP;R2", same, same,  # 1st batch: 3 copies
+             "+33612340003;20261123;1001;STOP;R3", same, "", "x;y",  # blank, unreadable
+             "+33612340002;20261123;1000;STOP;R2", "bad number;20261123;1000;STOP;R9"]
+    body = "".join(line + "\n" for line in lines).encode("utf-8")
+    store = await _ingest(tmp_path, f"STOP-{NAME}.csv", body)
+    # Every readable line once: 4 copies of one, 2 of another, and two more.
+    assert store.count_rows("optouts") == 8
+    assert store.suppressed() == {"+33612340001", "+33612340002", "+33612340003"}
+    cursor = store.report_cursor(f"STOP-{NAME}.csv")
+    assert cursor is not None and cursor.id is not None
+    counts = store.line_counts(cursor.id, cursor.kind)
+    assert sorted(counts.values()) == [1, 1, 2, 4]
+    store.close()
+
+
+def test_others_waiting_while_another_store_is_held_up_at_begin(tmp_path: Path) -> None:
+    bulk = Store(tmp_path / "state.db")
+    other = Store(tmp_path / "state.db")
+    assert not bulk.others_waiting() and bulk.bulk_pause() < 0.01  # nobody: no pause
+    holder = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the write lock, taken
+    writing = threading.Thread(target=other.set_fact, args=("heartbeat", 1))
+    writing.start()
+    seen = False
+    deadline = time.monotonic() + 5
+    for _ in range(500):  # bounded: the writer says it waits within milliseconds
+        seen = bulk.others_waiting()
+        if seen or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    assert seen
+    assert other.others_waiting()  # seen by the waiting store too (for its other threads)
+    holder.execute("COMMIT")  # the lock free: the writer gets in, and says so no more
+    writing.join(5)
+    assert not writing.is_alive()
+    assert not bulk.others_waiting()
+    assert other.fact("heartbeat") == 1
+    holder.close()
+    other.close()
+    bulk.close()
