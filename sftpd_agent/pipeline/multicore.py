@@ -260,6 +260,7 @@ def _merge(
         merged.invalid += part.invalid
         merged.duplicates += part.duplicates
         merged.segments += part.segments
+        merged.per_row.update(part.per_row)
         merged.optout_appended += part.optout_appended
         if merged.suppressed is not None and part.suppressed is not None:
             merged.suppressed += part.suppressed
@@ -331,6 +332,7 @@ def _take_off(merged: Summary, tracker: Tracker, rows: list[int],
         merged.valid -= 1
         merged.duplicates += 1
         merged.segments -= parts[index]
+        merged.per_row[parts[index]] -= 1
         if appended and appended[index]:
             merged.optout_appended -= 1
         if index in replaced:

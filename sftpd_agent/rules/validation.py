@@ -125,6 +125,8 @@ class Summary:
     invalid: int = 0
     duplicates: int = 0
     segments: int = 0
+    per_row: Counter[int] = field(default_factory=Counter)
+    """Valid rows by their number of SMS (segments): how many take 1, 2, 3..."""
     invalid_by_code: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[RowError]] = field(default_factory=dict)
     replaced: Counter[str] = field(default_factory=Counter)
@@ -159,6 +161,8 @@ class Summary:
             "duplicates": self.duplicates,
             **suppressed,
             "segments": self.segments,
+            "segments_per_row": {str(n): self.per_row[n] for n in sorted(self.per_row)
+                                 if self.per_row[n]},
             "optout_appended": self.optout_appended,
             "invalid_by_code": dict(self.invalid_by_code),
             "examples": {
@@ -356,6 +360,8 @@ class Validator:
         tracked, track_key, track_parts = tracker.keys, tracker.keys.append, tracker.parts.append
         track_appended = tracker.appended.append
         invalid = duplicates = segments = suppressed = 0
+        per_row: dict[int, int] = {}
+        per_row_get = per_row.get
         errors: list[RowError] = []
         replaced_rows: dict[tuple[str, ...], int] = {}  # counted per distinct tuple: cheaper
         shift = 0  # lines read by quoted records beyond their first: line = number + shift
@@ -475,6 +481,7 @@ class Validator:
                         continue
                     add_seen(key)
                     segments += parts
+                    per_row[parts] = per_row_get(parts, 0) + 1
                     if replaced:
                         replaced_rows[replaced] = replaced_rows.get(replaced, 0) + 1
                     if suppressed_numbers is not None and f"+{key}" in suppressed_numbers:
@@ -509,6 +516,7 @@ class Validator:
         summary.rows = valid + invalid + duplicates
         summary.valid, summary.invalid = valid, invalid
         summary.duplicates, summary.segments = duplicates, segments
+        summary.per_row.update(per_row)
         summary.optout_appended = optout_appended
         if suppressed_numbers is not None:
             summary.suppressed = suppressed
