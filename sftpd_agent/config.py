@@ -138,6 +138,7 @@ class CampaignSettings(_Section):
     upload_lead_minutes: int = Field(10, ge=0)
     stale_after_minutes: int = Field(60, ge=0)
     stable_seconds: float = Field(2, ge=0)
+    contacts_grace_seconds: float = Field(300, ge=0)  # a contact export waits for its manifest
     outcome_timeout_minutes: int = Field(30, ge=1)
 
     @field_validator("default_sender")

@@ -101,7 +101,8 @@ class Agent:
         self.session = RemoteSession(lambda: connect(self.settings), clock, self.emit,
                                      _RemoteBackoff(settings))
         self.outbox = Outbox(self.settings.paths.outbox,
-                             lambda: self.settings.campaign.stable_seconds)
+                             lambda: self.settings.campaign.stable_seconds,
+                             grace=lambda: self.settings.campaign.contacts_grace_seconds)
         self.scheduler = AsyncIOScheduler(timezone=self.settings.tz)
         self.notifications = Notifications(store, settings, clock)
         self.notify_wake = asyncio.Event()  # its own: the sender clears it
@@ -347,8 +348,13 @@ class Agent:
             return
         async with self.intake_lock:
             with self._unit(f"outbox entry {shown(path.name)}"):
-                source = self.campaigns.move_in(path)
-                await self._record(source)
+                source = self.campaigns.move_in(path, self.outbox.companions.get(path.name))
+                orphan = self.outbox.orphans.get(path.name)
+                if orphan is None:
+                    await self._record(source)
+                    return
+                campaign = self.campaigns.record(source)  # never taken alone: held at once
+                self.campaigns.hold(campaign, orphan)
 
     async def _record(self, source: Path) -> None:
         try:
@@ -381,7 +387,7 @@ class Agent:
 
     def _outbox_progress(self) -> None:
         self._mark("outbox")
-        odd = self.outbox.odd
+        odd = {**self.outbox.odd, **self.outbox.waiting}
         if odd != self._odd_shown:
             self._odd_shown = dict(odd)
             self._quietly("outbox_odd", lambda: self.store.set_fact("outbox_odd", odd))

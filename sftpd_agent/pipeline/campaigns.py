@@ -34,18 +34,30 @@ from ..events import Events
 from ..files import fsync_dir, private_dir, private_file, replaced
 from ..logs import bind_campaign, get_logger
 from ..rules.display import local_name, plain, shown
+from ..rules.manifest import (
+    MAX_MANIFEST_BYTES,
+    ManifestError,
+    is_manifest_name,
+    manifest_stem,
+    parse_manifest,
+)
+from ..rules.naming import safe_campaign_id
 from ..rules.plan import campaign_from_filename, distinct_provider_names, provider_names
 from ..rules.states import WAITING, CampaignState, PartState
 from ..rules.upload_file import UploadWriter
 from ..rules.validation import Validator
 from ..store.journal import Store
 from ..store.records import Campaign, Part, PartPlan
+from . import manifests
+from .entries import open_regular
 from .intake import row_zone, rules_from, take_in, timing_from
 from .transitions import Transitions
 
 log = get_logger("sftpd_agent.campaigns")
 C = CampaignState
 
+MANIFEST_SPOOL_SUFFIX = ".manifest"
+"""A manifest taken with its contacts file ``<ns>.csv``: ``<ns>.manifest`` beside it."""
 NAME_SUFFIX = ".name"
 """Beside a taken file in ``spool/incoming/``: the name it was dropped under, until the
 journal has it."""
@@ -102,12 +114,16 @@ class Campaigns:
         """:meth:`move_in`, then :meth:`record`."""
         return self.record(self.move_in(dropped))
 
-    def move_in(self, dropped: Path) -> Path:
+    def move_in(self, dropped: Path, contacts: Path | None = None) -> Path:
         """Move a complete entry out of the outbox into the spool (to be recorded).
 
         The spool name is a sequence number, never derived from the dropped name (which may
         be 255 bytes, undecodable, or hold a newline); the name itself is kept beside it
         until the journal has it. A symbolic link is moved as a link, never followed.
+
+        A manifest moves to ``<ns>.manifest`` first, then its ``contacts`` file (when there
+        is one) to ``<ns>.csv``: a crash between the two leaves a manifest without its
+        contacts, which :meth:`recover` puts back in the outbox.
         """
         stamp = str(time.time_ns())
         label = self.incoming / f"{stamp}{NAME_SUFFIX}"
@@ -117,11 +133,15 @@ class Campaigns:
             out.flush()
             os.fsync(out.fileno())
         target = self.incoming / f"{stamp}.csv"
+        first = target if not is_manifest_name(dropped.name) else target.with_suffix(
+            MANIFEST_SPOOL_SUFFIX)
         try:
-            dropped.rename(target)
+            dropped.rename(first)
         except BaseException:
             label.unlink(missing_ok=True)
             raise
+        if first != target and contacts is not None:
+            contacts.rename(target)
         fsync_dir(self.incoming)
         fsync_dir(dropped.parent)
         return target
@@ -129,16 +149,31 @@ class Campaigns:
     def recover(self) -> list[Path]:
         """Files taken before a crash but never recorded, in the order they were taken.
 
-        Names left without their file (a crash between the two writes) are removed."""
+        Names left without their file (a crash between the two writes) are removed; a
+        manifest taken without the contacts it was taken with goes back to the outbox."""
         known = self.store.sources()
         found = []
         for path in sorted(self.incoming.iterdir()):
             if path.name.endswith(NAME_SUFFIX):
-                if not os.path.lexists(path.with_name(path.stem + ".csv")):
+                source = path.with_name(path.stem + ".csv")
+                if not os.path.lexists(source) and source.name not in known:
+                    manifest = source.with_suffix(MANIFEST_SPOOL_SUFFIX)
+                    if manifest.exists():
+                        back = self.settings.paths.outbox / self.dropped_name(source)
+                        if not os.path.lexists(back):
+                            manifest.replace(back)
+                            log.warning("manifest_put_back", file=shown(back.name),
+                                        detail="taken without its contacts file (a crash)")
                     _forget(path)
-            elif path.name not in known and (path.is_file() or path.is_symlink()):
+            elif path.suffix == ".csv" and path.name not in known and (
+                    path.is_file() or path.is_symlink()):
                 found.append(path)
         return found
+
+    @staticmethod
+    def manifest_of(source: Path) -> Path:
+        """Where a spool file's manifest is, when it came with one."""
+        return source.with_suffix(MANIFEST_SPOOL_SUFFIX)
 
     def dropped_name(self, source: Path) -> str:
         """The name ``source`` had in the outbox (a ``str`` with surrogate escapes)."""
@@ -153,6 +188,8 @@ class Campaigns:
         name = shown(dropped)
         # The id from the name itself: an escape's letters (\xe9) are not the user's.
         campaign_id, _, _ = campaign_from_filename(plain(dropped), timing_from(self.settings))
+        if self.manifest_of(source).exists():
+            campaign_id = _manifest_campaign(self.manifest_of(source), dropped) or campaign_id
         return self.transitions.received(campaign_id=campaign_id or "-", file=name,
                                          source=source.name)
 
@@ -185,16 +222,30 @@ class Campaigns:
             folder = private_dir(self.folder(campaign))
             rows_path = folder / "rows.csv"
             errors_path = folder / "errors.csv"
+            manifest = self.manifest_of(source)
+            described = None
+            if manifest.exists():
+                try:
+                    described = manifests.read(manifest, source, self.settings,
+                                               name=self.dropped_name(source))
+                except manifests.ManifestHeld as exc:
+                    return self.hold(campaign, str(exc))
             fd = private_file(rows_path)
             with os.fdopen(fd, "wb") as out:
                 writer = UploadWriter(out)
                 now = self.clock()
-                intake = take_in(
-                    source, self.settings, now=now,
-                    name=plain(self.dropped_name(source)),
-                    validator=Validator(rules_from(self.settings)), on_row=writer.write,
-                    errors_to=errors_path,
-                )
+                if described is not None:
+                    intake, _ = manifests.take_in_manifest(
+                        described, folder, now=now, on_row=writer.write, errors_to=errors_path,
+                        map_to=folder / manifests.MAP_FILE)
+                    (folder / manifests.RENDERED_FILE).unlink(missing_ok=True)
+                else:
+                    intake = take_in(
+                        source, self.settings, now=now,
+                        name=plain(self.dropped_name(source)),
+                        validator=Validator(rules_from(self.settings)), on_row=writer.write,
+                        errors_to=errors_path,
+                    )
                 writer.close()
                 out.flush()
                 os.fsync(out.fileno())
@@ -230,7 +281,6 @@ class Campaigns:
     def hold(self, campaign: Campaign, reason: str) -> Campaign:
         """Move the original to failed/ with its errors or reason; the campaign is held."""
         failed = self.settings.paths.failed
-        source = self.incoming / campaign.source
         room = len(".errors.csv")
         name = local_name(campaign.file, room=room)
         if os.path.lexists(failed / name):
@@ -242,14 +292,30 @@ class Campaigns:
             errors.replace(failed / f"{name}.errors.csv")
         else:
             self._write_reason(failed / name, reason)
-        if os.path.lexists(source):
-            source.replace(failed / name)
-        _forget(_label(source))
+        self._move_originals(campaign, failed, name)
         fsync_dir(failed)
         shutil.rmtree(self.folder(campaign), ignore_errors=True)
         return self.transitions.campaign(
             campaign, C.HELD, detail=reason, reason=reason,
             say={"reason": reason, "file": shown(str(failed / name))})
+
+    def _move_originals(self, campaign: Campaign, folder: Path, name: str) -> None:
+        """The dropped file(s) from the spool into ``folder`` (failed/ or the archive): the
+        file as ``name``; a manifest's contacts under the name the manifest gives them."""
+        source = self.incoming / campaign.source
+        manifest = self.manifest_of(source)
+        if manifest.exists():
+            manifest.replace(folder / name)
+            contacts = _manifest_contacts(folder / name) or f"{campaign.campaign_id}.contacts.csv"
+            if os.path.lexists(source):
+                target = folder / local_name(contacts, room=len(".errors.csv"))
+                if os.path.lexists(target):
+                    target = folder / local_name(contacts, room=len(".errors.csv"),
+                                                 tag=str(campaign.id))
+                source.replace(target)
+        elif os.path.lexists(source):
+            source.replace(folder / name)
+        _forget(_label(source))
 
     # -- preparing the upload ------------------------------------------------------------
 
@@ -433,11 +499,8 @@ class Campaigns:
         if not folder.exists():
             return None
         target = private_dir(self.archive_folder(campaign))
-        source = self.incoming / campaign.source
         kept = local_name(campaign.file, room=len(".errors.csv"))
-        if os.path.lexists(source):
-            source.replace(target / kept)
-        _forget(_label(source))
+        self._move_originals(campaign, target, kept)
         parts = self.store.parts(campaign.id)
         for part in parts:
             if self.part_file(part).exists():
@@ -614,6 +677,26 @@ def _records(path: Path) -> Iterator[tuple[str, str, bytes]]:
             yield idremote.decode("ascii"), msisdn.decode("ascii"), record
         if pending:
             raise ValueError(f"{path}: the last record ends inside quotes")
+
+
+def _manifest_campaign(manifest: Path, dropped: str) -> str | None:
+    """The campaign id a spool manifest gives (its ``campaign``, else its name's stem), or
+    None when it cannot be read (validation holds it with the reason)."""
+    try:
+        with open_regular(manifest) as stream:
+            read = parse_manifest(stream.read(MAX_MANIFEST_BYTES + 1), shown(dropped))
+    except (ManifestError, OSError, ValueError):
+        return None
+    return read.campaign or safe_campaign_id(manifest_stem(plain(dropped)))[0] or None
+
+
+def _manifest_contacts(manifest: Path) -> str | None:
+    """The contacts file name a manifest gives, or None when it cannot be read."""
+    try:
+        with open_regular(manifest) as stream:
+            return parse_manifest(stream.read(MAX_MANIFEST_BYTES + 1)).contacts
+    except (ManifestError, OSError, ValueError):
+        return None
 
 
 def _label(source: Path) -> Path:

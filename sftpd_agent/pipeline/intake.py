@@ -10,7 +10,7 @@ import csv
 import datetime
 import os
 from collections import Counter
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import IO, Any, BinaryIO, TextIO, cast
 
 from ..config import Settings
 from ..rules.plan import FOREIGN, Group, Plan, Timing, plan, plan_groups
-from ..rules.validation import Row, RowError, RowSink, Rules, Summary, Validator
+from ..rules.validation import EXAMPLES_PER_CODE, Row, RowError, RowSink, Rules, Summary, Validator
 from ..rules.zones import zone_of
 from .entries import open_regular, refusal
 from .multicore import validate_in_parallel
@@ -138,6 +138,8 @@ def take_in(
     errors_to: Path | None = None,
     progress: TextIO | None = None,
     suppressed: Collection[str] | None = None,
+    translate: Callable[[RowError], RowError] | None = None,
+    rejected: Sequence[RowError] = (),
 ) -> Intake:
     """Validate ``path`` and plan it as if it had been dropped under ``name`` at ``now``.
 
@@ -145,6 +147,11 @@ def take_in(
     is written only if there is an error to put in it. ``suppressed`` (E.164 numbers, the
     suppression list) makes the summary count the valid rows it would drop at upload; give
     it here or to the ``validator``, not both.
+
+    A file rendered from a contact export (a manifest) passes ``translate`` (its rows' errors
+    as the user's file has them: line, column header) and ``rejected``: the rows that never
+    became provider rows (a template value missing), by line, counted as invalid rows and
+    merged into the errors in line order.
     """
     rules = rules_from(settings)
     if validator is None:
@@ -162,7 +169,7 @@ def take_in(
     marketing = timing.window is not None
     zones = _Zones(on_row, settings.campaign.foreign == "drop") if marketing else None
     sink = zones if zones is not None else on_row
-    with _errors_file(errors_to) as on_error:
+    with _errors_file(errors_to, translate, rejected) as on_error:
         summary = None
         parallel = False
         if on_row is None:
@@ -180,6 +187,8 @@ def take_in(
         # the rows were checked on several cores: one more pass counts them per zone
         with open_regular(path) as raw:
             Validator(rules).validate(raw, file=name, on_row=zones)
+    if translate is not None or rejected:
+        _count_rejected(summary, rejected, translate)
     planned = plan(name, summary.valid, now=now, timing=timing)
     hold = summary.hold_reason(rules) or planned.hold_reason
     if zones is None:
@@ -194,15 +203,36 @@ def take_in(
     return Intake(path, summary, planned, hold, groups, foreign, zones.dropped)
 
 
+def _count_rejected(summary: Summary, rejected: Sequence[RowError],
+                    translate: Callable[[RowError], RowError] | None) -> None:
+    """The summary of a rendered file as the user's: the rows that never became provider
+    rows counted as invalid, the examples in the user's lines and headers."""
+    if summary.unreadable:
+        return
+    if translate is not None:
+        summary.examples = {code: [translate(e) for e in errors]
+                            for code, errors in summary.examples.items()}
+    summary.rows += len(rejected)
+    summary.invalid += len(rejected)
+    for error in rejected:
+        summary.invalid_by_code[error.code] += 1
+        shown = summary.examples.setdefault(error.code, [])
+        if len(shown) < EXAMPLES_PER_CODE:
+            shown.append(error)
+
+
 @contextmanager
-def _errors_file(path: Path | None) -> Iterator[Any]:
+def _errors_file(path: Path | None, translate: Callable[[RowError], RowError] | None = None,
+                 rejected: Sequence[RowError] = ()) -> Iterator[Any]:
     if path is None:
         yield None
         return
     handle: IO[str] | None = None
     writer: Any = None
+    waiting = iter(rejected)  # by line: merged in
+    next_rejected = next(waiting, None)
 
-    def on_error(error: RowError) -> None:
+    def write(error: RowError) -> None:
         nonlocal handle, writer
         if writer is None:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -211,8 +241,20 @@ def _errors_file(path: Path | None) -> Iterator[Any]:
             writer.writerow(["line", "code", "field", "value", "detail"])
         writer.writerow(error.as_csv_row())
 
+    def on_error(error: RowError) -> None:
+        nonlocal next_rejected
+        if translate is not None:
+            error = translate(error)
+        while next_rejected is not None and next_rejected.line < error.line:
+            write(next_rejected)
+            next_rejected = next(waiting, None)
+        write(error)
+
     try:
         yield on_error
+        while next_rejected is not None:
+            write(next_rejected)
+            next_rejected = next(waiting, None)
     finally:
         if handle is not None:
             handle.close()

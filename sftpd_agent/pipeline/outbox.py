@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import io
 import os
 import shutil
 import stat
@@ -26,15 +27,26 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import watchfiles
+from pydantic import ValidationError
 
 from ..config import Settings
 from ..errors import ConfigError
 from ..files import fsync_dir
 from ..logs import get_logger
+from ..rules.contacts import looks_like_contacts
 from ..rules.display import shown
+from ..rules.manifest import (
+    MANIFEST_SUFFIX,
+    Manifest,
+    claimed_contacts,
+    is_manifest_name,
+    manifest_text,
+)
 from ..rules.plan import submission_name
+from . import manifests
 from .entries import odd_kind
 from .intake import timing_from
 
@@ -49,9 +61,10 @@ raise no event."""
 
 
 def eligible(name: str) -> bool:
-    """A name the agent takes: ``*.csv`` (any case), not hidden, not a lock or partial file."""
+    """A name the agent takes: ``*.csv`` or a manifest ``*.campaign.toml`` (any case), not
+    hidden, not a lock or partial file."""
     lowered = name.lower()
-    return (not name.startswith((".", "~$")) and lowered.endswith(".csv")
+    return (not name.startswith((".", "~$")) and lowered.endswith((".csv", MANIFEST_SUFFIX))
             and not lowered.endswith((".tmp", ".part")))
 
 
@@ -71,6 +84,18 @@ class Outbox:
     _seen: dict[str, _Seen] = field(default_factory=dict)
     odd: dict[str, str] = field(default_factory=dict)
     """Entries that are never taken (folders, FIFOs...): their shown name and why."""
+    grace: float | Callable[[], float] = 300.0
+    """``campaign.contacts_grace_seconds``: how long a contacts file waits for a manifest
+    naming it, and a manifest for its contacts file, once complete."""
+    orphans: dict[str, str] = field(default_factory=dict)
+    """Entries handed over to be held at once: a contacts file no manifest named, a manifest
+    whose contacts file never came; name -> the reason."""
+    companions: dict[str, Path] = field(default_factory=dict)
+    """A manifest handed over -> its contacts file, taken with it."""
+    waiting: dict[str, str] = field(default_factory=dict)
+    """Complete entries that wait for their other half: shown name -> what for."""
+    _again: dict[str, float] = field(default_factory=dict)
+    _contacts_like: dict[str, tuple[tuple[int, int, int], bool]] = field(default_factory=dict)
 
     @property
     def stable_seconds(self) -> float:
@@ -123,17 +148,90 @@ class Outbox:
                 log.warning("outbox_entry_ignored", entry=name, reason=kind)
         self.odd = odd
         ready.sort()
-        return [path for _, path in ready]
+        return self._pair([path for _, path in ready], present, now)
+
+    def _pair(self, ready: list[Path], present: set[str], now: float) -> list[Path]:
+        """Manifests and contact files among the complete entries: a manifest goes with its
+        contacts file once both are complete; a contacts file never goes alone. Either waits
+        ``grace`` seconds for the other, then is handed over to be held with the reason."""
+        grace = self.grace() if callable(self.grace) else self.grace
+        self.waiting = {}
+        self._again = {}
+        manifests = [name for name in present if is_manifest_name(name)]
+        claimed = claimed_contacts(self.folder) if manifests else {}
+        names = {path.name for path in ready}
+        out = []
+        for path in ready:
+            name = path.name
+            complete_for = now - self._seen[name].since if name in self._seen else grace
+            if is_manifest_name(name):
+                contacts = next((c for c, m in claimed.items() if m.name == name), None)
+                if contacts is None or contacts in names:  # unreadable (held), or both here
+                    if contacts is not None:
+                        self.companions[name] = self.folder / contacts
+                    out.append(path)
+                elif contacts in present:
+                    self.waiting[shown(name)] = f"its contacts file {shown(contacts)} is " \
+                                                "still being written"
+                elif complete_for >= grace:
+                    self.orphans[name] = (
+                        f"its contacts file {shown(contacts)} did not arrive within "
+                        f"{grace:g} s: drop it in the outbox, then the manifest again")
+                    out.append(path)
+                else:
+                    self._wait(name, f"waits for its contacts file {shown(contacts)}",
+                               now, grace - complete_for)
+            elif name in claimed:
+                if claimed[name].name not in present:  # its manifest went meanwhile
+                    self._wait(name, "claimed by a manifest", now, RESCAN_SECONDS)
+                # else it goes with its manifest
+            elif self._is_contacts(path):
+                if complete_for >= grace:
+                    self.orphans[name] = (
+                        f"no campaign manifest names this file within {grace:g} s: a "
+                        "contact export goes with a <name>.campaign.toml naming it "
+                        "(contacts = \"...\"), or `sftpd-agent submit CONTACTS "
+                        "--message-file T.txt`")
+                    out.append(path)
+                else:
+                    self._wait(name, "a contact export: waits for a manifest naming it",
+                               now, grace - complete_for)
+            else:
+                out.append(path)
+        for name in list(self._contacts_like):
+            if name not in present:
+                del self._contacts_like[name]
+        return out
+
+    def _wait(self, name: str, what: str, now: float, seconds: float) -> None:
+        self.waiting[shown(name)] = what
+        self._again[name] = now + max(0.05, seconds)
+
+    def _is_contacts(self, path: Path) -> bool:
+        """Whether a complete ``*.csv`` is a contact export (a header with a phone column,
+        not the provider's shape); read once per version of the file."""
+        seen = self._seen.get(path.name)
+        signature = seen.signature if seen else (0, 0, 0)
+        known = self._contacts_like.get(path.name)
+        if known is None or known[0] != signature:
+            known = (signature, path.name.lower().endswith(".csv")
+                     and not path.is_symlink() and looks_like_contacts(path))
+            self._contacts_like[path.name] = known
+        return known[1]
 
     def taken(self, path: Path) -> None:
         self._seen.pop(path.name, None)
+        self.orphans.pop(path.name, None)
+        companion = self.companions.pop(path.name, None)
+        if companion is not None:
+            self._seen.pop(companion.name, None)
 
     def next_wait(self) -> float:
         """How long the watcher may sleep before the next scan is useful."""
-        if not self._seen:
-            return RESCAN_SECONDS
         now = self.monotonic()
-        soonest = min(seen.since for seen in self._seen.values()) + self.stable_seconds
+        settling = [seen.since + self.stable_seconds for name, seen in self._seen.items()
+                    if name not in self._again and now - seen.since < self.stable_seconds]
+        soonest = min([*settling, *self._again.values()], default=now + RESCAN_SECONDS)
         return max(0.05, min(RESCAN_SECONDS, soonest - now + 0.01))
 
 
@@ -214,15 +312,69 @@ def submit(source: Path, settings: Settings, *, campaign: str | None,
                                       timing=timing_from(settings))
     except ValueError as exc:
         raise ConfigError(f"submit: {exc}") from None
+    if (_outbox_of(settings) / name).exists():
+        raise ConfigError(f"{settings.paths.outbox / name} is already waiting in the outbox")
+    outbox = _outbox_of(settings)
+    with source.open("rb") as src:
+        _place(src, outbox / name)
+    fsync_dir(outbox)
+    return outbox / name, notes
+
+
+def submit_contacts(source: Path, template: str, settings: Settings, *, campaign: str | None,
+                    at: datetime.datetime | None, sender: str | None,
+                    now: datetime.datetime) -> tuple[Path, Path]:
+    """Place a contact export and a manifest naming it in the outbox, as ``sftpd-agent
+    submit CONTACTS --message-file T.txt`` does: the contacts first, then the manifest
+    (``<campaign>.campaign.toml``), each written aside and linked in whole. Everything a
+    manifest would be held for (the columns, the placeholders, the sender, a time already
+    past) is refused here first, in one line (ConfigError)."""
+    if not source.is_file():
+        raise ConfigError(f"{source}: no such file")
+    campaign_id = campaign or source.stem
+    try:
+        # the rules of a dropped file's time and id: a past time refused, the id made safe
+        submission_name(f"{campaign_id}.csv", campaign=campaign_id, at=at, now=now,
+                        timing=timing_from(settings))
+        manifest = Manifest(contacts=source.name, message=template, campaign=campaign_id,
+                            sender=sender, send_at=at)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"])
+        raise ConfigError(f"submit: {key}: {error['msg'].removeprefix('Value error, ')}") \
+            from None
+    except ValueError as exc:
+        raise ConfigError(f"submit: {exc}") from None
+    assert manifest.campaign is not None  # noqa: S101 - given above
+    try:
+        manifests.describe(manifest, source, source, settings)
+    except manifests.ManifestHeld as exc:
+        raise ConfigError(f"submit: {exc}") from None
+    outbox = _outbox_of(settings)
+    contacts, manifest_path = outbox / source.name, outbox / f"{manifest.campaign}{MANIFEST_SUFFIX}"
+    for target in (contacts, manifest_path):
+        if os.path.lexists(target):
+            raise ConfigError(f"{target} is already waiting in the outbox")
+    with source.open("rb") as src:
+        _place(src, contacts)
+    _place(io.BytesIO(manifest_text(manifest).encode("utf-8")), manifest_path)
+    fsync_dir(outbox)
+    return contacts, manifest_path
+
+
+def _outbox_of(settings: Settings) -> Path:
     outbox = settings.paths.outbox
     if not outbox.is_dir():
         raise ConfigError(f"{outbox}: no outbox (is paths.root right, has the agent run?)")
-    target = outbox / name
-    if target.exists():
-        raise ConfigError(f"{target} is already waiting in the outbox")
-    temporary = outbox / f".{name}.{uuid.uuid4().hex}.tmp"
-    with source.open("rb") as src, temporary.open("xb") as dst:
-        shutil.copyfileobj(src, dst)
+    return outbox
+
+
+def _place(data: BinaryIO, target: Path) -> None:
+    """``data`` into ``target`` whole: written to a dotfile the watcher ignores, fsynced,
+    then hard-linked under its name (never replacing a file that arrived meanwhile)."""
+    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    with temporary.open("xb") as dst:
+        shutil.copyfileobj(data, dst)
         dst.flush()
         os.fsync(dst.fileno())
     try:
@@ -231,5 +383,3 @@ def submit(source: Path, settings: Settings, *, campaign: str | None,
         raise ConfigError(f"{target} is already waiting in the outbox") from None
     finally:
         temporary.unlink()
-    fsync_dir(outbox)
-    return target, notes

@@ -21,8 +21,8 @@ import re
 import unicodedata
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -118,6 +118,8 @@ class Rendered:
     oadc: str
     message: str
     crm_id: str
+    values: Sequence[str] = field(default=(), compare=False)
+    """The contact row's values (one per header), when the renderer gives them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,8 +352,11 @@ def _phone(name: str, headers: tuple[str, ...]) -> int:
 def looks_like_contacts(path: Path) -> bool:
     """Whether the file at ``path`` starts like a contacts export: a header row with a phone
     column, and not the provider's own shape (``IDREMOTE;MSISDN;OADC;MSG``, or four fields
-    whose second is a number). Never raises: False on any error."""
+    whose second is a number). Never raises: False on any error; only a regular file is
+    opened (a FIFO would be waited on, a link is never followed)."""
     try:
+        if path.is_symlink() or not path.is_file():
+            return False
         with path.open("rb") as stream:
             head = stream.read(65_536)
         if b"\0" in head:
@@ -489,7 +494,7 @@ def render(
             if crm_id in used or len(crm_id) > 40 or not (crm_id.isascii() and crm_id.isalnum()):
                 idremote = _generated(line, used)
             used.add(idremote)
-        yield Rendered(line, idremote, values[phone].strip(), sender, message, crm_id)
+        yield Rendered(line, idremote, values[phone].strip(), sender, message, crm_id, values)
 
 
 def split(
@@ -666,7 +671,8 @@ def render_to(
         if len(batch) >= FLUSH_ROWS:
             writer.flush()
         if on_row is not None:
-            on_row(Rendered(line, idremote, number, sender, message, crm_id))  # type: ignore[arg-type]
+            on_row(Rendered(line, idremote, number, sender, message, crm_id,  # type: ignore[arg-type]
+                            values))
     writer.flush()
     return writer.lines
 
