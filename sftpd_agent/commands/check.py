@@ -7,17 +7,31 @@ import datetime
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
+
+from pydantic import ValidationError
 
 from ..config import Settings, load_settings
 from ..errors import ConfigError, ExitCode
+from ..pipeline import manifests
 from ..pipeline.intake import Intake, take_in
+from ..rules.contacts import looks_like_contacts
+from ..rules.manifest import Manifest, is_manifest_name
 from ..rules.plan import describe
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", metavar="FILE", help="a campaign CSV file")
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="a campaign CSV file, a manifest <name>.campaign.toml, or a "
+                             "contact export with --message-file")
+    parser.add_argument("--message-file", metavar="T.txt",
+                        help="the message template ({Column}, {Column|default}) for FILE, a "
+                             "contact export: a preview of what a manifest would send")
+    parser.add_argument("--sender", metavar="OADC", help="with --message-file: the sender")
+    parser.add_argument("--at", metavar="YYYY-MM-DD HH:MM",
+                        help="with --message-file: the send time (default: now)")
     parser.add_argument("--json", action="store_true", help="one JSON object per file")
     parser.add_argument("--errors", metavar="PATH",
                         help="write the rejected rows (line;code;field;value;detail) to PATH "
@@ -41,6 +55,7 @@ def check(args: argparse.Namespace, out: TextIO) -> ExitCode:
         if not os.path.lexists(name):  # a link, a FIFO...: held below, as run would
             raise ConfigError(f"{name}: no such file")
     now = datetime.datetime.now(datetime.UTC)
+    template = _template(args)
     suppressed = _suppression_list(settings)
     worst = ExitCode.OK
     for name in args.files:
@@ -49,16 +64,105 @@ def check(args: argparse.Namespace, out: TextIO) -> ExitCode:
         if args.errors:
             errors_path = (errors_dir / f"{path.name}.errors.csv") if errors_dir else Path(
                 args.errors)
+        if template is not None or is_manifest_name(path.name):
+            held = _check_manifest(path, template, args, settings, out, now=now,
+                                   errors_path=errors_path, suppressed=suppressed)
+            worst = ExitCode.NOT_OK if held else worst
+            continue
         result = take_in(path, settings, now=now, errors_to=errors_path,
                          progress=sys.stderr if sys.stderr.isatty() else None,
                          suppressed=suppressed)
         if args.json:
             print(json.dumps(result.as_dict(), ensure_ascii=False), file=out)
         else:
-            print(render_check(result, settings), file=out)
+            text = render_check(result, settings)
+            if result.hold_reason and looks_like_contacts(path):
+                text += ("\n  hint            this looks like a contact export: check it with "
+                         "--message-file T.txt, or drop it with a manifest")
+            print(text, file=out)
         if result.hold_reason:
             worst = ExitCode.NOT_OK
     return worst
+
+
+def _template(args: argparse.Namespace) -> str | None:
+    """The template of ``--message-file`` (UTF-8, a final line end dropped), or None."""
+    if not args.message_file:
+        if args.sender or args.at:
+            raise ConfigError("--sender and --at go with --message-file")
+        return None
+    try:
+        text = Path(args.message_file).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--message-file {args.message_file}: cannot be read: {exc}") \
+            from None
+    return text.removesuffix("\n").removesuffix("\r")
+
+
+def _check_manifest(
+    path: Path, template: str | None, args: argparse.Namespace, settings: Settings,
+    out: TextIO, *, now: datetime.datetime, errors_path: Path | None,
+    suppressed: set[str] | None,
+) -> bool:
+    """Check a manifest, or a contact export with ``template``: the usual summary, then the
+    preview. Whether it would be held."""
+    try:
+        if template is None:
+            described = manifests.read(path, None, settings)
+        else:
+            manifest = Manifest(contacts=path.name, message=template, sender=args.sender,
+                                send_at=_at(args.at))
+            described = manifests.describe(manifest, path, path, settings)
+    except (manifests.ManifestHeld, ValidationError) as exc:
+        reason = str(exc) if not isinstance(exc, ValidationError) else \
+            exc.errors()[0]["msg"]
+        if args.json:
+            print(json.dumps({"file": str(path), "held": True, "hold_reason": reason},
+                             ensure_ascii=False), file=out)
+        else:
+            print(f"{path}: HELD: {reason}", file=out)
+        return True
+    with tempfile.TemporaryDirectory(prefix="sftpd-agent-check-") as work:
+        result, rendering = manifests.take_in_manifest(
+            described, Path(work), now=now, errors_to=errors_path, suppressed=suppressed,
+            progress=sys.stderr if sys.stderr.isatty() else None)
+        preview = manifests.preview(described, result, rendering)
+    if args.json:
+        print(json.dumps({**result.as_dict(), "preview": preview}, ensure_ascii=False),
+              file=out)
+    else:
+        print(render_check(result, described.settings) + "\n" + render_preview(preview),
+              file=out)
+    return result.hold_reason is not None
+
+
+def _at(text: str | None) -> datetime.datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.datetime.strptime(text, "%Y-%m-%d %H:%M")
+    except ValueError:
+        raise ConfigError(f"--at: {text!r} is not a time YYYY-MM-DD HH:MM") from None
+
+
+def render_preview(preview: dict[str, Any]) -> str:
+    """``check``'s preview of a campaign rendered from contacts, for people."""
+    lines = ["  preview         (numbers masked)"]
+    for row in preview["first"]:
+        lines.append(f"    line {row['line']:<6} {row['number']:<15} {row['sms']} SMS  "
+                     f"{row['text']!r}")
+    per_row = preview["sms_per_row"]
+    if per_row:
+        lines.append("  SMS per row     " + ", ".join(
+            f"{n} SMS: {rows} row{'s' if rows != 1 else ''}" for n, rows in per_row.items()))
+    lines.append(f"  SMS in all      {preview['sms_total']}")
+    longest = preview.get("longest")
+    if longest:
+        made = ", ".join(f"{{{p['placeholder']}}} {p['characters']} characters"
+                         for p in longest["placeholders"])
+        lines.append(f"  longest         line {longest['line']}: {longest['characters']} "
+                     f"characters, {longest['sms']} SMS" + (f" ({made})" if made else ""))
+    return "\n".join(lines)
 
 
 def _suppression_list(settings: Settings) -> set[str] | None:

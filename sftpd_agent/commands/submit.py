@@ -1,4 +1,5 @@
-"""``sftpd-agent submit FILE``: place a file in the outbox under the provider's file name."""
+"""``sftpd-agent submit FILE``: place a file in the outbox under the provider's file name;
+``submit CONTACTS --message-file T.txt``: a contact export and a manifest naming it."""
 
 from __future__ import annotations
 
@@ -10,11 +11,19 @@ from typing import TextIO
 
 from ..config import load_settings
 from ..errors import ConfigError, ExitCode
-from ..pipeline.outbox import submit
+from ..pipeline.outbox import submit, submit_contacts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", help="the campaign CSV file to send")
+    parser.add_argument("file", metavar="FILE",
+                        help="the campaign CSV file to send, or a contact export with "
+                             "--message-file")
+    parser.add_argument("--message-file", metavar="T.txt",
+                        help="FILE is a contact export: send it with this message template "
+                             "({Column}, {Column|default}); writes FILE and a manifest "
+                             "<campaign>.campaign.toml into the outbox")
+    parser.add_argument("--sender", metavar="OADC",
+                        help="with --message-file: the sender (default: default_sender)")
     parser.add_argument("--campaign", metavar="ID", help="campaign id (default: from FILE)")
     parser.add_argument("--at", metavar="YYYY-MM-DD HH:MM",
                         help="send time in the configured time zone (default: the time in a "
@@ -34,6 +43,20 @@ def place(args: argparse.Namespace, out: TextIO) -> ExitCode:
         except ValueError:
             raise ConfigError(f"--at: {args.at!r} is not a time YYYY-MM-DD HH:MM") from None
     source = Path(args.file)
+    if args.message_file:
+        try:
+            template = Path(args.message_file).read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--message-file {args.message_file}: cannot be read: {exc}") \
+                from None
+        contacts, manifest = submit_contacts(
+            source, template.removesuffix("\n").removesuffix("\r"), settings,
+            campaign=args.campaign, at=at, sender=args.sender,
+            now=datetime.datetime.now(datetime.UTC))
+        print(f"submitted {source} as {contacts} with the manifest {manifest}", file=out)
+        return ExitCode.OK
+    if args.sender:
+        raise ConfigError("--sender goes with --message-file (a provider file names its own)")
     target, notes = submit(source, settings, campaign=args.campaign, at=at,
                            now=datetime.datetime.now(datetime.UTC))
     for note in notes:  # before the last line, which scripts read for the name
