@@ -165,6 +165,7 @@ def test_the_suppress_actions_say_their_exit_codes_and_take_config(
 MINIMAL_ARGS = {
     "check": ["x.csv"], "count": ["x"], "submit": ["x.csv"], "suppress": ["list"],
     "alert": ["--unit", "sftpd-agent.service"], "simulate": ["--root", "/tmp/x"],
+    "results": ["promo"],
 }
 
 

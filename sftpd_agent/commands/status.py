@@ -96,6 +96,7 @@ def campaigns(store: Store, settings: Settings) -> list[dict[str, Any]]:
         names = [p.remote_name for p in parts] or list(
             campaign.summary.get("remote_names", []))
         out.append({
+            "pk": campaign.id,
             "campaign_id": campaign.campaign_id,
             "file": campaign.file,
             "state": str(campaign.state),
