@@ -8,12 +8,17 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import random
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from sftpd_agent.commands.status import _group_line
 from sftpd_agent.config import Settings
+from sftpd_agent.pipeline import multicore
 from sftpd_agent.pipeline.campaigns import Campaigns, _records
+from sftpd_agent.pipeline.intake import take_in
 from sftpd_agent.pipeline.publication import Publisher
 from sftpd_agent.remote.local import LocalRemote
 from sftpd_agent.rules.states import CampaignState, PartState
@@ -206,3 +211,32 @@ def test_status_says_where_each_group_is() -> None:
         "[uploaded: 1 sent, 1 suppressed]")
     assert _group_line({**base, "state": "skipped", "reason": "stale: x"}).endswith(
         "[skipped: stale: x]")
+
+
+@pytest.mark.parametrize("foreign", ["send", "drop"])
+def test_the_multi_core_check_counts_zones_as_the_single_pass_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, foreign: str,
+) -> None:
+    """check counts the rows per time zone from the slices' numbers, never reading the file
+    a second time: the groups, foreign figures and hold are the single pass's."""
+    monkeypatch.setattr(multicore, "MIN_BYTES", 1)
+    rng = random.Random(16)
+    heads = ["+3361", "+33 7", "0692", "+596696", "+590690", "+687", "+32470", "+32471",
+             "06", "+262639"]
+    lines = []
+    for i in range(3000):
+        number = rng.choice(heads) + "".join(rng.choice("0123456789") for _ in range(6))
+        lines.append(f"ID{i};{number};Shop;Offre {i} STOP au 36180\r\n")
+    path = tmp_path / "SEND-12345-20261215-2000-zones.csv"
+    path.write_text("".join(lines), encoding="utf-8")
+    settings = Settings(service_id="12345", paths={"root": tmp_path / "agent"},
+                        campaign={"marketing": True, "foreign": foreign,
+                                  "max_invalid_percent": 100})
+    now = FIRST - dt.timedelta(hours=2)
+    parallel = take_in(path, settings, now=now)
+    single = take_in(path, settings, now=now, on_row=lambda row: None)
+    assert parallel.summary.as_dict() == single.summary.as_dict()
+    assert parallel.groups == single.groups and len(single.groups) >= 3
+    assert (parallel.foreign, parallel.foreign_dropped, parallel.hold_reason) == (
+        single.foreign, single.foreign_dropped, single.hold_reason)
+    assert single.foreign > 0

@@ -72,11 +72,14 @@ Progress = Callable[[int, int], None]
 def validate_in_parallel(
     path: Path, validator: Validator, *, file: str, on_error: ErrorSink | None = None,
     workers: int | None = None, progress: Progress | None = None,
+    numbers: Callable[[Iterable[int]], None] | None = None,
 ) -> Summary | None:
     """The summary of ``path`` checked on ``workers`` cores, or None to run the single pass.
 
     Errors reach ``on_error`` in file order, after all slices are done (kept in memory only
     when ``on_error`` is given). ``progress`` is told how far the check is (a progress bar).
+    ``numbers`` is given every distinct valid number once (E.164 digits as an int), e.g. to
+    count them per time zone without reading the file again.
     """
     size = path.stat().st_size
     count = workers or workers_for(size)
@@ -114,8 +117,11 @@ def validate_in_parallel(
     ordered = [results[index] for index in range(len(slices))]
     if any(result.summary is None or result.summary.unreadable for result in ordered):
         return None
-    return _merge(ordered, seen, in_first, file=file, on_error=on_error,
-                  suppressed=validator.suppressed)
+    merged = _merge(ordered, seen, in_first, file=file, on_error=on_error,
+                    suppressed=validator.suppressed)
+    if numbers is not None:
+        numbers(seen.union(*(result.tracker.keys for result in ordered[1:])))
+    return merged
 
 
 def _against_first(mains: dict[int, Future[dict[int, _Result]]], results: dict[int, _Result],
