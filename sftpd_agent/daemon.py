@@ -35,6 +35,7 @@ from .boundary import Failures, describe, waits_for_space
 from .clock import Clock
 from .config import Settings, SettingsSource
 from .errors import ConfigError, RemoteError
+from .files import private_dir
 from .logs import bind_campaign, get_logger
 from .notify.payload import event_payload
 from .notify.queue import Notifications
@@ -43,6 +44,7 @@ from .pipeline.metrics import write_textfile
 from .pipeline.outbox import Outbox, watch
 from .pipeline.publication import Publisher
 from .pipeline.reports import Reports
+from .pipeline.results import results_path, write_results
 from .pipeline.retention import purge
 from .remote.base import Remote
 from .remote.session import RemoteSession
@@ -97,7 +99,8 @@ class Agent:
             store, lambda: self.settings.remote.send_dir, self.campaigns.part_file, clock,
             self.emit, hooks=fault_hook, on_progress=self._remote_progress)
         self.reports = Reports(store, settings, clock, self.emit,
-                               on_reported=self.campaigns.record_report, hooks=fault_hook)
+                               on_reported=self.campaigns.record_report,
+                               before_reported=self._write_results, hooks=fault_hook)
         self.session = RemoteSession(lambda: connect(self.settings), clock, self.emit,
                                      _RemoteBackoff(settings))
         self.outbox = Outbox(self.settings.paths.outbox,
@@ -384,6 +387,21 @@ class Agent:
         if campaign.state == C.SCHEDULED:
             self._schedule(campaign)
             self.wake.set()
+
+    def _write_results(self, campaign: Campaign) -> dict[str, object]:
+        """A campaign's every ACK is in: its results for the CRM (one row per contact row,
+        what a French spreadsheet opens) in its archive folder, named in the event. A
+        failure is said and named; it never keeps the campaign from being reported."""
+        path = results_path(self.settings, campaign)
+        try:
+            private_dir(path.parent)
+            figures = write_results(self.store, self.settings, campaign, path, excel=True)
+        except Exception as exc:  # the boundary: the campaign is reported all the same
+            reason = self._failed(f"campaign {campaign.campaign_id}: results file", exc)
+            return {"results_error": reason}
+        with bind_campaign(campaign.campaign_id):
+            log.info("campaign_results_written", file=str(path), **figures.as_dict())
+        return {"results_file": str(path), "results": figures.line()}
 
     def _outbox_progress(self) -> None:
         self._mark("outbox")

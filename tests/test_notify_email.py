@@ -80,6 +80,18 @@ def test_delivery_report_body_has_the_figures_per_status(store: Store) -> None:
     assert "Send time:   2026-11-23 10:00 Europe/Paris" in body
 
 
+def test_the_reported_mail_names_the_results_file(store: Store) -> None:
+    campaign = held_campaign(store)
+    payload = event_payload("campaign.reported", at=T0, campaign=campaign, data={
+        "results_file": "/var/lib/sftpd-agent/archive/x/promo.results.csv",
+        "results": "3 rows: sent 2, failed 1"})
+    body = body_of(payload, Settings().tz)
+    assert ("Results:     /var/lib/sftpd-agent/archive/x/promo.results.csv  (one row per "
+            "contact, for the CRM)") in body
+    assert "  results: 3 rows: sent 2, failed 1" in body
+    assert body.count("promo.results.csv") == 1
+
+
 # -- e-mail over a real SMTP server --------------------------------------------------------
 
 

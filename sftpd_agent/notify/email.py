@@ -76,7 +76,8 @@ def body_of(payload: Mapping[str, Any], tz: datetime.tzinfo, *, host: str = "") 
     lines: list[str] = [_opening(event, campaign, data), ""]
     if campaign:
         lines += _campaign_lines(event, campaign, data, tz)
-    used = {"reason", "permanent", "file", "errors_file", "numbers", "replies", "remote_names"}
+    used = {"reason", "permanent", "file", "errors_file", "numbers", "replies", "remote_names",
+            "results_file"}
     if event == "optout.received":
         lines += _optout_lines(data)
     if event == "reply.received":
@@ -168,6 +169,8 @@ def _campaign_lines(
         lines.append(f"Errors:      {errors}")
     elif data.get("errors_file"):
         lines.append(f"Errors:      {data['errors_file']}")
+    if data.get("results_file"):
+        lines.append(f"Results:     {data['results_file']}  (one row per contact, for the CRM)")
     if c.get("send_at"):
         lines.append(f"Send time:   {local_time(c.get('send_at'), tz)}")
     names = c.get("remote_names") or []

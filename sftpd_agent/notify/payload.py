@@ -31,7 +31,7 @@ _NUMBER_KEYS = frozenset({"msisdn", "number"})
 _NUMBER_LIST_KEYS = frozenset({"numbers", "msisdns"})
 _TEXT_KEYS = frozenset({"message", "msg", "text", "body", "reply"})
 _PATH_KEYS = frozenset({"file", "errors_file", "reason_file", "source", "remote_name",
-                        "remote_names", "path", "report"})
+                        "remote_names", "path", "report", "results_file"})
 _KEYWORD_CHARS = 20
 
 

@@ -220,6 +220,9 @@ class Reports:
     clock: Clock
     events: Events
     on_reported: Callable[[Campaign], None] | None = None
+    before_reported: Callable[[Campaign], dict[str, object]] | None = None
+    """Called as a campaign's every ACK is in, before it becomes ``reported``: what it
+    returns goes into the event (the results file written for the CRM)."""
     hooks: Callable[[str, str], None] | None = None  # test fault points: ("report_chunk", name)
     _dir_error: str | None = None
     _touched: set[int] = field(default_factory=set)
@@ -675,8 +678,9 @@ class Reports:
             # of another send time may still be on its way).
             if complete and done and can_move(campaign.state, C.REPORTED) \
                     and campaign.state != C.REPORTED:
+                extra = self.before_reported(campaign) if self.before_reported else {}
                 moved = self.transitions.campaign(campaign, C.REPORTED, detail="ACK ingested",
-                                                  say={"acks": figures})
+                                                  say={"acks": figures, **extra})
                 if self.on_reported is not None:
                     self.on_reported(moved)
 
