@@ -131,8 +131,12 @@ def _check_manifest(
         print(json.dumps({**result.as_dict(), "preview": preview}, ensure_ascii=False),
               file=out)
     else:
-        print(render_check(result, described.settings) + "\n" + render_preview(preview),
-              file=out)
+        text = render_check(result, described.settings).replace(
+            f"  {'name':<15} read as the provider's (SEND-...)",
+            f"  {'manifest':<15} send_at given", 1).replace(
+            f"  {'name':<15} carries no time: send now",
+            f"  {'manifest':<15} no send_at: send now", 1)
+        print(text + "\n" + render_preview(preview), file=out)
     return result.hold_reason is not None
 
 

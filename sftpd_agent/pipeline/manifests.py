@@ -41,7 +41,7 @@ from ..rules.manifest import (
     parse_manifest,
 )
 from ..rules.masking import mask
-from ..rules.template import Template, TemplateError
+from ..rules.template import Slot, Template, TemplateError
 from ..rules.validation import Row, RowError, RowSink, Validator
 from .entries import open_regular, refusal
 from .intake import Intake, rules_from, take_in
@@ -258,8 +258,12 @@ def preview(described: Described, intake: Intake, rendering: Rendering) -> dict[
         item = rendering.longest
         counted = count(item.message, rules.policy)
         values = list(item.values)
-        sizes = sorted(((len(values[slot.index].strip()) if slot.index < len(values) else 0,
-                         slot.header) for slot in described.template.slots), reverse=True)
+        def inserted(slot: Slot) -> int:  # the value, or the default put in its place
+            value = values[slot.index].strip() if slot.index < len(values) else ""
+            return len(value or slot.default or "")
+
+        sizes = sorted(((inserted(slot), slot.header) for slot in described.template.slots),
+                       reverse=True)
         longest = {
             "line": item.line, "characters": len(item.message), "sms": counted.segments,
             "text": item.message,
