@@ -44,18 +44,25 @@ def simulator_options() -> SimulatorOptions:
     return SimulatorOptions(seed=3, lock_seconds=0, ack_delay=3600, stop_share=0, mo_share=0)
 
 
+@pytest.fixture(params=["openssh", "simulator_thread"])
+def server(request: pytest.FixtureRequest) -> SftpServer:
+    """OpenSSH's sshd and the embedded simulator's server, in turn."""
+    found: SftpServer = request.getfixturevalue(request.param)
+    return found
+
+
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "sftpd_agent", *args, "--config", str(config)],
                           capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_a_manifest_goes_out_once_and_comes_back_as_results(
-    tmp_path: Path, openssh: SftpServer,
+    tmp_path: Path, server: SftpServer,
 ) -> None:
-    config = write_config(tmp_path, openssh, campaign={
+    config = write_config(tmp_path, server, campaign={
         "marketing": False, "stable_seconds": 0.4, "contacts_grace_seconds": 30,
         "max_invalid_percent": 50})
-    daemon = Daemon(config, tmp_path / "agent", openssh)
+    daemon = Daemon(config, tmp_path / "agent", server)
     try:
         daemon.start()
         assert cli(config, "suppress", "add", "0612345606").returncode == 0
@@ -66,8 +73,8 @@ def test_a_manifest_goes_out_once_and_comes_back_as_results(
         daemon.drop("noel.campaign.toml", MANIFEST)
         wait_until(lambda: len(daemon.journal()) == 1, what="the campaign published")
         (entry,) = daemon.journal()
-        sent = (openssh.send_dir / entry.name)
-        wait_until(lambda: any(openssh.send_dir.glob(entry.name.replace(".csv", ".*"))),
+        sent = (server.send_dir / entry.name)
+        wait_until(lambda: any(server.send_dir.glob(entry.name.replace(".csv", ".*"))),
                    what="the provider's file")
         campaign = wait_until(lambda: c if (c := daemon.campaign("noel")) and c["state"] in (
             "done", "reported") else None, what="done")
@@ -98,9 +105,9 @@ def test_a_manifest_goes_out_once_and_comes_back_as_results(
         ack = "".join(f"{ids[n]};{n};Boutique;x;{s};{w};op\r\n" for n, s, w in (
             ("+33612345601", "2 ", "sent"), ("+33612345602", "3 ", "failed"),
             ("+33612345605", "2 ", "sent"), ("+33612345608", "2 ", "sent")))
-        (openssh.report_dir / f"ACK-{stem}.csv").write_text(ack, encoding="utf-8")
+        (server.report_dir / f"ACK-{stem}.csv").write_text(ack, encoding="utf-8")
         now = dt.datetime.now(ZoneInfo("Europe/Paris")) + dt.timedelta(minutes=1)
-        (openssh.report_dir / f"STOP-{stem}.csv").write_text(
+        (server.report_dir / f"STOP-{stem}.csv").write_text(
             f"+33612345608;{now:%Y%m%d};{now:%H%M};STOP;{ids['+33612345608']}\r\n",
             encoding="utf-8")
         wait_until(lambda: daemon.state("noel") == "reported", what="reported")
