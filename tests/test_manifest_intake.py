@@ -18,6 +18,7 @@ import pytest
 from sftpd_agent.config import Settings
 from sftpd_agent.pipeline import manifests
 from sftpd_agent.pipeline.outbox import Outbox
+from sftpd_agent.rules.contacts import looks_like_contacts
 from sftpd_agent.rules.manifest import read_manifest
 
 CONTACTS = ("Prénom;Nom;Mobile;Ville;Client ID\r\n"
@@ -188,3 +189,18 @@ def test_submit_writes_the_contacts_and_a_manifest_or_refuses(
     again = run("submit", "crm.csv", "--message-file", "t.txt", "--campaign", "noel-2026",
                 "--config", str(config), cwd=tmp_path)
     assert again.returncode == 2 and "already waiting" in again.stderr
+
+
+@pytest.mark.parametrize(("text", "contacts"), [
+    ("Prénom;Nom;Mobile;Ville\r\nAmélie;Durand;06 12 34 56 01;Besançon\r\n", True),
+    ("Nom,Téléphone portable\r\nDurand,0612345601\r\n", True),
+    ("IDREMOTE;MSISDN;OADC;MSG\r\nA1;0612345601;;Bonjour\r\n", False),
+    ("ID;Mobile;Sender;Message\r\nA1;0612345601;Shop;Bonjour\r\n", False),  # provider rows
+    ("A1;0612345601;;Bonjour\r\n", False),
+])
+def test_a_contact_export_is_told_from_a_provider_file(
+    tmp_path: Path, text: str, contacts: bool,
+) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text(text, encoding="utf-8")
+    assert looks_like_contacts(path) is contacts

@@ -366,12 +366,15 @@ def looks_like_contacts(path: Path) -> bool:
         except UnicodeDecodeError as exc:
             text = (head.removeprefix(BOM)[:exc.start].decode("utf-8")
                     if exc.reason == "unexpected end of data" else head.decode("cp1252", "replace"))
-        first = next((line for line in text.splitlines() if line.strip()), "")
-        if not first:
+        lines = [line for line in text.splitlines()[:50] if line.strip()]
+        if not lines:
             return False
-        semicolon = first.split(";")
-        if len(semicolon) == 4 and len(_DIGITS.findall(semicolon[1])) >= 6:
-            return False  # a provider row without a header
+        first = lines[0]
+        for line in lines[:2]:
+            semicolon = line.split(";")
+            if len(semicolon) == 4 and len(first.split(";")) == 4 and len(
+                    _DIGITS.findall(semicolon[1])) >= 6:
+                return False  # provider rows (under a header of any words: "ID;Mobile;...")
         delimiter = _delimiter(text)
         headers = tuple(h.strip() for h in next(csv.reader([first], delimiter=delimiter)))
         if tuple(header_words(h) for h in headers[:4]) == PROVIDER_HEADER:
