@@ -83,6 +83,7 @@ def test_a_campaign_becomes_one_file_per_send_time(tmp_path: Path, openssh: Sftp
         assert [e.name for e in daemon.journal()] == [first]  # the other waits for its time
         campaign = daemon.campaign("zones")
         assert campaign is not None and campaign["state"] in ("published", "processing")
+        assert dt.datetime.fromisoformat(campaign["next_upload_at"]) == reunion - LEAD
         # A STOP between the two send times: r2 is kept out of the second file.
         subprocess.run([sys.executable, "-m", "sftpd_agent", "suppress", "add", "0692123457",
                         "--config", str(config)], check=True, capture_output=True, timeout=60)

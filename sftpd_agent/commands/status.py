@@ -108,6 +108,9 @@ def campaigns(store: Store, settings: Settings) -> list[dict[str, Any]]:
             "reason": campaign.reason,
             "received_at": campaign.received_at.astimezone(local).isoformat(),
             "groups": list(campaign.summary.get("groups", [])),
+            # a group of its send times still to go: when its files are prepared
+            "next_upload_at": campaign.next_upload_at.astimezone(local).isoformat()
+            if campaign.next_upload_at else None,
         })
     return out
 
