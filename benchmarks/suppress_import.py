@@ -16,7 +16,9 @@ Generates shuffled lists of distinct French mobile numbers (a CRM export is not 
    the rename into the outbox to the first provider-side name (``.csv``/``.lock``/``.done``).
 
 Target (issue 12): no write waits more than ~0.1 s beyond its own time because of the import
-(exit 1 when a write waited longer than 0.5 s during our import).
+(exit 1 when a write waited longer than 0.5 s during our import). Issue 16: our import of
+1,000,000 numbers in <= 5 s beside that writer (the lock is left to it only while it waits).
+Run it with ``PYTHONPATH`` at an older checkout to measure that code in the same conditions.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 TARGET_WAIT = 0.5
+TARGET_SECONDS = 5.0
 NOW = datetime.datetime(2026, 11, 23, 9, 0, tzinfo=datetime.UTC)
 
 
@@ -230,9 +233,11 @@ def main() -> int:
     print(json.dumps({"ours": {k: v for k, v in ours.items() if k != "output"},
                       "baseline": {k: v for k, v in base.items() if k != "output"},
                       "latency": late}))
-    met = ours["max_wait"] <= TARGET_WAIT
+    met = ours["max_wait"] <= TARGET_WAIT and ours["seconds"] <= TARGET_SECONDS
     print(f"longest write wait during our import {ours['max_wait']:.3f} s "
           f"(target <= {TARGET_WAIT:g} s), during the baseline {base['max_wait']:.3f} s")
+    print(f"our import: {ours['seconds']:.2f} s for {args.numbers:,} numbers beside a writer "
+          f"(target <= {TARGET_SECONDS:g} s)")
     print("targets met" if met else "TARGETS MISSED")
     return 0 if met else 1
 

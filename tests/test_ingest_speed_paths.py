@@ -19,7 +19,9 @@ import random
 import sqlite3
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,9 +30,12 @@ from sftpd_agent.config import Settings
 from sftpd_agent.pipeline import reports as reports_module
 from sftpd_agent.pipeline.reports import Reports, quick_normalize
 from sftpd_agent.remote.local import LocalRemote
+from sftpd_agent.rules.naming import Kind
 from sftpd_agent.rules.numbers import NumberNormalizer
 from sftpd_agent.rules.report_lines import parse_ack
+from sftpd_agent.store import journal
 from sftpd_agent.store.journal import Store
+from sftpd_agent.store.records import ReportCursor
 
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 NAME = "12345-20261123-1000-x"
@@ -175,3 +180,30 @@ def test_others_waiting_while_another_store_is_held_up_at_begin(tmp_path: Path) 
     holder.close()
     other.close()
     bulk.close()
+
+
+@pytest.mark.parametrize(("waiting", "transactions"), [(False, 1), (True, 3)])
+def test_parts_share_a_transaction_unless_another_writer_waits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waiting: bool,
+        transactions: int) -> None:
+    monkeypatch.setattr(journal, "BULK_PAUSE", 0)
+    store = Store(tmp_path / "state.db")
+    cursor = store.save_report_cursor(ReportCursor(f"ACK-{NAME}.csv", Kind.ACK, None,
+                                                   seen_at=NOW), NOW)
+    parts = [(replace(cursor, offset=10 * n, lines=n),
+              [[f"+3361234567{n}", f"R{n}", "S", "2", "sent", "op"]]) for n in (1, 2, 3)]
+    began = []
+    transaction = store.transaction
+
+    def counted() -> Any:
+        began.append(1)
+        return transaction()
+
+    monkeypatch.setattr(store, "transaction", counted)
+    monkeypatch.setattr(store, "others_waiting", lambda: waiting)
+    store.record_ack_parts(None, parts, NOW)
+    assert len(began) == transactions
+    assert len(store.deliveries()) == 3
+    saved = store.report_cursor(cursor.name)
+    assert saved is not None and (saved.offset, saved.lines) == (30, 3)
+    store.close()

@@ -377,6 +377,8 @@ class Reports:
                 if complete:
                     await self._ingest(state, complete)
                     copy.write(complete)
+                    if self.hooks is not None:  # a fault point: after the chunk's lines are in
+                        await self._recorded(state)
                     self._point("report_chunk", entry.name)
             if last_line and carry and position >= entry.size:
                 await self._ingest(state, carry)
@@ -429,37 +431,48 @@ class Reports:
         while start < len(lines):
             stop = min(len(lines), start + state.batch)
             batch = lines[start:stop]
+            fast = ack or state.seen is not None
+            # A fast batch goes in parts (ends of its lines, from ``start``): another writer
+            # seen waiting between two parts ends the transaction (``_record_parts``).
+            bounds = _parts(start, stop) if fast else [stop]
             if ack:
-                fields = self._ack_fields(state, batch, first + start)
+                fields = [self._ack_fields(state, lines[a:b], first + a)
+                          for a, b in itertools.pairwise([start, *bounds])]
             elif state.seen is not None:
-                stops, optouts, maybe = self._first_stops(state, batch, first + start, now)
+                firsts = [self._first_stops(state, lines[a:b], first + a, now)
+                          for a, b in itertools.pairwise([start, *bounds])]
             await self._recorded(state)  # the batch before is in: its lines count
             if state.seen is not None:
-                self._occurrences(state, stops, maybe)
+                self._occurrences(state, firsts)
             elif not ack:
                 replies, optouts_or_none = self._replies(
                     state, batch, first + start, now, campaign_id=campaign_id,
                     keywords=keywords)
             await self._let_others_in()
-            piece = complete[(ends[start - 1] if start else 0):ends[stop - 1]]
-            if len(state.head) < WINDOW:
-                state.head += piece[:WINDOW - len(state.head)]
-            state.tail = (state.tail + piece[-WINDOW:])[-WINDOW:]
-            after = replace(cursor, offset=cursor.offset + ends[stop - 1],
-                            lines=cursor.lines + stop, head_sha256=_sha256(state.head),
-                            tail_sha256=_sha256(state.tail))
+            cursors = []
+            for a, b in itertools.pairwise([start, *bounds]):
+                piece = complete[(ends[a - 1] if a else 0):ends[b - 1]]
+                if len(state.head) < WINDOW:
+                    state.head += piece[:WINDOW - len(state.head)]
+                state.tail = (state.tail + piece[-WINDOW:])[-WINDOW:]
+                cursors.append(replace(cursor, offset=cursor.offset + ends[b - 1],
+                                       lines=cursor.lines + b, head_sha256=_sha256(state.head),
+                                       tail_sha256=_sha256(state.tail)))
             if ack:
-                self._in_thread(state, stop - start, self.store.record_ack_fields, after,
-                                cursor.campaign, fields, now)
+                self._in_thread(state, stop - start, self.store.record_ack_parts,
+                                cursor.campaign, list(zip(cursors, fields, strict=True)), now)
             elif state.seen is not None:
-                self._in_thread(state, stop - start, self.store.record_first_stops, after,
-                                stops, optouts, campaign_id=campaign_id, at=now,
+                parts = [(after, stops, optouts)
+                         for after, (stops, optouts, _) in zip(cursors, firsts, strict=True)]
+                self._in_thread(state, stop - start, self.store.record_first_stop_parts, parts,
+                                campaign_id=campaign_id, at=now,
                                 tally=self._tally(cursor, campaign_id))
             else:
-                self.store.record_lines(after, replies, optouts_or_none, bulk=state.first_read,
-                                        at=now, tally=self._tally(cursor, campaign_id))
+                self.store.record_lines(cursors[-1], replies, optouts_or_none,
+                                        bulk=state.first_read, at=now,
+                                        tally=self._tally(cursor, campaign_id))
                 state.batch = next_batch(stop - start, self.store.last_hold)
-            state.cursor = after
+            state.cursor = cursors[-1]
             start = stop
 
     def _in_thread(self, state: _Read, size: int, record: Callable[..., Any], *args: Any,
@@ -552,19 +565,25 @@ class Reports:
                 optouts.append([msisdn, received or at])
         return stops, optouts, maybe
 
-    def _occurrences(self, state: _Read, stops: list[list[Any]], maybe: list[int]) -> None:
-        """Number the lines of ``maybe`` (positions in ``stops``) whose key was met before:
-        1 + the lines of that key recorded (the batches before, all of this read) and before
-        it in this batch."""
-        if not maybe:
+    def _occurrences(self, state: _Read,
+                     firsts: list[tuple[list[list[Any]], list[list[str]], list[int]]]) -> None:
+        """Number the lines whose key may have been met before (``_first_stops``' third
+        list, positions in its first) in a batch's parts, in order: 1 + the lines of that key
+        recorded (the batches before, all of this read) and before it in this batch."""
+        stops = [line for part in firsts for line in part[0]]
+        again: set[int] = set()
+        offset = 0
+        for part_stops, _, maybe in firsts:
+            again.update(offset + i for i in maybe)
+            offset += len(part_stops)
+        if not again:
             return
-        keys = {stops[i][0] for i in maybe}
+        keys = {stops[i][0] for i in again}
         counts = self.store.line_counts(_report_id(state.cursor), Kind.STOP, keys)
-        again = set(maybe)
         for position, line in enumerate(stops):
             key = line[0]
             if key in keys:
-                # A line not in ``maybe`` is its key's first in this read (1, nothing recorded).
+                # A line not in ``again`` is its key's first in this read (1, nothing recorded).
                 occurrence = counts[key] = counts.get(key, 0) + 1
                 if position in again:
                     line[1] = occurrence
@@ -822,6 +841,18 @@ class Reports:
     def _point(self, name: str, subject: str) -> None:
         if self.hooks is not None:
             self.hooks(name, subject)
+
+
+PARTS = 8
+"""Parts of a batch recorded in a worker thread: another writer seen waiting between two
+parts ends the transaction (it waits a part, a few milliseconds, not a whole batch)."""
+
+
+def _parts(start: int, stop: int) -> list[int]:
+    """The ends of the parts of lines ``[start, stop)``: up to :data:`PARTS`, of 100 lines
+    at least."""
+    size = max(100, -(-(stop - start) // PARTS))
+    return [*range(start + size, stop, size), stop]
 
 
 def _report_id(cursor: ReportCursor) -> int:

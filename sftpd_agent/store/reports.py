@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ..rules.naming import Kind
 from .records import (
@@ -31,6 +31,12 @@ from .records import (
 )
 from .schema import GET_FACT, PUT_FACT, SUPPRESS
 
+AckPart = tuple[ReportCursor, Sequence[Sequence[str]]]
+"""ACK lines' fields (``ReportTables.record_ack_parts``), with the cursor just after them."""
+StopPart = tuple[ReportCursor, Sequence[Sequence[Any]], Sequence[Sequence[str]]]
+"""A STOP file's lines and opt-outs (``ReportTables.record_first_stop_parts``), with the
+cursor just after them."""
+_P = TypeVar("_P", AckPart, StopPart)
 Tally = Callable[[Any, list[str], int], Any]
 """What a fact becomes once new opt-outs (their numbers) and replies (their count) are added:
 ``(fact before or None, new opt-out numbers, new replies) -> fact after``."""
@@ -70,6 +76,12 @@ class ReportTables:
     def bulk_written(self) -> None:
         raise NotImplementedError  # pragma: no cover - the Store's
 
+    def others_waiting(self) -> bool:
+        raise NotImplementedError  # pragma: no cover - the Store's
+
+    def bulk_pause(self) -> float:
+        raise NotImplementedError  # pragma: no cover - the Store's
+
     # -- cursors ---------------------------------------------------------------------------
 
     def report_cursor(self, name: str) -> ReportCursor | None:
@@ -106,37 +118,59 @@ class ReportTables:
             _save_cursor(db, cursor, at)
         self.bulk_written()
 
-    def record_ack_fields(self, cursor: ReportCursor, campaign: int | None,
-                          fields: Sequence[Sequence[str]], at: datetime.datetime) -> None:
+    def record_ack_parts(self, campaign: int | None, parts: Sequence[AckPart],
+                         at: datetime.datetime) -> None:
         """:meth:`record_acks` for lines given as their fields ``[msisdn, idremote, oadc,
-        idstatus, status, operator]`` (the report, campaign and time the same for all), in
-        one statement: the insert runs without the GIL."""
-        with self.transaction() as db:
-            db.execute(_DELIVERIES, (cursor.id, campaign, now_iso(at), json.dumps(fields)))
-            _save_cursor(db, cursor, at)
-        self.bulk_written()
+        idstatus, status, operator]`` (the report, campaign and time the same for all), a
+        part in one statement (run without the GIL), parts in a transaction
+        (:meth:`_record_parts`)."""
+        def write(db: sqlite3.Connection, part: AckPart) -> None:
+            db.execute(_DELIVERIES, (part[0].id, campaign, now_iso(at), json.dumps(part[1])))
 
-    def record_first_stops(
-        self, cursor: ReportCursor, lines: Sequence[Sequence[Any]],
-        optouts: Sequence[Sequence[str]], *, campaign_id: str | None, at: datetime.datetime,
+        self._record_parts(parts, write, at)
+
+    def record_first_stop_parts(
+        self, parts: Sequence[StopPart], *, campaign_id: str | None, at: datetime.datetime,
         tally: tuple[str, Tally] | None = None,
-    ) -> list[str]:
+    ) -> None:
         """:meth:`record_lines` with ``bulk`` for STOP lines given as ``[key, occurrence,
         msisdn, received_at]`` and their opt-outs as ``[msisdn, added_at]`` (source: the
-        file, ``campaign_id``), in one statement each (run without the GIL). The opt-outs'
-        numbers."""
-        numbers = [optout[0] for optout in optouts]
-        with self.transaction() as db:
+        file, ``campaign_id``): a part in two statements (run without the GIL), parts in a
+        transaction (:meth:`_record_parts`)."""
+        def write(db: sqlite3.Connection, part: StopPart) -> None:
+            cursor, lines, optouts = part
             db.execute(_OPTOUTS, (cursor.id, cursor.campaign, now_iso(at), json.dumps(lines)))
             db.execute(_SUPPRESS_ALL, (cursor.name, campaign_id, json.dumps(optouts)))
+            numbers = [optout[0] for optout in optouts]
             if tally is not None and numbers:
                 key, change = tally
                 found = db.execute(GET_FACT, (key,)).fetchone()
                 after = change(json.loads(found[0]) if found else None, numbers, 0)
                 db.execute(PUT_FACT, (key, json.dumps(after)))
-            _save_cursor(db, cursor, at)
-        self.bulk_written()
-        return numbers
+
+        self._record_parts(parts, write, at)
+
+    def _record_parts(self, parts: Sequence[_P], write: Callable[[sqlite3.Connection, _P], None],
+                      at: datetime.datetime) -> None:
+        """Record ``parts`` (each: the cursor just after its lines, then what ``write`` takes)
+        in as few transactions as no other writer waits for: one, unless another writer is
+        seen waiting between two parts; then the transaction ends at once, with the cursor
+        of its last part, and the lock is left to that writer (``bulk_pause``) before the
+        rest. Another writer waits a part (a few milliseconds), not a batch."""
+        done = 0
+        for _ in range(len(parts)):  # bounded: each transaction records a part at least
+            if done == len(parts):
+                break
+            with self.transaction() as db:
+                while True:
+                    write(db, parts[done])
+                    done += 1
+                    if done == len(parts) or self.others_waiting():
+                        break
+                _save_cursor(db, parts[done - 1][0], at)
+            self.bulk_written()
+            if done < len(parts):
+                self.bulk_pause()
 
     def record_lines(
         self, cursor: ReportCursor, rows: Sequence[OptOutRow | ReplyRow],
