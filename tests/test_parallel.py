@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from sftpd_agent.pipeline import multicore as parallel
 from sftpd_agent.pipeline.multicore import validate_in_parallel
-from sftpd_agent.rules.validation import RowError, Rules, Summary, Validator
+from sftpd_agent.rules.upload_file import upload_bytes
+from sftpd_agent.rules.validation import Row, RowError, Rules, Summary, Validator
 
 MESSAGES = ["Bonjour", "Fête à Noël", "Prix 20 € [x]", "Emoji 🎄", "", "x" * 900,
             '"quoted; with ""quotes"""']
@@ -171,3 +174,121 @@ def test_a_slice_ending_with_a_quoted_record_over_two_lines_counts_both(
                                on_error=errors_parallel.append, workers=2)
     assert got is not None and got.as_dict() == expected.as_dict()
     assert errors_parallel == errors_single and errors_single[-1].line == 83
+
+
+# -- the daemon's rows: each slice writes its own, joined without the rows taken off ------
+
+def single_rows(path: Path, keep: Callable[[Row], bool] | None = None,
+                errors: list[RowError] | None = None) -> tuple[Summary, bytes]:
+    """The reference: the single pass, its rows written by an UploadWriter as they come."""
+    rows: list[Row] = []
+    with path.open("rb") as stream:
+        summary = Validator(Rules()).validate(
+            stream, file=path.name, on_row=rows.append,
+            on_error=errors.append if errors is not None else None)
+    return summary, upload_bytes(row for row in rows if keep is None or keep(row))
+
+
+def parallel_rows(path: Path, workers: int, keep: Callable[[Row], bool] | None = None,
+                  errors: list[RowError] | None = None) -> tuple[Summary | None, bytes]:
+    out = io.BytesIO()
+    got = validate_in_parallel(path, Validator(Rules()), file=path.name, workers=workers,
+                               on_error=errors.append if errors is not None else None,
+                               rows_to=out, keep_row=keep)
+    return got, out.getvalue()
+
+
+def odd_numbers(row: Row) -> bool:
+    return int(row.msisdn[-1]) % 2 == 1
+
+
+@pytest.mark.parametrize("workers", [2, 3, 5])
+@pytest.mark.parametrize("keep", [None, odd_numbers])
+def test_the_slices_rows_join_to_the_single_passs_rows_byte_for_byte(
+    tmp_path: Path, workers: int, keep: Callable[[Row], bool] | None
+) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text(campaign(3000, seed=10 + workers), encoding="utf-8")
+    errors_single: list[RowError] = []
+    expected, rows_single = single_rows(path, keep, errors_single)
+    errors_parallel: list[RowError] = []
+    got, rows_parallel = parallel_rows(path, workers, keep, errors_parallel)
+    assert got is not None and got.as_dict() == expected.as_dict()
+    assert rows_parallel == rows_single
+    assert errors_parallel == errors_single
+    assert expected.duplicates > 10 and rows_single.count(b"\r\n") > 150
+    assert not list(tmp_path.glob(".rows-*"))  # the slices' files are gone
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rows_with_quoted_line_breaks_are_joined_whole(tmp_path: Path, seed: int) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text(campaign(2000, seed=seed, multiline=True), encoding="utf-8")
+    expected, rows_single = single_rows(path)
+    assert b'"two\nlines"' in rows_single
+    taken = 0
+    for workers in (2, 3, 4):
+        got, rows_parallel = parallel_rows(path, workers)
+        if got is None:  # a cut inside quotes: the single pass, nothing written
+            assert rows_parallel == b""
+            continue
+        taken += 1
+        assert got.as_dict() == expected.as_dict()
+        assert rows_parallel == rows_single
+    assert taken  # at least one way of cutting avoided the quotes
+
+
+def test_a_message_that_repeats_across_slices_is_skipped_in_each(tmp_path: Path) -> None:
+    # One number in every slice, several times, with messages over two lines between.
+    path = tmp_path / "c.csv"
+    lines = ["IDREMOTE;MSISDN;OADC;MSG"]
+    for i in range(4000):
+        number = "+33612345678" if i % 97 == 0 else f"+336{20000000 + i:08d}"
+        message = f'"line {i}\r\nnext; ""q"""' if i % 89 == 0 else f"plain {i}"
+        lines.append(f"R{i};{number};Shop;{message}")
+    path.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+    expected, rows_single = single_rows(path)
+    assert expected.duplicates == len(range(0, 4000, 97)) - 1
+    taken = 0
+    for workers in (2, 3, 4, 5):
+        got, rows_parallel = parallel_rows(path, workers)
+        if got is not None:  # else a cut inside quotes: the single pass decides
+            taken += 1
+            assert got.as_dict() == expected.as_dict()
+            assert rows_parallel == rows_single
+    assert taken >= 2
+
+
+def test_nothing_is_written_when_the_single_pass_must_decide(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_bytes(campaign(2000, seed=1).encode("utf-8") + "z;+33612345670;S;é\r\n".encode(
+        "cp1252"))
+    out = io.BytesIO()
+    assert validate_in_parallel(path, Validator(Rules()), file="c.csv", workers=2,
+                                rows_to=out) is None
+    assert out.getvalue() == b""
+    assert not list(tmp_path.glob(".rows-*"))
+
+
+def test_no_scratch_folder_means_the_single_pass(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text(campaign(2000, seed=4), encoding="utf-8")
+    out = io.BytesIO()
+    assert validate_in_parallel(path, Validator(Rules()), file="c.csv", workers=2,
+                                rows_to=out, scratch=tmp_path / "missing") is None
+    assert out.getvalue() == b""
+
+
+def test_copy_without_skips_whole_records() -> None:
+    records = [b"a;+1;S;one\r\n", b'b;+2;S;"two\r\nlines; ""x"""\r\n', b"c;+3;S;three\r\n",
+               b'd;+4;S;"4\nx"\r\n', b"e;+5;S;five\r\n"]
+    for skip in ([0], [1], [3], [1, 3], [0, 2, 4], [4]):
+        out = io.BytesIO()
+        parallel._copy_without(io.BytesIO(b"".join(records)), out, skip)
+        assert out.getvalue() == b"".join(r for i, r in enumerate(records) if i not in skip)
+
+
+def test_places_account_for_rows_left_out() -> None:
+    # Valid rows 0..9; 2 and 5 left out of the file; 3, 5 and 7 taken off as duplicates.
+    assert parallel._places([3, 5, 7], [2, 5]) == [2, 5]
+    assert parallel._places([3, 7], []) == [3, 7]

@@ -18,6 +18,7 @@ from typing import IO, Any, BinaryIO, TextIO, cast
 
 from ..config import Settings
 from ..rules.plan import FOREIGN, Group, Plan, Timing, plan, plan_groups
+from ..rules.upload_file import UploadWriter
 from ..rules.validation import EXAMPLES_PER_CODE, Row, RowError, RowSink, Rules, Summary, Validator
 from ..rules.zones import METROPOLE, zone_of
 from .entries import open_regular, refusal
@@ -144,6 +145,35 @@ class _Zones:
 
 
 _FRANCE_LOW, _FRANCE_HIGH = 33 * 10**9, 34 * 10**9
+_METROPOLE_PREFIX = "+33"
+_METROPOLE_LENGTH = 12  # "+33" and nine digits
+
+
+def _not_foreign(row: Row) -> bool:
+    """Whether ``row`` is kept under ``foreign = "drop"``: what :class:`_Zones` keeps, in
+    the cores' processes (metropolitan numbers first, without a look-up)."""
+    msisdn = row.msisdn
+    if len(msisdn) == _METROPOLE_LENGTH and msisdn.startswith(_METROPOLE_PREFIX):
+        return True
+    return row_zone(msisdn) != FOREIGN
+
+
+def _upload_writer(on_row: RowSink | None) -> UploadWriter | None:
+    """The writer whose ``write`` ``on_row`` is, if it is one: its rows can be written by
+    the cores (a caller that passes ``on_row=writer.write``, e.g. a manifest's)."""
+    owner = getattr(on_row, "__self__", None)
+    if isinstance(owner, UploadWriter) and getattr(on_row, "__func__", None) is (
+            UploadWriter.write):
+        return owner
+    return None
+
+
+def _binary(writer: UploadWriter) -> BinaryIO:
+    """The stream under ``writer``, for rows already in the uploaded form (what it has
+    buffered written first)."""
+    text = writer._text  # UploadWriter has no accessor for it (yet)
+    text.flush()
+    return text.buffer
 
 
 def take_in(
@@ -159,6 +189,8 @@ def take_in(
     suppressed: Collection[str] | None = None,
     translate: Callable[[RowError], RowError] | None = None,
     rejected: Sequence[RowError] = (),
+    rows_to: UploadWriter | None = None,
+    scratch: Path | None = None,
 ) -> Intake:
     """Validate ``path`` and plan it as if it had been dropped under ``name`` at ``now``.
 
@@ -171,12 +203,24 @@ def take_in(
     as the user's file has them: line, column header) and ``rejected``: the rows that never
     became provider rows (a template value missing), by line, counted as invalid rows and
     merged into the errors in line order.
+
+    ``rows_to`` receives the surviving rows, in input order, as ``on_row=rows_to.write``
+    would (an ``on_row`` that is an :class:`UploadWriter`'s ``write`` is taken as
+    ``rows_to``), but lets a big file be validated on every core; the cores' rows wait in
+    ``scratch`` meanwhile (default: beside ``path``). Any other ``on_row`` keeps the
+    single pass.
     """
     rules = rules_from(settings)
     if validator is None:
         validator = Validator(rules, suppressed=suppressed)
     elif suppressed is not None:
         raise ValueError("give the suppression list to take_in or to its validator, not both")
+    if rows_to is None:
+        rows_to = _upload_writer(on_row)
+    elif on_row is not None:
+        raise ValueError("give take_in a row sink or an UploadWriter, not both")
+    if rows_to is not None:
+        on_row = rows_to.write
     name = name or path.name
     timing = timing_from(settings)
     refused = refusal(path)
@@ -186,16 +230,23 @@ def take_in(
                       nothing.hold_reason(rules))
     bar = _Bar(progress, name) if progress else None
     marketing = timing.window is not None
-    zones = _Zones(on_row, settings.campaign.foreign == "drop") if marketing else None
+    drop_foreign = settings.campaign.foreign == "drop"
+    zones = _Zones(on_row, drop_foreign) if marketing else None
     sink = zones if zones is not None else on_row
     with _errors_file(errors_to, translate, rejected) as on_error:
         summary = None
-        if on_row is None:
-            summary = validate_in_parallel(path, validator, file=name, on_error=on_error,
-                                           progress=bar.draw if bar else None,
-                                           numbers=zones.count if zones is not None else None)
+        if on_row is None or rows_to is not None:
+            summary = validate_in_parallel(
+                path, validator, file=name, on_error=on_error,
+                progress=bar.draw if bar else None,
+                numbers=zones.count if zones is not None else None,
+                rows_to=_binary(rows_to) if rows_to is not None else None,
+                keep_row=_not_foreign if zones is not None and drop_foreign else None,
+                scratch=scratch)
             if summary is not None and bar:
                 bar.finish()  # other cores read the rest
+            if summary is not None and rows_to is not None:
+                rows_to.rows += summary.valid - (zones.dropped if zones is not None else 0)
         if summary is None:
             with open_regular(path) as raw:
                 stream = cast(BinaryIO, _Progress(raw, bar)) if bar else raw

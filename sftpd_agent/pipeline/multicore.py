@@ -11,7 +11,11 @@ earlier slice, exactly as the single pass would have. Whatever the slices cannot
 falls back to the single pass, which is the reference: bytes that are not UTF-8, a slice
 ending inside a quoted field, any unreadable slice.
 
-Used by ``check`` (no row sink); the daemon takes campaigns in with the single pass.
+Used by ``check`` (no rows kept) and by the daemon, which keeps the surviving rows in the
+uploaded form: each slice's process writes its valid rows to a file of its own, in order (a
+row's index in its slice's tracker is its place in that file); once merged, the files are
+joined in file order, each copied whole unless the merge took rows of it off as duplicates
+(or ``keep_row`` left some out), whose records are then skipped.
 """
 
 from __future__ import annotations
@@ -19,18 +23,33 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import shutil
+import tempfile
 from array import array
-from collections.abc import Callable, Iterable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from itertools import pairwise
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from ..rules.campaign_file import CHUNK, WrongEncoding
-from ..rules.validation import EXAMPLES_PER_CODE, ErrorSink, RowError, Summary, Tracker, Validator
+from ..errors import InputError
+from ..rules.campaign_file import CHUNK, ENCODINGS, WrongEncoding, read_lines
+from ..rules.upload_file import UploadWriter
+from ..rules.validation import (
+    EXAMPLES_PER_CODE,
+    ErrorSink,
+    Row,
+    RowError,
+    RowSink,
+    Summary,
+    Tracker,
+    Validator,
+)
 
 MIN_BYTES = 16 << 20
 """Below this a single pass is faster than starting workers."""
@@ -56,6 +75,20 @@ class _Result:
     lines: int  # physical lines in the slice
     tracker: Tracker
     errors: list[RowError]  # numbered from the slice's start, as the summary's examples
+    unwritten: list[int] = field(default_factory=list)
+    """Valid rows (their index among the slice's valid rows) left out of its rows file."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """Where each slice's valid rows are written (upload form, one file per slice), and
+    which of them are written: all, or those ``keep`` keeps."""
+
+    folder: Path
+    keep: Callable[[Row], bool] | None
+
+    def of(self, index: int) -> Path:
+        return self.folder / f"{index}.csv"
 
 
 def workers_for(size: int) -> int:
@@ -73,6 +106,8 @@ def validate_in_parallel(
     path: Path, validator: Validator, *, file: str, on_error: ErrorSink | None = None,
     workers: int | None = None, progress: Progress | None = None,
     numbers: Callable[[Iterable[int]], None] | None = None,
+    rows_to: BinaryIO | None = None, keep_row: Callable[[Row], bool] | None = None,
+    scratch: Path | None = None,
 ) -> Summary | None:
     """The summary of ``path`` checked on ``workers`` cores, or None to run the single pass.
 
@@ -80,11 +115,44 @@ def validate_in_parallel(
     when ``on_error`` is given). ``progress`` is told how far the check is (a progress bar).
     ``numbers`` is given every distinct valid number once (E.164 digits as an int), e.g. to
     count them per time zone without reading the file again.
+
+    ``rows_to``: the surviving rows are written there in the uploaded form, in input order,
+    as :class:`UploadWriter` writes them (only those ``keep_row`` keeps, when given), byte
+    for byte what the single pass's row sink would have written; nothing is written when
+    None is returned. The slices' rows wait meanwhile in a temporary folder in ``scratch``
+    (default: beside ``path``); none can be made there: None.
     """
     size = path.stat().st_size
     count = workers or workers_for(size)
     if count < 2:
         return None
+    if rows_to is None:
+        checked = _validate(path, validator, file=file, on_error=on_error, count=count,
+                            progress=progress, numbers=numbers, rows=None)
+        return None if checked is None else checked[0]
+    try:
+        folder = tempfile.TemporaryDirectory(prefix=".rows-", dir=scratch or path.parent)
+    except OSError:
+        return None
+    with folder as name:
+        rows = _Rows(Path(name), keep_row)
+        off: dict[int, list[int]] = {}
+        merged = _validate(path, validator, file=file, on_error=on_error, count=count,
+                           progress=progress, numbers=numbers, rows=rows, off=off)
+        if merged is not None:
+            _join(rows, merged[1], off, rows_to)
+    return None if merged is None else merged[0]
+
+
+def _validate(
+    path: Path, validator: Validator, *, file: str, on_error: ErrorSink | None, count: int,
+    progress: Progress | None, numbers: Callable[[Iterable[int]], None] | None,
+    rows: _Rows | None, off: dict[int, list[int]] | None = None,
+) -> tuple[Summary, list[list[int]]] | None:
+    """:func:`validate_in_parallel` on ``count`` cores: the merged summary and, per slice,
+    its rows left out of its rows file; ``off`` receives, per slice, the rows taken off as
+    duplicates (indices among the slice's valid rows)."""
+    size = path.stat().st_size
     tail_count = count * TAILS_PER_WORKER
     main = (1 - TAIL_SHARE) / count
     marks = [int(size * main * i) for i in range(1, count + 1)]
@@ -96,21 +164,21 @@ def validate_in_parallel(
     context = multiprocessing.get_context("fork")
     next_tail = context.Value("i", count)  # the next slice nobody has taken
     with ProcessPoolExecutor(max_workers=count - 1, mp_context=context, initializer=_inherit,
-                             initargs=(validator, next_tail)) as pool:
+                             initargs=(validator, next_tail, rows)) as pool:
         mains = {index: pool.submit(_work, path, file, slices, index, keep_errors=keep)
                  for index in range(1, count)}
         tails = [pool.submit(_work, path, file, slices, None, keep_errors=keep)
                  for _ in range(1, count)]  # in each worker after its main slice
         seen: set[int] = set()
         reading = _Reading.maker(slices, count, size, progress)
-        results = {0: _check_slice(path, validator, file, slices[0], seen, keep_errors=keep,
-                                   wrap=reading(0))}
+        results = {0: _check_slice(path, validator, file, slices, 0, seen=seen,
+                                   keep_errors=keep, wrap=reading(0), rows=rows)}
         in_first: dict[int, list[int]] = {}  # rows of a slice whose number the first has
         for index in _taken(next_tail, len(slices)):
             # Between two tails, the merge's biggest part for the main slices done.
             _against_first(mains, results, seen, in_first, done_only=True)
-            results[index] = _check_slice(path, validator, file, slices[index], None,
-                                          keep_errors=keep, wrap=reading(index))
+            results[index] = _check_slice(path, validator, file, slices, index, seen=None,
+                                          keep_errors=keep, wrap=reading(index), rows=rows)
         for future in tails:
             results.update(future.result())
         _against_first(mains, results, seen, in_first, done_only=False)
@@ -118,10 +186,10 @@ def validate_in_parallel(
     if any(result.summary is None or result.summary.unreadable for result in ordered):
         return None
     merged = _merge(ordered, seen, in_first, file=file, on_error=on_error,
-                    suppressed=validator.suppressed)
+                    suppressed=validator.suppressed, off=off)
     if numbers is not None:
         numbers(seen.union(*(result.tracker.keys for result in ordered[1:])))
-    return merged
+    return merged, [result.unwritten for result in ordered]
 
 
 def _against_first(mains: dict[int, Future[dict[int, _Result]]], results: dict[int, _Result],
@@ -141,9 +209,9 @@ _inherited: dict[str, object] = {}
 """In a worker process only: what the process that forked it handed down."""
 
 
-def _inherit(validator: Validator, next_tail: Synchronized[int]) -> None:
+def _inherit(validator: Validator, next_tail: Synchronized[int], rows: _Rows | None) -> None:
     """A worker's initializer: with fork, its arguments are inherited, not pickled."""
-    _inherited.update(validator=validator, next_tail=next_tail)
+    _inherited.update(validator=validator, next_tail=next_tail, rows=rows)
 
 
 def _work(path: Path, file: str, slices: list[_Slice], index: int | None, *,
@@ -151,9 +219,10 @@ def _work(path: Path, file: str, slices: list[_Slice], index: int | None, *,
     """In a worker: check slice ``index``, or tail slices until none is left."""
     validator = cast(Validator, _inherited["validator"])
     next_tail = cast("Synchronized[int]", _inherited["next_tail"])
+    rows = cast("_Rows | None", _inherited["rows"])
     taken = [index] if index is not None else _taken(next_tail, len(slices))
-    return {taken_index: _check_slice(path, validator, file, slices[taken_index], None,
-                                      keep_errors=keep_errors)
+    return {taken_index: _check_slice(path, validator, file, slices, taken_index, seen=None,
+                                      keep_errors=keep_errors, rows=rows)
             for taken_index in taken}
 
 
@@ -169,23 +238,132 @@ def _taken(next_tail: Synchronized[int], count: int) -> Iterable[int]:
 
 
 def _check_slice(
-    path: Path, validator: Validator, file: str, piece: _Slice, seen: set[int] | None,
-    *, keep_errors: bool, wrap: Callable[[BinaryIO], BinaryIO] | None = None,
+    path: Path, validator: Validator, file: str, slices: list[_Slice], index: int, *,
+    seen: set[int] | None, keep_errors: bool,
+    wrap: Callable[[BinaryIO], BinaryIO] | None = None, rows: _Rows | None = None,
 ) -> _Result:
-    """Check one slice: into ``seen`` (the first), else with a tracker of its valid rows."""
+    """Check slice ``index``: into ``seen`` (the first), else with a tracker of its valid
+    rows; with ``rows``, write its valid rows to its rows file."""
+    piece = slices[index]
     tracker = Tracker()
     errors: list[RowError] = []
-    with path.open("rb") as raw:
+    with path.open("rb") as raw, _slice_rows(rows, index) as (on_row, unwritten):
         stream = wrap(raw) if wrap else raw
         try:
-            summary, lines = validator.validate_slice(
-                stream, file=file, start=piece.start, limit=piece.length,
+            summary, lines = _validate_slice(
+                validator, stream, file=file, start=piece.start, limit=piece.length,
                 on_error=errors.append if keep_errors else None,
-                track=tracker if seen is None else None, seen=seen,
+                track=tracker if seen is None else None, seen=seen, on_row=on_row,
             )
         except WrongEncoding:
             return _Result(None, 0, tracker, errors)
-    return _Result(summary, lines, tracker, errors)
+    return _Result(summary, lines, tracker, errors, unwritten)
+
+
+def _validate_slice(
+    validator: Validator, stream: BinaryIO, *, file: str, start: int, limit: int,
+    on_error: ErrorSink | None, track: Tracker | None, seen: set[int] | None,
+    on_row: RowSink | None,
+) -> tuple[Summary, int]:
+    """:meth:`Validator.validate_slice`, with a row sink: the same steps, as that method
+    takes none (yet)."""
+    if on_row is None:
+        return validator.validate_slice(stream, file=file, start=start, limit=limit,
+                                        on_error=on_error, track=track, seen=seen)
+    stream.seek(start)
+    summary = Summary(file=file, encoding="utf-8")
+    lines = read_lines(stream, ENCODINGS[0], limit=limit, at_start=start == 0)
+    read = 0
+    try:
+        read = validator._run(lines, 1, summary, on_row, on_error,
+                              header=start == 0, track=track, seen=seen)
+    except WrongEncoding:
+        raise
+    except InputError as exc:
+        summary.unreadable = f"line {exc.line}: {exc.reason}" if exc.line else exc.reason
+    return summary, read
+
+
+@contextmanager
+def _slice_rows(rows: _Rows | None, index: int,
+                ) -> Iterator[tuple[RowSink | None, list[int]]]:
+    """The row sink writing slice ``index``'s valid rows to its file (None without
+    ``rows``), and the list its left-out rows go to."""
+    unwritten: list[int] = []
+    if rows is None:
+        yield None, unwritten
+        return
+    with rows.of(index).open("wb") as out:
+        writer = UploadWriter(out)
+        keep = rows.keep
+        if keep is None:
+            yield writer.write, unwritten
+        else:
+            write = writer.write
+            left_out = unwritten.append
+            counted = 0
+
+            def sink(row: Row) -> None:
+                nonlocal counted
+                if keep(row):
+                    write(row)
+                else:
+                    left_out(counted)
+                counted += 1
+
+            yield sink, unwritten
+        writer.close()
+
+
+def _join(rows: _Rows, unwritten: list[list[int]], off: dict[int, list[int]],
+          out: BinaryIO) -> None:
+    """The slices' rows files into ``out``, in order, without the rows taken off."""
+    for index, left_out in enumerate(unwritten):
+        skip = _places(sorted(off.get(index, ())), left_out)
+        with rows.of(index).open("rb") as source:
+            if skip:
+                _copy_without(source, out, skip)
+            else:
+                shutil.copyfileobj(source, out, CHUNK)
+
+
+def _places(taken_off: list[int], left_out: list[int]) -> list[int]:
+    """The places in a rows file of the rows ``taken_off`` (sorted indices among the
+    slice's valid rows), the file lacking the rows ``left_out`` (sorted)."""
+    if not left_out:
+        return taken_off
+    absent = set(left_out)
+    return [row - bisect_left(left_out, row) for row in taken_off if row not in absent]
+
+
+def _copy_without(source: BinaryIO, out: BinaryIO, skip: list[int]) -> None:
+    """Copy the records of ``source`` (upload form) to ``out`` but those at the places
+    ``skip`` (sorted, distinct).
+
+    The upload form's first three fields are never quoted: only the message may be, and
+    may hold line breaks; a record ends at a line end outside quotes."""
+    places = iter(skip)
+    target = next(places)
+    place = 0
+    pending = b""
+    write = out.write
+    for line in source:
+        if pending or b'"' in line:
+            line = pending + line  # noqa: PLW2901 - the record so far
+            if line.count(b'"') % 2:
+                pending = line  # inside a quoted message: the record goes on
+                continue
+            pending = b""
+        if place == target:
+            target = next(places, -1)
+            if target < 0:
+                break
+        else:
+            write(line)
+        place += 1
+    if pending:
+        raise ValueError("a rows file ends inside quotes")
+    shutil.copyfileobj(source, out, CHUNK)
 
 
 def _cut(path: Path, marks: list[int]) -> list[_Slice] | None:
@@ -245,11 +423,13 @@ class _Reading:
 def _merge(
     results: list[_Result], seen: set[int], in_first: dict[int, list[int]], *, file: str,
     on_error: ErrorSink | None, suppressed: AbstractSet[str] | None,
+    off: dict[int, list[int]] | None = None,
 ) -> Summary:
     """The slices' summaries as one, in file order.
 
     ``seen`` holds the first slice's valid numbers, ``in_first`` what is known already of
-    the rows of other slices whose number is one of them.
+    the rows of other slices whose number is one of them. ``off`` receives, per slice, the
+    rows taken off as duplicates of an earlier slice's (indices in its tracker).
     """
     merged = Summary(file=file, encoding="utf-8")
     if suppressed is not None:
@@ -284,6 +464,8 @@ def _merge(
                 rows = [row for row, key in enumerate(keys) if key in common] if common else []
             rows += _met_before(keys, seen, repeated, kept, first=index == 1)
             _take_off(merged, result.tracker, rows, suppressed)
+            if off is not None and rows:
+                off[index] = rows
         if on_error is not None:
             for error in result.errors:
                 on_error(_shifted(error, offset))
