@@ -243,8 +243,8 @@ class Campaigns:
                     intake = take_in(
                         source, self.settings, now=now,
                         name=plain(self.dropped_name(source)),
-                        validator=Validator(rules_from(self.settings)), on_row=writer.write,
-                        errors_to=errors_path,
+                        validator=Validator(rules_from(self.settings)), rows_to=writer,
+                        scratch=folder, errors_to=errors_path,
                     )
                 writer.close()
                 out.flush()
