@@ -223,14 +223,18 @@ class Store(ReportTables):
         """Say, for as long as the block lasts, that this store wants the write lock: a shared
         ``flock`` on the -writers file, which a bulk writer in another process (or another
         store) sees (:meth:`others_waiting`)."""
-        if self._waiters is None:
-            yield
-            return
-        fcntl.flock(self._waiters, fcntl.LOCK_SH)  # waits only while a probe holds it (us)
+        said = False
+        if self._waiters is not None:
+            try:  # waits only while a probe holds it (microseconds)
+                fcntl.flock(self._waiters, fcntl.LOCK_SH)
+                said = True
+            except OSError:  # no locks on this file system: bulk writers always pause
+                pass
         try:
             yield
         finally:
-            fcntl.flock(self._waiters, fcntl.LOCK_UN)
+            if said and self._waiters is not None:
+                fcntl.flock(self._waiters, fcntl.LOCK_UN)
 
     def others_waiting(self) -> bool:
         """Whether another writer is about to begin a write, or waiting to (another store, or
@@ -240,6 +244,8 @@ class Store(ReportTables):
         try:
             fcntl.flock(self._probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            return True
+        except OSError:  # no locks on this file system: someone may wait (pause as before)
             return True
         fcntl.flock(self._probe, fcntl.LOCK_UN)
         return False
