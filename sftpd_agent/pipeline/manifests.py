@@ -170,8 +170,14 @@ PREVIEW_ROWS = 5
 
 def render_to(described: Described, folder: Path, *, map_to: Path | None = None) -> Rendering:
     """Render ``described``'s contacts into ``folder/rendered.csv`` (and the contact map to
-    ``map_to``, for ``results``): one pass over the contacts."""
+    ``map_to``, for ``results``): on every core for a big file
+    (:mod:`.render_parallel`, the same files), else in one pass over the contacts."""
+    from .render_parallel import render_in_parallel  # noqa: PLC0415 - it imports this module
+
     target = folder / RENDERED_FILE
+    parallel = render_in_parallel(described, target, map_to)
+    if parallel is not None:
+        return parallel
     fmt = described.format
     rendering = Rendering(target, LineMap(fmt.header_line), fmt, [], [], None)
     first, rejected = rendering.first, rendering.rejected

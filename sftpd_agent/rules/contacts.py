@@ -24,7 +24,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 from ..errors import InputError
 from .campaign_file import BOM, CHUNK, MAX_RECORD_LINES, undecodable
@@ -399,22 +399,43 @@ def read_contacts(path: Path, fmt: ContactsFormat) -> Iterator[Contact]:
         yield Contact(line, values)
 
 
-def _rows(path: Path, fmt: ContactsFormat) -> Iterator[tuple[int, list[str]]]:
-    """``(line, values)`` for every contact row: :func:`read_contacts` without objects."""
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A part of a contacts file that starts and ends at a record boundary: bytes
+    ``start`` to ``end`` (exclusive), whose first physical line is ``first_line``."""
+
+    start: int
+    end: int
+    first_line: int
+
+
+def _rows(path: Path, fmt: ContactsFormat, span: Span | None = None,
+          ) -> Iterator[tuple[int, list[str]]]:
+    """``(line, values)`` for every contact row: :func:`read_contacts` without objects; of
+    ``span`` only when given (the header is skipped only in a span from the file's start).
+    A span that ends inside a quoted value raises :class:`ContactsError`."""
     name = path.name
     width = len(fmt.headers)
     pad = [""] * width
     phone = fmt.phone
+    base = 0 if span is None else span.first_line - 1
     try:
-        with path.open("rb") as raw:
-            text = io.TextIOWrapper(raw, encoding=fmt.encoding, newline="")
+        with path.open("rb") as file:
+            raw: BinaryIO = file
+            encoding = fmt.encoding
+            if span is not None:
+                file.seek(span.start)
+                raw = io.BytesIO(file.read(span.end - span.start))
+                if span.start:  # a BOM is the file's first bytes only
+                    encoding = encoding.removesuffix("-sig")
+            text = io.TextIOWrapper(raw, encoding=encoding, newline="")
             text._CHUNK_SIZE = CHUNK  # type: ignore[attr-defined]  # fewer, bigger decodes
             reader = csv.reader(text, delimiter=fmt.delimiter, strict=True)
-            start = 0  # lines read before the current record
-            header = True
+            start = base  # lines read before the current record
+            header = span is None or not span.start
             try:
                 for row in reader:
-                    line, start = start + 1, reader.line_num
+                    line, start = start + 1, base + reader.line_num
                     if header:
                         if line >= fmt.header_line:
                             header = False
@@ -435,11 +456,11 @@ def _rows(path: Path, fmt: ContactsFormat) -> Iterator[tuple[int, list[str]]]:
                                     line=start + 1) from None
             except UnicodeDecodeError:
                 # Decoding runs a block ahead of the rows: find the byte's line again.
-                line, byte = undecodable(raw, fmt.encoding)
+                line, byte = undecodable(raw, encoding)
                 raise ContactsError(
                     f"byte 0x{byte:02X} is not {fmt.encoding.removesuffix('-sig').upper()} "
                     "like the start of the file: save the whole file in one encoding",
-                    file=name, line=line) from None
+                    file=name, line=base + line) from None
     except OSError as exc:
         raise ContactsError(f"cannot be read: {exc.strerror or exc}", file=name) from None
 
@@ -552,6 +573,19 @@ class LineMap:
     def __len__(self) -> int:
         return len(self._contact)
 
+    def extend(self, part: LineMap) -> None:
+        """Append the records of ``part``, a map of rows written after these (by
+        :func:`render_part`, without a header row of their own)."""
+        records = len(self._contact)
+        extra = self._spans[3][-1] if self._spans[3] else 0
+        starts, ends, indexes, extras = self._spans
+        their_starts, their_ends, their_indexes, their_extras = part._spans
+        starts.extend(array("q", (start + records + extra for start in their_starts)))
+        ends.extend(array("q", (end + records + extra for end in their_ends)))
+        indexes.extend(array("q", (index + records for index in their_indexes)))
+        extras.extend(array("q", (lines + extra for lines in their_extras)))
+        self._contact.extend(part._contact)
+
     def contact_line(self, written_line: int) -> int:
         """The contacts file's line of the record that ``written_line`` belongs to (the
         header's for line 1; the last record's beyond the end)."""
@@ -589,10 +623,10 @@ class _ProviderRows:
     double quote, line break or ``;`` in a value) is joined directly, any other goes through
     :mod:`csv` with the same dialect."""
 
-    def __init__(self, out: BinaryIO, header_line: int) -> None:
+    def __init__(self, out: BinaryIO, header_line: int, *, header: bool = True) -> None:
         self.out = out
         self.lines = LineMap(header_line)
-        self.batch: list[str] = [HEADER_ROW]
+        self.batch: list[str] = [HEADER_ROW] if header else []
         self._quoted = io.StringIO()
         self._csv = csv.writer(self._quoted, delimiter=";", quotechar='"',
                                quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
@@ -678,6 +712,98 @@ def render_to(
                             values))
     writer.flush()
     return writer.lines
+
+
+@dataclass
+class Part:
+    """What :func:`render_part` made of a span of a contacts file, beside the rows it wrote."""
+
+    lines: LineMap
+    """Of the rows written, as if under a header row of their own (:meth:`LineMap.extend`)."""
+    rejected: list[ContactRowError]
+    first: list[Rendered]
+    """The first rendered rows (``preview`` at most), with their values."""
+    longest: Rendered | None
+    """The first rendered row of the greatest message length (none longer than 0)."""
+    used: set[str]
+    """The IDREMOTEs the ``used`` given and this span's rows hold (empty without an id
+    column: then every IDREMOTE is ``L<line>``, unique)."""
+
+
+def render_part(
+    path: Path, fmt: ContactsFormat, template: Template, out: BinaryIO, *,
+    span: Span | None = None, used: set[str] | None = None, sender: str = "",
+    contact_map: TextIO | None = None, preview: int = 5,
+) -> Part:
+    """:func:`render_to` for the rows of ``span`` (the whole file when None), keeping what
+    ``check`` and ``results`` need instead of calling back per row: the rows go to ``out``
+    (no header row unless ``span`` starts the file), ``line;crm_id;idremote;phone`` per
+    contact row to ``contact_map`` (rejected rows with no IDREMOTE), without its header.
+
+    ``used`` holds the IDREMOTEs of the rows before ``span`` (it is added to): with it, the
+    rows written are byte for byte those :func:`render_to` writes for them in the whole file.
+    """
+    phone, id_column = fmt.phone, fmt.id
+    fill = template.fill
+    used = set() if used is None else used
+    used_add = used.add
+    writer = _ProviderRows(out, fmt.header_line, header=span is None or not span.start)
+    batch, add = writer.batch, writer.batch.append
+    add_line = writer.lines._contact.append
+    rejected: list[ContactRowError] = []
+    first: list[Rendered] = []
+    longest, at_longest = 0, None
+    kept: list[tuple[int, str, str, str]] = []
+    keep = kept.append if contact_map is not None else None
+    map_rows = csv.writer(contact_map, delimiter=";", lineterminator="\r\n").writerows \
+        if contact_map is not None else None
+    for line, values in _rows(path, fmt, span):
+        message = fill(values)
+        if message.__class__ is Missing:
+            error = _missing(line, message, values, fmt)
+            rejected.append(error)
+            if keep is not None:
+                keep((line, error.crm_id, "", error.phone))
+            continue
+        if id_column is None:
+            crm_id, idremote = "", f"L{line}"
+        else:
+            idremote = crm_id = values[id_column].strip()
+            if len(crm_id) > 40 or not (crm_id.isascii() and crm_id.isalnum()):
+                idremote = _generated(line, used)
+                used_add(idremote)
+            else:  # one look-up: a million ids do not fit in a cache
+                size = len(used)
+                used_add(crm_id)
+                if len(used) == size:
+                    idremote = _generated(line, used)
+                    used_add(idremote)
+        number = values[phone].strip()
+        row = f"{idremote};{number};{sender};{message}"
+        if '"' in row or "\n" in row or "\r" in row or row.count(";") != 3:
+            writer.quoted((idremote, number, sender, message), line)  # type: ignore[arg-type]
+        else:
+            add(row)
+            add_line(line)
+        if len(message) > longest:  # type: ignore[arg-type]
+            longest = len(message)  # type: ignore[arg-type]
+            at_longest = (line, idremote, number, sender, message, crm_id, values)
+        if len(first) < preview:
+            first.append(Rendered(line, idremote, number, sender, message,  # type: ignore[arg-type]
+                                  crm_id, values))
+        if keep is not None:
+            keep((line, crm_id, idremote, number))
+        if len(batch) >= FLUSH_ROWS:
+            writer.flush()
+            if map_rows is not None:
+                map_rows(kept)
+                kept.clear()
+    writer.flush()
+    if map_rows is not None:
+        map_rows(kept)
+    return Part(writer.lines, rejected, first,
+                Rendered(*at_longest) if at_longest is not None else None,  # type: ignore[arg-type]
+                used if id_column is not None else set())
 
 
 def _line_ends(text: str) -> int:

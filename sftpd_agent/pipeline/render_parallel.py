@@ -1,0 +1,326 @@
+"""Rendering a big contact export on every core: the same files, byte for byte.
+
+    contacts.csv --cut at record boundaries--> spans, each with the number of its first line
+        --render_part, the first span here into rendered.csv itself, the others by forked
+          workers and this process alike (whoever is free takes the next)--> a part file of
+          provider rows and of contact map rows per span
+        --in file order--> rendered.csv and contacts.map.csv, one LineMap, the rejected rows,
+                           the first rows and the longest, as the single pass gives them
+
+A cut is a line start (after a LF, so a CRLF is never cut) where the count of ``"`` before
+it is even: in RFC 4180 a line break is inside quotes iff that count is odd. A stray quote
+inside an unquoted value can fool the count, but never silently: a span that ends inside a
+quoted value fails (the strict CSV reader will not end a record there), and any span that
+fails sends the whole file back to the single pass, the reference, which reports the file's
+error exactly. Line numbers are those of the whole file (line ends counted before each cut
+as the reader counts them: CRLF, CR and LF), so generated IDREMOTEs ``L<line>`` and errors
+come out as the single pass writes them.
+
+A CRM id is the IDREMOTE only if no row before it in the FILE used it: each span is rendered
+alone, then checked in file order against the ids of the spans before; a span that used one
+of them again is rendered once more, here, starting from those ids. (Rare: a CRM export's
+ids are unique.)
+"""
+
+from __future__ import annotations
+
+import csv
+import multiprocessing
+import os
+import shutil
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from itertools import chain
+from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from ..errors import InputError
+from ..rules.campaign_file import CHUNK
+from ..rules.contacts import ContactsFormat, LineMap, Part, Rendered, Span, render_part
+from ..rules.template import Template
+from ..rules.validation import RowError
+from .manifests import PREVIEW_ROWS, Described, Rendering
+
+MIN_BYTES = 4 << 20
+"""Below this the single pass is about as fast as starting workers."""
+MAX_WORKERS = 8
+SPANS_PER_WORKER = 3
+"""Spans per process: whoever is free takes the next, so that a slower core holds no one up."""
+MAP_HEADER = ("line", "crm_id", "idremote", "phone")
+
+
+def workers_for(size: int) -> int:
+    """How many cores render a contacts file of ``size`` bytes on this machine."""
+    if size < MIN_BYTES or not hasattr(os, "fork"):
+        return 1
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+
+
+def render_in_parallel(described: Described, out_path: Path, map_to: Path | None, *,
+                       workers: int | None = None) -> Rendering | None:
+    """:func:`.manifests.render_to`'s :class:`.manifests.Rendering` of ``described``, and its
+    files (``out_path``, ``map_to`` when given) byte for byte, rendered on ``workers`` cores;
+    None when the file is too small, cannot be cut, or a span fails: then the caller renders
+    with the single pass (which raises what the file's error is)."""
+    contacts, fmt = described.contacts, described.format
+    size = contacts.stat().st_size
+    count = workers or workers_for(size)
+    if count < 2 or size < MIN_BYTES:
+        return None
+    spans = cut(contacts, count * SPANS_PER_WORKER, fmt.header_line)
+    if len(spans) < 2:
+        return None
+    job = _Job(contacts, fmt, described.template, spans, out_path, map_to)
+    try:
+        done = _render_all(job, min(count, len(spans)))
+        if done is None:
+            return None
+        return _join(job, done)
+    except (InputError, OSError, BrokenProcessPool):
+        return None
+    finally:
+        for index in range(1, len(spans)):
+            job.rows_file(index).unlink(missing_ok=True)
+            if map_to is not None:
+                job.map_file(index).unlink(missing_ok=True)
+        if map_to is not None:
+            job.map_file(0).unlink(missing_ok=True)
+
+
+# -- Cutting ---------------------------------------------------------------------------------
+
+
+def cut(path: Path, count: int, header_line: int = 1) -> list[Span]:
+    """``path`` cut in about ``count`` spans of equal size, each starting at a line start
+    after the header where the ``"`` before it are even; fewer (one: the whole file) when no
+    such line start follows a mark. One read of the file, counting bytes per block."""
+    size = path.stat().st_size
+    marks = [size * i // count for i in range(1, count)]
+    cuts = [(0, 1)]  # (byte, its line)
+    at = lines = quotes = 0  # before the block
+    with path.open("rb") as stream:
+        while marks and (block := _block(stream)):
+            end = at + len(block)
+            while marks and marks[0] < end:
+                found = _even_line_start(block, max(marks[0] - at, 0), quotes)
+                if found < 0:
+                    marks[0] = end  # the next block's first line start
+                    break
+                line = 1 + lines + _line_ends(block, found)
+                if at + found > cuts[-1][0] and line > header_line:
+                    cuts.append((at + found, line))
+                marks.pop(0)
+            at, lines, quotes = end, lines + _line_ends(block, len(block)), \
+                quotes + block.count(b'"')
+    bounds = [*cuts[1:], (size, 0)]
+    return [Span(start, end, line) for (start, line), (end, _) in zip(cuts, bounds, strict=True)
+            if end > start]
+
+
+def _block(stream: BinaryIO) -> bytes:
+    """The next block of ``stream``, never ending with a CR (a CRLF is counted whole)."""
+    block = stream.read(CHUNK)
+    while block.endswith(b"\r") and (more := stream.read(1)):
+        block += more
+    return block
+
+
+def _even_line_start(block: bytes, start: int, quotes: int) -> int:
+    """The first line start after a LF at or after ``start`` in ``block`` with an even count
+    of ``"`` before it (``quotes`` before the block); -1 when none is in the block."""
+    found = block.find(b"\n", start)
+    while found >= 0 and (quotes + block.count(b'"', 0, found)) % 2:
+        found = block.find(b"\n", found + 1)
+    return found + 1 if found >= 0 else -1
+
+
+def _line_ends(block: bytes, end: int) -> int:
+    """Line ends in ``block[:end]`` as the reader counts them: CRLF, CR and LF each one."""
+    crs = block.count(b"\r", 0, end)
+    lfs = block.count(b"\n", 0, end)
+    return lfs + crs - block.count(b"\r\n", 0, end) if crs else lfs
+
+
+# -- Rendering the spans ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Job:
+    contacts: Path
+    format: ContactsFormat
+    template: Template
+    spans: list[Span]
+    out_path: Path
+    map_to: Path | None
+
+    def rows_file(self, index: int) -> Path:
+        """Where span ``index`` writes its rows: the first into the target itself."""
+        if not index:
+            return self.out_path
+        return self.out_path.with_name(f".{self.out_path.name}.{index}.part")
+
+    def map_file(self, index: int) -> Path:
+        return self.out_path.with_name(f".{self.out_path.name}.{index}.map.part")
+
+    def render(self, index: int, used: set[str] | None = None) -> Part:
+        """Render span ``index`` into its part files (again, if it was)."""
+        with self.rows_file(index).open("wb") as out:
+            if self.map_to is None:
+                return render_part(self.contacts, self.format, self.template, out,
+                                   span=self.spans[index], used=used, preview=PREVIEW_ROWS)
+            with self.map_file(index).open("w", encoding="utf-8", newline="") as contact_map:
+                return render_part(self.contacts, self.format, self.template, out,
+                                   span=self.spans[index], used=used,
+                                   contact_map=contact_map, preview=PREVIEW_ROWS)
+
+
+@dataclass(slots=True)
+class _Done:
+    part: Part
+    ids: str | set[str]
+    """The span's IDREMOTEs: a set in this process, one string of lines from a worker (one
+    object to pickle instead of a set of thousands)."""
+
+
+_inherited: dict[str, object] = {}
+"""In a worker process only: what the process that forked it handed down."""
+
+
+def _inherit(job: _Job, next_span: Synchronized[int]) -> None:
+    """A worker's initializer: with fork, its arguments are inherited, not pickled (the
+    template holds functions)."""
+    _inherited.update(job=job, next_span=next_span)
+
+
+def _render_all(job: _Job, count: int) -> list[_Done] | None:
+    """Every span rendered: the first here, the others by whoever is free; None when a span
+    cannot be rendered alone (the single pass will say why)."""
+    context = multiprocessing.get_context("fork")
+    next_span = context.Value("i", 1)  # the next span nobody has taken
+    done: dict[int, _Done | None] = {}
+    with ProcessPoolExecutor(max_workers=count - 1, mp_context=context, initializer=_inherit,
+                             initargs=(job, next_span)) as pool:
+        futures = [pool.submit(_work) for _ in range(count - 1)]
+        for index in chain((0,), _taken(next_span, len(job.spans))):
+            try:
+                part = job.render(index)
+            except InputError:
+                done[index] = None
+                break
+            done[index] = _Done(part, part.used)
+        for future in futures:
+            done.update(future.result())
+    if len(done) < len(job.spans) or any(item is None for item in done.values()):
+        return None
+    return [cast(_Done, done[index]) for index in range(len(job.spans))]
+
+
+def _work() -> dict[int, _Done | None]:
+    """In a worker: render spans until none is left (or one fails)."""
+    job = cast(_Job, _inherited["job"])
+    next_span = cast("Synchronized[int]", _inherited["next_span"])
+    done: dict[int, _Done | None] = {}
+    for index in _taken(next_span, len(job.spans)):
+        try:
+            part = job.render(index)
+        except InputError:
+            done[index] = None
+            break
+        ids, part.used = "\n".join(part.used), set()
+        done[index] = _Done(part, ids)
+    return done
+
+
+def _taken(next_span: Synchronized[int], count: int) -> Iterable[int]:
+    """The spans this process takes, one at a time, until none is left."""
+    while True:
+        with next_span.get_lock():
+            index = next_span.value
+            next_span.value = index + 1
+        if index >= count:
+            return
+        yield index
+
+
+# -- Joining ---------------------------------------------------------------------------------
+
+
+def _join(job: _Job, done: list[_Done]) -> Rendering:
+    """The spans' parts as one, in file order: a span that used an IDREMOTE of the spans
+    before is rendered again first."""
+    _unique_ids(job, done)
+    parts = [item.part for item in done]
+    lines = LineMap(job.format.header_line)
+    rejected: list[RowError] = []
+    first: list[Rendered] = []
+    longest: Rendered | None = None
+    with job.out_path.open("ab") as out:
+        for index, part in enumerate(parts):
+            if index:
+                _append(out, job.rows_file(index))
+            lines.extend(part.lines)
+            rejected.extend(part.rejected)
+            first.extend(part.first[:PREVIEW_ROWS - len(first)])
+            if part.longest is not None and (
+                    longest is None or len(part.longest.message) > len(longest.message)):
+                longest = part.longest
+    if job.map_to is not None:
+        _write_map(job.map_to, [job.map_file(index) for index in range(len(parts))])
+    return Rendering(job.out_path, lines, job.format, rejected, first, longest)
+
+
+def _unique_ids(job: _Job, done: list[_Done]) -> None:
+    """Render again, from the ids of the spans before, each span that used one of them."""
+    if job.format.id is None:
+        return  # every IDREMOTE is L<line>
+    before: set[str] = set()
+    last = len(done) - 1
+    for index, item in enumerate(done):
+        ids = item.ids if isinstance(item.ids, set) else item.ids.split("\n") if item.ids \
+            else []
+        if not index and isinstance(ids, set):
+            before = ids  # this process's own: no copy
+        elif not before.isdisjoint(ids):
+            item.part = job.render(index, used=set(before))
+            before = item.part.used
+        elif index < last:
+            before.update(ids)
+
+
+def _append(out: BinaryIO, part: Path) -> None:
+    """Append the file ``part`` at the end of ``out`` (in the kernel where it can)."""
+    out.flush()
+    start = out.seek(0, os.SEEK_END)
+    with part.open("rb") as source:
+        size = os.fstat(source.fileno()).st_size
+        copied = 0
+        try:
+            while copied < size:
+                sent = os.sendfile(out.fileno(), source.fileno(), copied, size - copied)
+                if not sent:
+                    break
+                copied += sent
+        except OSError:
+            copied = -1
+        if copied != size:  # no sendfile between files here: copy it again, the usual way
+            out.seek(start)
+            out.truncate()
+            shutil.copyfileobj(source, out)
+        out.seek(0, os.SEEK_END)
+
+
+def _write_map(target: Path, parts: list[Path]) -> None:
+    """``contacts.map.csv`` as :class:`.manifests._ContactMap` writes it: created private,
+    its header row, then every part in order, flushed to disk."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle, delimiter=";", lineterminator="\r\n").writerow(MAP_HEADER)
+        handle.flush()
+        out = cast(BinaryIO, handle.buffer)
+        for part in parts:
+            _append(out, part)
+        out.flush()
+        os.fsync(fd)
