@@ -657,6 +657,8 @@ def main() -> int:
                 print(run_line(figures), flush=True)
     except (KeyboardInterrupt, Interrupted):
         print("\ninterrupted: cleaning up", file=sys.stderr)
+        if any(results.values()):
+            report(results, args.rows)  # what the finished runs measured
         return 130
     else:
         report(results, args.rows)
