@@ -279,16 +279,46 @@ def test_no_scratch_folder_means_the_single_pass(tmp_path: Path) -> None:
     assert out.getvalue() == b""
 
 
-def test_copy_without_skips_whole_records() -> None:
-    records = [b"a;+1;S;one\r\n", b'b;+2;S;"two\r\nlines; ""x"""\r\n', b"c;+3;S;three\r\n",
-               b'd;+4;S;"4\nx"\r\n', b"e;+5;S;five\r\n"]
-    for skip in ([0], [1], [3], [1, 3], [0, 2, 4], [4]):
-        out = io.BytesIO()
-        parallel._copy_without(io.BytesIO(b"".join(records)), out, skip)
-        assert out.getvalue() == b"".join(r for i, r in enumerate(records) if i not in skip)
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
+def test_the_join_skips_whole_records_over_several_lines(
+    monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    monkeypatch.setattr(parallel, "CHUNK", chunk)  # blocks cut lines anywhere
+    texts = ["one", "two\nlines; \"x\"", "three", "4\nx\ny", "five", "six;", "7\n"]
+    rows = [Row(i, f"R{i}", f"+3361234567{i}", "S", text, 1) for i, text in enumerate(texts)]
+    records = [upload_bytes([row]) for row in rows]
+    out = io.BytesIO()
+    writer = parallel._RowsWriter(out)
+    for row in rows:
+        writer.write(row)
+    writer.flush()
+    assert writer.long == [(1, 1), (3, 2), (6, 1)]
+    for skip in ([0], [1], [3], [1, 3], [0, 2, 4], [4], [6], [1, 3, 5, 6]):
+        source, joined = io.BytesIO(out.getvalue()), io.BytesIO()
+        parallel._copy_without(source, joined, parallel._lines(skip, writer.long))
+        joined.write(source.read())
+        assert joined.getvalue() == b"".join(r for i, r in enumerate(records) if i not in skip)
 
 
 def test_places_account_for_rows_left_out() -> None:
     # Valid rows 0..9; 2 and 5 left out of the file; 3, 5 and 7 taken off as duplicates.
     assert parallel._places([3, 5, 7], [2, 5]) == [2, 5]
     assert parallel._places([3, 7], []) == [3, 7]
+
+
+@pytest.mark.parametrize("flush_rows", [1, 7, 8192])
+def test_the_slices_writer_writes_what_the_upload_writer_writes(
+    monkeypatch: pytest.MonkeyPatch, flush_rows: int
+) -> None:
+    monkeypatch.setattr(parallel, "FLUSH_ROWS", flush_rows)
+    texts = ["plain", "a;b", 'say "hi"', "two\nlines", "cr\ronly", "crlf\r\nx", "", " lead ",
+             "Fête à Noël €", "🎄", '";"', "x" * 1000, "end;", '"', '""']
+    senders = ("Shop", "", "a;b", 'S"x', "S\n")  # the last three never pass the rules
+    rows = [Row(i, f"R{i}", f"+336123456{i:02d}", oadc, text, 1)
+            for i, (text, oadc) in enumerate((t, o) for t in texts for o in senders)]
+    out = io.BytesIO()
+    writer = parallel._RowsWriter(out)
+    for row in rows:
+        writer.write(row)
+    writer.flush()
+    assert out.getvalue() == upload_bytes(rows)
