@@ -11,6 +11,7 @@ import datetime as dt
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,11 +19,14 @@ from sftpd_agent.config import Settings
 from sftpd_agent.errors import InputError
 from sftpd_agent.pipeline import manifests, render_parallel
 from sftpd_agent.pipeline.manifests import Described, Rendering
+from sftpd_agent.rules import contacts as contacts_module
 from sftpd_agent.rules.manifest import Columns, Manifest
 
 NOW = dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC)
 TEMPLATE = "Bonjour {Prénom}, -20 % à {Ville|votre ville} ; STOP au 36111"
 PLAIN_VALUES = ["Zoé", "Hélène", "François", "Noël", "Paul", "Léa", "Saint-Étienne", "Nîmes"]
+PLAIN_TEMPLATE = "Bonjour {Prénom}, -20 % à {Ville|votre ville} ! STOP au 36111"
+"""No ';' of its own: rows of spans without quotes are written without the quoting check."""
 TRICKY_VALUES = ["a;b", "a,b", 'dit "oui"', "deux\nlignes", "trois\r\nli\ngnes", "cr\rseul",
                  '"', ";", " espacé "]
 
@@ -44,6 +48,7 @@ class Shape:
     missing: float = 0.05  # share of rows without a first name (template_value_missing)
     blank: float = 0.03  # share of blank lines
     rows: int = 2500
+    template: str = TEMPLATE
 
 
 def _quoted(value: str, delimiter: str) -> str:
@@ -64,6 +69,8 @@ def write_contacts(path: Path, shape: Shape, seed: int) -> None:
 
         def value() -> str:
             pool = TRICKY_VALUES if rng.random() < shape.tricky else PLAIN_VALUES
+            if d != ";" and pool is PLAIN_VALUES and rng.random() < 0.05:
+                return "Pont;Neuf"  # not quoted here, but quoted in the provider row
             return rng.choice(pool)
 
         first = "" if rng.random() < shape.missing else value()
@@ -138,6 +145,13 @@ SHAPES = {
     "no-id-column": Shape(id_column=False),
     "many-line-breaks-in-quotes": Shape(tricky=0.6, blank=0.1),
     "many-missing-values": Shape(missing=0.5),
+    "no-quotes-cp1252-crlf": Shape(tricky=0, template=PLAIN_TEMPLATE),
+    "no-quotes-utf8-bom-lf": Shape(encoding="utf-8-sig", newline="\n", tricky=0,
+                                   template=PLAIN_TEMPLATE),
+    "no-quotes-comma": Shape(delimiter=",", tricky=0, template=PLAIN_TEMPLATE),
+    "no-quotes-ids-like-generated": Shape(tricky=0, ids="like_generated",
+                                          template=PLAIN_TEMPLATE),
+    "few-quotes": Shape(tricky=0.002, template=PLAIN_TEMPLATE),
 }
 
 
@@ -148,14 +162,30 @@ def test_every_core_renders_what_the_single_pass_renders(
     shape = SHAPES[name]
     contacts = tmp_path / "crm.csv"
     write_contacts(contacts, shape, seed)
-    described = describe(tmp_path, contacts)
+    described = describe(tmp_path, contacts, shape.template)
     assert described.format.encoding == shape.encoding
     assert described.format.delimiter == shape.delimiter
     assert (described.format.id is not None) == shape.id_column
     one = single(described, tmp_path / "one", monkeypatch)
+    read = []
+    plain_rows = contacts_module._plain_rows
+
+    def spy(*args: Any) -> Any:
+        rows = plain_rows(*args)
+        read.append(rows is not None)
+        return rows
+
+    monkeypatch.setattr(contacts_module, "_plain_rows", spy)
     many = parallel(described, tmp_path / "many")
     assert_same(one, many)
     assert one.rejected and len(one.lines) > shape.rows // 3  # the file holds both kinds
+    # Spans without a quote are split without csv (checked here by the spans this process
+    # rendered); the others are read with csv.
+    assert read and all(read) == (shape.tricky == 0)
+    if shape.tricky == 0.002:  # both kinds of spans in one file
+        kinds = {plain_rows(contacts, described.format, span) is None
+                 for span in render_parallel.cut(contacts, 3 * render_parallel.SPANS_PER_WORKER)}
+        assert kinds == {True, False}
 
 
 def test_cuts_skip_line_breaks_inside_quotes(tmp_path: Path) -> None:
