@@ -666,6 +666,10 @@ def main() -> int:
         return 0
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        pid_file = work / "sshd.pid"  # interrupted inside start_sshd: ours by its pid file
+        if sshd is None and pid_file.exists():
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
         if sshd is not None:
             sshd.terminate()
             try:
