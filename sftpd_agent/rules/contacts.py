@@ -763,12 +763,16 @@ def render_part(
     keep = kept.append if contact_map is not None else None
     map_rows = csv.writer(contact_map, delimiter=";", lineterminator="\r\n").writerows \
         if contact_map is not None else None
+    # Without quotes and ';' in the values, the map's rows need no csv writer either.
+    joined: list[str] | None = [] if contact_map is not None and not check else None
     for line, values in rows if rows is not None else _rows(path, fmt, span):
         message = fill(values)
         if message.__class__ is Missing:
             error = _missing(line, message, values, fmt)
             rejected.append(error)
-            if keep is not None:
+            if joined is not None:
+                joined.append(f"{line};{error.crm_id};;{error.phone}\r\n")
+            elif keep is not None:
                 keep((line, error.crm_id, "", error.phone))
             continue
         if id_column is None:
@@ -797,19 +801,32 @@ def render_part(
         if len(first) < preview:
             first.append(Rendered(line, idremote, number, sender, message,  # type: ignore[arg-type]
                                   crm_id, values))
-        if keep is not None:
+        if joined is not None:
+            joined.append(f"{line};{crm_id};{idremote};{number}\r\n")
+        elif keep is not None:
             keep((line, crm_id, idremote, number))
         if len(batch) >= FLUSH_ROWS:
             writer.flush()
-            if map_rows is not None:
-                map_rows(kept)
-                kept.clear()
+            _write_map(contact_map, map_rows, kept, joined)
     writer.flush()
-    if map_rows is not None:
-        map_rows(kept)
+    _write_map(contact_map, map_rows, kept, joined)
     return Part(writer.lines, rejected, first,
                 Rendered(*at_longest) if at_longest is not None else None,  # type: ignore[arg-type]
                 used if id_column is not None else set())
+
+
+def _write_map(contact_map: TextIO | None,
+               map_rows: Callable[[Iterable[tuple[int, str, str, str]]], object] | None,
+               kept: list[tuple[int, str, str, str]], joined: list[str] | None) -> None:
+    """Write the contact map rows kept so far, in line order, and forget them."""
+    if contact_map is None or map_rows is None:
+        return
+    if joined is not None:
+        contact_map.write("".join(joined))
+        joined.clear()
+        return
+    map_rows(kept)
+    kept.clear()
 
 
 def _plain_rows(path: Path, fmt: ContactsFormat, span: Span,
