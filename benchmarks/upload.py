@@ -18,7 +18,8 @@ of random bytes, then uploads it ``--runs`` times each way, alternating:
 Prints every run, the medians in MB/s, and the ratios beside their targets: ours >= 1.0x
 ``sftp -b`` with the same cipher against OpenSSH, >= 0.9x against ProFTPD (which offers no
 ``limits@openssh.com``: the write size is ours to choose). Exit 1 when a target is missed,
-2 when a server cannot run here. Ours fsyncs where the server offers it; ``put`` does not.
+2 when a server cannot run here. Ours fsyncs where the server offers it (both do); ``put``
+does not. Each transfer starts after SETTLE_SECONDS of quiet (see there).
 
 ProFTPD runs without ``SFTPLog``, as Debian's sample config has it; ``--proftpd-log`` turns
 it on, and costs ours more than ``sftp``: mod_sftp logs every SSH_MSG_IGNORE, which asyncssh
@@ -54,6 +55,10 @@ from tests.servers import CHROOT_BASE, SSHD, start_sshd  # noqa: E402
 
 TARGETS = {"openssh": 1.0, "proftpd": 0.9}  # ours / sftp -b with the same cipher
 MB = 1_000_000  # throughput in MB/s, decimal like sftp's own progress meter
+# Quiet before each timed transfer: after a session ends, ProFTPD's standalone parent sleeps
+# in 200 ms steps before it accepts the next connection (0.4 s seen here), which the next
+# transfer would pay if it came at once, whichever way it is.
+SETTLE_SECONDS = 1.0
 OURS, SAME, PLAIN = "SftpRemote.upload", "sftp -b -c CIPHER", "sftp -b"
 
 
@@ -124,6 +129,7 @@ def _compare(served: Served, client_key: Path, source: Path, runs: int) -> float
           f"ours negotiates {cipher}, so {SAME} is sftp -b -c {cipher}; ours writes "
           f"{block // 1024} KiB blocks, {window} in flight")
     for run in range(1, runs + 1):
+        time.sleep(SETTLE_SECONDS)
         seconds = asyncio.run(_ours(settings, source))
         uploaded = served.root / "Send" / "ours.tmp"
         if _sha256(uploaded) != expected:
@@ -132,6 +138,7 @@ def _compare(served: Served, client_key: Path, source: Path, runs: int) -> float
         uploaded.unlink()
         rates[OURS].append(size / MB / seconds)
         for label, argv in theirs.items():
+            time.sleep(SETTLE_SECONDS)
             rates[label].append(size / MB / _theirs(argv))
             (served.root / "Send" / "openssh.tmp").unlink()
         print(f"  run {run}: " + "   ".join(f"{label} {values[-1]:6.1f} MB/s"
