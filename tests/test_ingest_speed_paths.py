@@ -207,3 +207,30 @@ def test_parts_share_a_transaction_unless_another_writer_waits(
     saved = store.report_cursor(cursor.name)
     assert saved is not None and (saved.offset, saved.lines) == (30, 3)
     store.close()
+
+
+def test_scratch_statements_wait_for_a_transaction_of_another_thread(tmp_path: Path) -> None:
+    """A report batch is recorded in a worker thread on the store's connection; the reading
+    thread's scratch-table statements wait for that transaction instead of joining it (or
+    finding the table locked: seen as a STOP file skipped and read again)."""
+    store = Store(tmp_path / "state.db")
+    store.begin_line_pass()
+    inside, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with store.transaction():
+            inside.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert inside.wait(5)
+    counting = threading.Thread(target=lambda: (store.add_line_pass({7: 2}), done.set()))
+    counting.start()
+    assert not done.wait(0.3)  # held back while the other thread's transaction is open
+    release.set()
+    assert done.wait(5)
+    thread.join(5)
+    counting.join(5)
+    assert store.line_pass_counts({7, 8}) == {7: 2}
+    store.close()

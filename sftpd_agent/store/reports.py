@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
@@ -69,6 +70,10 @@ class ReportTables:
     """The report tables' reads and writes (mixed into ``Store``)."""
 
     _db: sqlite3.Connection
+    _lock: threading.RLock
+    """The Store's: held by every transaction. The scratch table's statements take it too:
+    a report batch is recorded in a worker thread on the same connection, and a statement of
+    this thread inside that transaction would join it, or find the table locked."""
 
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError  # pragma: no cover - the Store's
@@ -220,15 +225,16 @@ class ReportTables:
         highest recorded. Of the lines of ``keys`` only, when given (those with none are left
         out): a few index lookups, however many lines the file has."""
         table = _LINES_TABLE[kind]
-        if keys is None:
-            rows = self._db.execute(
-                f"SELECT key, max(occurrence) FROM {table} "  # noqa: S608
-                "WHERE report = ? GROUP BY key", (report,))
-        else:
-            rows = self._db.execute(
-                f"SELECT key, max(occurrence) FROM {table} WHERE report = ? "  # noqa: S608
-                "AND key IN (SELECT value FROM json_each(?)) GROUP BY key",
-                (report, json.dumps(list(keys))))
+        with self._lock:  # never inside a batch another thread is recording
+            if keys is None:
+                rows = self._db.execute(
+                    f"SELECT key, max(occurrence) FROM {table} "  # noqa: S608
+                    "WHERE report = ? GROUP BY key", (report,)).fetchall()
+            else:
+                rows = self._db.execute(
+                    f"SELECT key, max(occurrence) FROM {table} WHERE report = ? "  # noqa: S608
+                    "AND key IN (SELECT value FROM json_each(?)) GROUP BY key",
+                    (report, json.dumps(list(keys)))).fetchall()
         return {row[0]: int(row[1]) for row in rows}
 
     # -- a read's own count of its lines, apart from what is recorded -------------------------
@@ -237,25 +243,28 @@ class ReportTables:
         """Start counting a read's lines apart from the recorded ones (a file read again from
         its start: its lines are numbered from 1 again), in a scratch table of this
         connection (``temp``: on disk past a small cache, never under the write lock)."""
-        self._db.execute(f"PRAGMA temp.cache_size = -{_PASS_CACHE_KIB}")
-        self._db.execute("CREATE TEMP TABLE IF NOT EXISTS line_pass "
-                         "(key INTEGER PRIMARY KEY, seen INTEGER NOT NULL)")
-        self._db.execute("DELETE FROM temp.line_pass")
+        with self._lock:
+            self._db.execute(f"PRAGMA temp.cache_size = -{_PASS_CACHE_KIB}")
+            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS line_pass "
+                             "(key INTEGER PRIMARY KEY, seen INTEGER NOT NULL)")
+            self._db.execute("DELETE FROM temp.line_pass")
 
     def line_pass_counts(self, keys: Collection[int]) -> dict[int, int]:
         """How many times this read has met each of ``keys`` (those it has not: left out)."""
-        rows = self._db.execute(
-            "SELECT key, seen FROM temp.line_pass WHERE key IN (SELECT value FROM json_each(?))",
-            (json.dumps(list(keys)),))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, seen FROM temp.line_pass WHERE key IN "
+                "(SELECT value FROM json_each(?))", (json.dumps(list(keys)),)).fetchall()
         return {row[0]: int(row[1]) for row in rows}
 
     def add_line_pass(self, counts: dict[int, int]) -> None:
         """This read has met each key of ``counts`` that many times in all, so far."""
         # One statement: one (scratch) transaction for the lot.
-        self._db.execute(
-            "INSERT OR REPLACE INTO temp.line_pass (key, seen) SELECT "
-            "json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)",
-            (json.dumps(list(counts.items())),))
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO temp.line_pass (key, seen) SELECT "
+                "json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)",
+                (json.dumps(list(counts.items())),))
 
     def has_lines(self, report: int, kind: Kind) -> bool:
         """Whether any line of this STOP or SMS-MO file is recorded."""
