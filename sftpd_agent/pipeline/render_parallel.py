@@ -276,17 +276,25 @@ def _unique_ids(job: _Job, done: list[_Done]) -> None:
     """Render again, from the ids of the spans before, each span that used one of them."""
     if job.format.id is None:
         return  # every IDREMOTE is L<line>
+    spans: list[set[str] | list[str]] = [
+        item.ids if isinstance(item.ids, set) else item.ids.split("\n") if item.ids else []
+        for item in done]
+    # Most often no id is in two spans: then all of them together are as many as the spans'.
+    biggest = max(range(len(spans)), key=lambda index: (isinstance(spans[index], set),
+                                                         len(spans[index])))
+    together = set(spans[biggest])
+    for index, ids in enumerate(spans):
+        if index != biggest:
+            together.update(ids)
+    if len(together) == sum(map(len, spans)):
+        return
     before: set[str] = set()
-    last = len(done) - 1
     for index, item in enumerate(done):
-        ids = item.ids if isinstance(item.ids, set) else item.ids.split("\n") if item.ids \
-            else []
-        if not index and isinstance(ids, set):
-            before = ids  # this process's own: no copy
-        elif not before.isdisjoint(ids):
+        ids = spans[index]
+        if index and not before.isdisjoint(ids):
             item.part = job.render(index, used=set(before))
             before = item.part.used
-        elif index < last:
+        else:
             before.update(ids)
 
 
