@@ -138,7 +138,8 @@ def test_a_contact_export_no_manifest_names_is_held_with_the_reason(
         daemon.start()
         daemon.drop("lonely.csv", CONTACTS.encode("cp1252"))
         reason = tmp_path / "agent" / "failed" / "lonely.csv.reason.txt"
-        wait_until(reason.exists, what="the contacts file held")
+        wait_until(lambda: reason.exists() and (tmp_path / "agent" / "failed" / "lonely.csv")
+                   .exists(), what="the contacts file held")
         assert "no campaign manifest names this file" in reason.read_text(encoding="utf-8")
         assert (tmp_path / "agent" / "failed" / "lonely.csv").read_bytes() == \
             CONTACTS.encode("cp1252")
@@ -159,7 +160,9 @@ def test_a_manifest_naming_a_missing_column_is_held_before_any_row_is_read(
         daemon.drop("crm.csv", CONTACTS.encode("cp1252"))
         daemon.drop("promo.campaign.toml", 'contacts = "crm.csv"\nmessage = "Salut {Vile}"\n')
         reason = tmp_path / "agent" / "failed" / "promo.campaign.toml.reason.txt"
-        wait_until(reason.exists, what="the manifest held")
+        # the reason is written first, then the two files are moved
+        wait_until(lambda: reason.exists() and (tmp_path / "agent" / "failed" / "crm.csv")
+                   .exists(), what="the manifest held")
         text = reason.read_text(encoding="utf-8")
         assert "{Vile}" in text and "Ville" in text, text
         assert (tmp_path / "agent" / "failed" / "crm.csv").exists()
