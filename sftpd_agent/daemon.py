@@ -100,7 +100,8 @@ class Agent:
             self.emit, hooks=fault_hook, on_progress=self._remote_progress)
         self.reports = Reports(store, settings, clock, self.emit,
                                on_reported=self.campaigns.record_report,
-                               before_reported=self._write_results, hooks=fault_hook)
+                               before_reported=self._write_results, hooks=fault_hook,
+                               on_progress=self._remote_progress)
         self.session = RemoteSession(lambda: connect(self.settings), clock, self.emit,
                                      _RemoteBackoff(settings))
         self.outbox = Outbox(self.settings.paths.outbox,

@@ -234,3 +234,24 @@ def test_scratch_statements_wait_for_a_transaction_of_another_thread(tmp_path: P
     counting.join(5)
     assert store.line_pass_counts({7, 8}) == {7: 2}
     store.close()
+
+
+async def test_a_long_ingest_reports_progress_batch_by_batch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A million-line report is work going on: each batch tells the daemon (whose watchdog
+    is fed by it), so a long ingest is never taken for a stalled loop and killed."""
+    monkeypatch.setattr(reports_module, "BULK_FIRST_BATCH", 7)
+    monkeypatch.setattr(reports_module, "CHUNK", 300)
+    body = "".join(f"R{n};+3361000{n:04d};S;m{n};2;sent;op\r\n" for n in range(200))
+    provider = tmp_path / "provider"
+    (provider / "Report").mkdir(parents=True)
+    (provider / "Report" / f"ACK-{NAME}.csv").write_bytes(body.encode())
+    settings = _settings(tmp_path / "agent")
+    store = Store(settings.paths.state_db)
+    told: list[float] = []
+    reports = Reports(store, settings, lambda: NOW, lambda *_, **__: None,
+                      on_progress=lambda: told.append(time.monotonic()))
+    await reports.round(LocalRemote(provider))
+    assert store.count_rows("deliveries") == 200
+    assert len(told) >= 10  # 200 lines in batches of a few lines each
+    store.close()

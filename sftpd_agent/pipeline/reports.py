@@ -220,6 +220,9 @@ class Reports:
     clock: Clock
     events: Events
     on_reported: Callable[[Campaign], None] | None = None
+    on_progress: Callable[[], None] | None = None
+    """Told after every batch of report lines: a million-line file is work going on, not a
+    stalled loop (the systemd watchdog is fed by it)."""
     before_reported: Callable[[Campaign], dict[str, object]] | None = None
     """Called as a campaign's every ACK is in, before it becomes ``reported``: what it
     returns goes into the event (the results file written for the CRM)."""
@@ -495,6 +498,8 @@ class Reports:
         """Between two transactions: while another writer waits for the write lock (a
         daemon's step, ``suppress import``), leave it free until that writer is in,
         ``BULK_PAUSE`` at most. The event loop runs meanwhile, and at least once."""
+        if self.on_progress is not None:
+            self.on_progress()
         began = time.monotonic()
         for _ in range(1000):  # bounded by the time below
             if not self.store.others_waiting() or time.monotonic() - began >= BULK_PAUSE:
