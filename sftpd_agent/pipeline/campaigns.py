@@ -44,7 +44,7 @@ from ..rules.manifest import (
 from ..rules.naming import safe_campaign_id
 from ..rules.plan import campaign_from_filename, distinct_provider_names, provider_names
 from ..rules.states import WAITING, CampaignState, PartState
-from ..rules.upload_file import UploadWriter
+from ..rules.upload_file import UploadWriter, upload_records
 from ..rules.validation import Validator
 from ..store.journal import Store
 from ..store.records import Campaign, Part, PartPlan
@@ -660,23 +660,12 @@ class _Split:
 
 
 def _records(path: Path) -> Iterator[tuple[str, str, bytes]]:
-    """The records of a ``rows.csv`` as written (IDREMOTE, MSISDN, the record's exact bytes).
-
-    The upload form's first three fields are never quoted (letters and digits, ``+`` and
-    digits): only the message may be, and may hold line breaks; a record ends at a line end
-    outside quotes."""
+    """The records of a ``rows.csv`` as written (IDREMOTE, MSISDN, the record's exact bytes)."""
     with path.open("rb") as handle:
-        pending = b""
-        for line in handle:
-            record = pending + line if pending else line
-            if (pending or b'"' in line) and record.count(b'"') % 2:
-                pending = record  # inside a quoted message: the record goes on
-                continue
-            pending = b""
-            idremote, msisdn, _ = record.split(b";", 2)
-            yield idremote.decode("ascii"), msisdn.decode("ascii"), record
-        if pending:
-            raise ValueError(f"{path}: the last record ends inside quotes")
+        try:
+            yield from upload_records(handle)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
 
 
 def _manifest_campaign(manifest: Path, dropped: str) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from .validation import Row
@@ -46,3 +46,23 @@ def upload_bytes(rows: Iterable[Row]) -> bytes:
     writer.write_all(rows)
     writer.close()
     return buffer.getvalue()
+
+
+def upload_records(stream: BinaryIO) -> Iterator[tuple[str, str, bytes]]:
+    """The records of a file in the uploaded form, as written: (IDREMOTE, MSISDN, the
+    record's exact bytes), without decoding or parsing the message.
+
+    The first three fields are never quoted (letters and digits, ``+`` and digits, the
+    sender's letters and digits): only the message may be, and may hold line breaks; a record
+    ends at a line end outside quotes. ValueError when the last one ends inside quotes."""
+    pending = b""
+    for line in stream:
+        record = pending + line if pending else line
+        if (pending or b'"' in line) and record.count(b'"') % 2:
+            pending = record  # inside a quoted message: the record goes on
+            continue
+        pending = b""
+        idremote, msisdn, _ = record.split(b";", 2)
+        yield idremote.decode("ascii"), msisdn.decode("ascii"), record
+    if pending:
+        raise ValueError("the last record ends inside quotes")
