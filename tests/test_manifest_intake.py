@@ -17,9 +17,11 @@ import pytest
 
 from sftpd_agent.config import Settings
 from sftpd_agent.pipeline import manifests
+from sftpd_agent.pipeline.campaigns import Campaigns
 from sftpd_agent.pipeline.outbox import Outbox
 from sftpd_agent.rules.contacts import looks_like_contacts
 from sftpd_agent.rules.manifest import read_manifest
+from sftpd_agent.store.journal import Store
 
 CONTACTS = ("Prénom;Nom;Mobile;Ville;Client ID\r\n"
             "Amélie;Durand;06 12 34 56 01;Besançon;C1\r\n"
@@ -204,3 +206,41 @@ def test_a_contact_export_is_told_from_a_provider_file(
     path = tmp_path / "x.csv"
     path.write_text(text, encoding="utf-8")
     assert looks_like_contacts(path) is contacts
+
+
+def _campaigns(tmp_path: Path) -> Campaigns:
+    settings = Settings(service_id="12345", paths={"root": tmp_path / "agent"},
+                        campaign={"marketing": False})
+    return Campaigns(settings, Store(settings.paths.state_db), lambda: NOW,
+                     lambda event, campaign=None, **_: None)
+
+
+def test_a_manifest_taken_without_its_contacts_by_a_crash_goes_back(tmp_path: Path) -> None:
+    campaigns = _campaigns(tmp_path)
+    outbox = campaigns.settings.paths.outbox
+    (outbox / "promo.campaign.toml").write_text('contacts = "crm.csv"\nmessage = "x"\n')
+    (outbox / "crm.csv").write_bytes(CONTACTS.encode("cp1252"))
+    source = campaigns.move_in(outbox / "promo.campaign.toml", outbox / "crm.csv")
+    assert source.exists() and campaigns.manifest_of(source).exists()
+    assert sorted(p.name for p in outbox.iterdir()) == []
+    # as if the crash came between the manifest's move and the contacts'
+    source.replace(outbox / "crm.csv")
+    assert campaigns.recover() == []
+    assert sorted(p.name for p in outbox.iterdir()) == ["crm.csv", "promo.campaign.toml"]
+    assert list(campaigns.incoming.iterdir()) == []
+
+
+def test_a_manifest_that_cannot_be_recorded_is_set_aside_with_its_contacts(
+    tmp_path: Path,
+) -> None:
+    campaigns = _campaigns(tmp_path)
+    outbox = campaigns.settings.paths.outbox
+    (outbox / "promo.campaign.toml").write_text('contacts = "crm.csv"\nmessage = "x"\n')
+    (outbox / "crm.csv").write_bytes(CONTACTS.encode("cp1252"))
+    source = campaigns.move_in(outbox / "promo.campaign.toml", outbox / "crm.csv")
+    target = campaigns.set_aside(source, "could not be recorded: test")
+    failed = sorted(p.name for p in campaigns.settings.paths.failed.iterdir())
+    assert target.read_text().startswith("contacts = ")
+    assert any(name.endswith(".contacts.csv") for name in failed), failed
+    assert any(name.endswith(".reason.txt") for name in failed), failed
+    assert list(campaigns.incoming.iterdir()) == []

@@ -202,7 +202,13 @@ class Campaigns:
         except (OSError, ValueError):
             name = source.name
         target = failed / local_name(name, room=len(".reason.txt"), tag=source.stem)
-        source.replace(target)
+        manifest = self.manifest_of(source)
+        if manifest.exists():  # the manifest under its name, its contacts beside it
+            manifest.replace(target)
+            if os.path.lexists(source):
+                source.replace(failed / local_name(f"{source.stem}.contacts.csv"))
+        else:
+            source.replace(target)
         _forget(_label(source))
         self._write_reason(target, reason)
         return target
