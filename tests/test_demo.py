@@ -111,6 +111,8 @@ def test_demo_shows_every_step_in_order_and_cleans_up(demo_tmp: Path) -> None:
     output = out.getvalue()
     assert code == 0, output
     assert elapsed < 60, output
+    # nothing failed on the way (a results file that could not be written showed here)
+    assert "last local error" not in output, output
     lines = output.splitlines()
     at = _index(lines, r"^  marketing hours off for the demo; the real agent waits for "
                        r"Mon-Sat 08:00-21:30$", 0)

@@ -33,7 +33,7 @@ from ..config import Settings, SettingsLike, settings_getter
 from ..events import Events
 from ..files import fsync_dir, private_dir, private_file, replaced
 from ..logs import bind_campaign, get_logger
-from ..rules.display import local_name, plain, shown
+from ..rules.display import archived_original, local_name, plain, shown
 from ..rules.manifest import (
     MAX_MANIFEST_BYTES,
     ManifestError,
@@ -506,8 +506,9 @@ class Campaigns:
             return None
         target = private_dir(self.archive_folder(campaign))
         kept = local_name(campaign.file, room=len(".errors.csv"))
-        self._move_originals(campaign, target, kept)
         parts = self.store.parts(campaign.id)
+        self._move_originals(campaign, target,
+                             archived_original(campaign.file, {p.remote_name for p in parts}))
         for part in parts:
             if self.part_file(part).exists():
                 self.part_file(part).replace(target / part.remote_name)

@@ -43,7 +43,7 @@ from typing import IO, BinaryIO
 from ..config import Settings
 from ..files import replaced
 from ..rules.campaign_file import is_header, read_records
-from ..rules.display import local_name
+from ..rules.display import archived_original, local_name
 from ..rules.numbers import NumberNormalizer
 from ..rules.plan import FOREIGN
 from ..rules.states import WAITING, CampaignState, PartState
@@ -164,7 +164,10 @@ def locate(settings: Settings, campaign: Campaign) -> CampaignFiles:
                              spool / "errors.csv", spool / DROPPED_NAME)
     archive = archive_folder(settings, campaign)
     if archive.is_dir():
-        return CampaignFiles(archive, archive / MAP_NAME, archive / kept,
+        # dropped under its provider name: the original beside the uploaded file of that name
+        original = archive / archived_original(campaign.file, {kept})
+        return CampaignFiles(archive, archive / MAP_NAME,
+                             original if original.exists() else archive / kept,
                              archive / f"{kept}.errors.csv", archive / DROPPED_NAME)
     failed = settings.paths.failed
     # Campaigns.hold: the name, or with the campaign's number when the name was taken.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection
 
 NAME_MAX = 255
 """Bytes in one file name on Linux file systems."""
@@ -76,3 +77,14 @@ def _cut(text: str, limit: int) -> str:
     if len(data) <= limit:
         return text
     return data[:max(0, limit)].decode("utf-8", "ignore")
+
+
+def archived_original(file: str, uploaded: Collection[str]) -> str:
+    """The name a campaign's dropped file keeps in its archive folder: its own (cut to fit,
+    room left for ``.errors.csv``), or ``original-<name>`` when one of the ``uploaded``
+    provider files has that name (a file dropped, or submitted, under the provider's name):
+    the original is never overwritten by what was sent."""
+    kept = local_name(file, room=len(".errors.csv"))
+    if kept in uploaded:
+        return local_name(f"original-{file}", room=len(".errors.csv"))
+    return kept
