@@ -60,7 +60,8 @@ def test_mention_appended_and_senders_refused(tmp_path: Path, server: SftpServer
         early = send_at - dt.timedelta(minutes=5)
         offset.write_text(f"{(early - dt.datetime.now(dt.UTC)).total_seconds():.0f}")
         # Published (the simulated provider then keeps it until its DATE-HOUR): archived.
-        wait_until(lambda: list((daemon.root / "archive").glob(f"*-guard-*/{name}")),
+        # the summary is the archive's last write
+        wait_until(lambda: list((daemon.root / "archive").glob("*-guard-*/guard.summary.json")),
                    what="guard published and archived")
         (folder,) = (daemon.root / "archive").glob("*-guard-*")
         sent = list(csv.reader((folder / name).read_text(encoding="utf-8").splitlines(),

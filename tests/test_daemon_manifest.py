@@ -81,7 +81,10 @@ def test_a_manifest_goes_out_once_and_comes_back_as_results(
         assert campaign["file"] == "noel.campaign.toml"
         assert (campaign["rows"], campaign["valid"], campaign["invalid"],
                 campaign["duplicates"], campaign["suppressed"]) == (8, 5, 2, 1, 1)
-        archive = next((tmp_path / "agent" / "archive").glob("*-noel-*"))
+        summary = wait_until(  # the archive's last write
+            lambda: next((tmp_path / "agent" / "archive").glob("*-noel-*/noel.summary.json"),
+                         None), what="the campaign archived")
+        archive = summary.parent
         uploaded = (archive / entry.name).read_text(encoding="utf-8").splitlines()
         rows = [line.split(";") for line in uploaded]
         assert [(r[1], r[2], r[3]) for r in rows] == [

@@ -110,6 +110,8 @@ def test_a_campaign_becomes_one_file_per_send_time(tmp_path: Path, openssh: Sftp
         reunion_group = next(g for zones, g in groups.items() if "RE" in zones)
         assert reunion_group["local"]["RE"][11:16] == "08:00"
         assert reunion_group["suppressed"] == 1 and reunion_group["rows_sent"] == 1
+        wait_until(lambda: list((tmp_path / "agent" / "archive").glob("*/zones.summary.json")),
+                   what="the archive written (its summary last)")
         dropped = next((tmp_path / "agent" / "archive").glob("*/dropped.csv"))
         assert dropped.read_text(encoding="utf-8").splitlines()[1:] == [
             "r2;+262692123457;suppressed"]
