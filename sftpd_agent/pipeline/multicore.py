@@ -102,9 +102,10 @@ class _Rows:
         return self.folder / f"{index}.csv"
 
 
-def workers_for(size: int) -> int:
-    """How many cores check a file of ``size`` bytes on this machine."""
-    if size < MIN_BYTES or not hasattr(os, "fork"):
+def workers_for(size: int, min_bytes: int | None = None) -> int:
+    """How many cores work on a file of ``size`` bytes on this machine (one below
+    ``min_bytes``, by default :data:`MIN_BYTES`: not worth the processes)."""
+    if size < (MIN_BYTES if min_bytes is None else min_bytes) or not hasattr(os, "fork"):
         return 1
     return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
 
@@ -185,7 +186,7 @@ def _validate(
         results = {0: _check_slice(path, validator, file, slices, 0, seen=seen,
                                    keep_errors=keep, wrap=reading(0), rows=rows)}
         in_first: dict[int, list[int]] = {}  # rows of a slice whose number the first has
-        for index in _taken(next_tail, len(slices)):
+        for index in taken(next_tail, len(slices)):
             # Between two tails, the merge's biggest part for the main slices done.
             _against_first(mains, results, seen, in_first, done_only=True)
             results[index] = _check_slice(path, validator, file, slices, index, seen=None,
@@ -231,18 +232,19 @@ def _work(path: Path, file: str, slices: list[_Slice], index: int | None, *,
     validator = cast(Validator, _inherited["validator"])
     next_tail = cast("Synchronized[int]", _inherited["next_tail"])
     rows = cast("_Rows | None", _inherited["rows"])
-    taken = [index] if index is not None else _taken(next_tail, len(slices))
+    mine = [index] if index is not None else taken(next_tail, len(slices))
     return {taken_index: _check_slice(path, validator, file, slices, taken_index, seen=None,
                                       keep_errors=keep_errors, rows=rows)
-            for taken_index in taken}
+            for taken_index in mine}
 
 
-def _taken(next_tail: Synchronized[int], count: int) -> Iterable[int]:
-    """The tail slices this process takes, one at a time, until none is left."""
+def taken(next_free: Synchronized[int], count: int) -> Iterable[int]:
+    """The pieces of work (of ``count``) this process takes, one at a time, from the shared
+    counter of the next one nobody has, until none is left."""
     while True:
-        with next_tail.get_lock():
-            index = next_tail.value
-            next_tail.value = index + 1
+        with next_free.get_lock():
+            index = next_free.value
+            next_free.value = index + 1
         if index >= count:
             return
         yield index

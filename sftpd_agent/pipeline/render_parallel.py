@@ -28,7 +28,6 @@ import csv
 import multiprocessing
 import os
 import shutil
-from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -43,10 +42,11 @@ from ..rules.contacts import ContactsFormat, LineMap, Part, Rendered, Span, rend
 from ..rules.template import Template
 from ..rules.validation import RowError
 from .manifests import PREVIEW_ROWS, Described, Rendering
+from .multicore import taken
+from .multicore import workers_for as cores_for
 
 MIN_BYTES = 4 << 20
 """Below this the single pass is about as fast as starting workers."""
-MAX_WORKERS = 8
 SPANS_PER_WORKER = 3
 """Spans per process: whoever is free takes the next, so that a slower core holds no one up."""
 MAP_HEADER = ("line", "crm_id", "idremote", "phone")
@@ -54,9 +54,7 @@ MAP_HEADER = ("line", "crm_id", "idremote", "phone")
 
 def workers_for(size: int) -> int:
     """How many cores render a contacts file of ``size`` bytes on this machine."""
-    if size < MIN_BYTES or not hasattr(os, "fork"):
-        return 1
-    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+    return cores_for(size, MIN_BYTES)
 
 
 def render_in_parallel(described: Described, out_path: Path, map_to: Path | None, *,
@@ -204,7 +202,7 @@ def _render_all(job: _Job, count: int) -> list[_Done] | None:
     with ProcessPoolExecutor(max_workers=count - 1, mp_context=context, initializer=_inherit,
                              initargs=(job, next_span)) as pool:
         futures = [pool.submit(_work) for _ in range(count - 1)]
-        for index in chain((0,), _taken(next_span, len(job.spans))):
+        for index in chain((0,), taken(next_span, len(job.spans))):
             try:
                 part = job.render(index)
             except InputError:
@@ -223,7 +221,7 @@ def _work() -> dict[int, _Done | None]:
     job = cast(_Job, _inherited["job"])
     next_span = cast("Synchronized[int]", _inherited["next_span"])
     done: dict[int, _Done | None] = {}
-    for index in _taken(next_span, len(job.spans)):
+    for index in taken(next_span, len(job.spans)):
         try:
             part = job.render(index)
         except InputError:
@@ -232,17 +230,6 @@ def _work() -> dict[int, _Done | None]:
         ids, part.used = "\n".join(part.used), set()
         done[index] = _Done(part, ids)
     return done
-
-
-def _taken(next_span: Synchronized[int], count: int) -> Iterable[int]:
-    """The spans this process takes, one at a time, until none is left."""
-    while True:
-        with next_span.get_lock():
-            index = next_span.value
-            next_span.value = index + 1
-        if index >= count:
-            return
-        yield index
 
 
 # -- Joining ---------------------------------------------------------------------------------
