@@ -20,6 +20,7 @@ from ..pipeline.intake import Intake, take_in
 from ..rules.contacts import looks_like_contacts
 from ..rules.manifest import Manifest, is_manifest_name
 from ..rules.plan import describe
+from .submit import message_template, send_time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,12 +92,7 @@ def _template(args: argparse.Namespace) -> str | None:
         if args.sender or args.at:
             raise ConfigError("--sender and --at go with --message-file")
         return None
-    try:
-        text = Path(args.message_file).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--message-file {args.message_file}: cannot be read: {exc}") \
-            from None
-    return text.removesuffix("\n").removesuffix("\r")
+    return message_template(args.message_file)
 
 
 def _check_manifest(
@@ -111,7 +107,7 @@ def _check_manifest(
             described = manifests.read(path, None, settings)
         else:
             manifest = Manifest(contacts=path.name, message=template, sender=args.sender,
-                                send_at=_at(args.at))
+                                send_at=send_time(args.at))
             described = manifests.describe(manifest, path, path, settings)
     except (manifests.ManifestHeld, ValidationError) as exc:
         reason = str(exc) if not isinstance(exc, ValidationError) else \
@@ -138,15 +134,6 @@ def _check_manifest(
             f"  {'manifest':<15} no send_at: send now", 1)
         print(text + "\n" + render_preview(preview), file=out)
     return result.hold_reason is not None
-
-
-def _at(text: str | None) -> datetime.datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.datetime.strptime(text, "%Y-%m-%d %H:%M")
-    except ValueError:
-        raise ConfigError(f"--at: {text!r} is not a time YYYY-MM-DD HH:MM") from None
 
 
 def render_preview(preview: dict[str, Any]) -> str:

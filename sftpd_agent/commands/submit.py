@@ -34,23 +34,33 @@ def run(args: argparse.Namespace) -> int:
     return place(args, sys.stdout)
 
 
+def send_time(text: str | None) -> datetime.datetime | None:
+    """``--at``: a naive local time, or None when not given."""
+    if not text:
+        return None
+    try:
+        return datetime.datetime.strptime(text, "%Y-%m-%d %H:%M")
+    except ValueError:
+        raise ConfigError(f"--at: {text!r} is not a time YYYY-MM-DD HH:MM") from None
+
+
+def message_template(path: str) -> str:
+    """``--message-file``: the template (UTF-8, a BOM and a final line end dropped)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--message-file {path}: cannot be read: {exc}") from None
+    return text.removesuffix("\n").removesuffix("\r")
+
+
 def place(args: argparse.Namespace, out: TextIO) -> ExitCode:
     settings = load_settings(args.config)
-    at = None
-    if args.at:
-        try:
-            at = datetime.datetime.strptime(args.at, "%Y-%m-%d %H:%M")
-        except ValueError:
-            raise ConfigError(f"--at: {args.at!r} is not a time YYYY-MM-DD HH:MM") from None
+    at = send_time(args.at)
     source = Path(args.file)
     if args.message_file:
-        try:
-            template = Path(args.message_file).read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"--message-file {args.message_file}: cannot be read: {exc}") \
-                from None
+        template = message_template(args.message_file)
         contacts, manifest = submit_contacts(
-            source, template.removesuffix("\n").removesuffix("\r"), settings,
+            source, template, settings,
             campaign=args.campaign, at=at, sender=args.sender,
             now=datetime.datetime.now(datetime.UTC))
         print(f"submitted {source} as {contacts} with the manifest {manifest}", file=out)
