@@ -64,7 +64,6 @@ ID_ALIASES = ("client id", "id client", "customer id", "contact id", "id contact
               "no client", "customer number", "external id", "id externe", "record id", "id")
 """Headers of a CRM id column (as :func:`header_words` writes them), the preferred first."""
 
-_IDREMOTE = re.compile(r"[A-Za-z0-9]{1,40}")
 _SEPARATORS = re.compile("[\\s_\\-./°º()'\u2019#:]+")
 _DIGITS = re.compile(r"\d")
 _BLANK_LINES = re.compile(r"(?:[ \t\f\v]*(?:\r\n|\r|\n))*")
@@ -481,6 +480,19 @@ def _missing(line: int, missing: Missing, values: list[str], fmt: ContactsFormat
                            crm_id, values[fmt.phone].strip())
 
 
+def idremote_for(crm_id: str, line: int, used: set[str]) -> str:
+    """A contact row's IDREMOTE, recorded in ``used`` (the file's so far): its CRM id when
+    that is 1..40 ASCII letters or digits not used before, else :func:`_generated`."""
+    if len(crm_id) <= 40 and crm_id.isascii() and crm_id.isalnum():
+        size = len(used)
+        used.add(crm_id)  # one look-up: a million ids do not fit in a cache
+        if len(used) != size:
+            return crm_id
+    idremote = _generated(line, used)
+    used.add(idremote)
+    return idremote
+
+
 def _generated(line: int, used: set[str]) -> str:
     """``L<line>``, or ``L<line>X<n>`` with the first ``n`` that is not in ``used``."""
     idremote = f"L{line}"
@@ -514,10 +526,8 @@ def render(
         if id_column is None:
             crm_id, idremote = "", f"L{line}"
         else:
-            idremote = crm_id = values[id_column].strip()
-            if crm_id in used or len(crm_id) > 40 or not (crm_id.isascii() and crm_id.isalnum()):
-                idremote = _generated(line, used)
-            used.add(idremote)
+            crm_id = values[id_column].strip()
+            idremote = idremote_for(crm_id, line, used)
         yield Rendered(line, idremote, values[phone].strip(), sender, message, crm_id, values)
 
 
@@ -694,10 +704,8 @@ def render_to(
         if id_column is None:
             crm_id, idremote = "", f"L{line}"
         else:
-            idremote = crm_id = values[id_column].strip()
-            if crm_id in used or len(crm_id) > 40 or not (crm_id.isascii() and crm_id.isalnum()):
-                idremote = _generated(line, used)
-            used.add(idremote)
+            crm_id = values[id_column].strip()
+            idremote = idremote_for(crm_id, line, used)
         number = values[phone].strip()
         row = f"{idremote};{number};{sender};{message}"
         if '"' in row or "\n" in row or "\r" in row or row.count(";") != 3:
@@ -777,12 +785,12 @@ def render_part(
             continue
         if id_column is None:
             crm_id, idremote = "", f"L{line}"
-        else:
+        else:  # idremote_for, inlined: this is the loop a million rows go through
             idremote = crm_id = values[id_column].strip()
             if len(crm_id) > 40 or not (crm_id.isascii() and crm_id.isalnum()):
                 idremote = _generated(line, used)
                 used_add(idremote)
-            else:  # one look-up: a million ids do not fit in a cache
+            else:
                 size = len(used)
                 used_add(crm_id)
                 if len(used) == size:
