@@ -18,13 +18,11 @@ Nothing is installed here, and CI does not install it: without it the tests skip
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,13 +31,12 @@ import pytest
 
 from sftpd_agent.simulator import SimulatorOptions, SimulatorThread
 from sftpd_agent.testing import ManualClock
-from tests.servers import ClientKey, SftpServer
+from tests.servers import ClientKey, SftpServer, wait_for_banner
 
 PROFTPD = Path("/usr/sbin/proftpd")
 MODULE_PATH = Path("/usr/lib/proftpd")
 MOD_SFTP = MODULE_PATH / "mod_sftp.so"
 INSTALL = "apt-get install -y --no-install-recommends proftpd-core proftpd-mod-crypto"
-STARTUP_SECONDS = 10.0
 ATTEMPTS = 3
 
 
@@ -121,18 +118,6 @@ SFTPCompression off
     return config
 
 
-def _wait_for_banner(process: subprocess.Popen[bytes], port: int) -> bool:
-    """Whether proftpd answers with an SSH banner within STARTUP_SECONDS (False if it died)."""
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline and process.poll() is None:
-        with contextlib.suppress(OSError), \
-                socket.create_connection(("127.0.0.1", port), timeout=1.0) as conn:
-            if conn.recv(4).startswith(b"SSH-"):
-                return True
-        time.sleep(0.05)
-    return False
-
-
 def start_proftpd(folder: Path, root: Path, host_key: Path, authorized_keys: Path, *,
                   sftp_log: bool = True) -> tuple[subprocess.Popen[bytes], int]:
     """Start ``proftpd -n`` serving ``root`` as ``/`` on a free 127.0.0.1 port (3 tries).
@@ -152,7 +137,7 @@ def start_proftpd(folder: Path, root: Path, host_key: Path, authorized_keys: Pat
         with log.open("ab") as out:
             process = subprocess.Popen([str(PROFTPD), "-n", "-q", "-c", str(config)],
                                        stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        if _wait_for_banner(process, port):
+        if wait_for_banner(process, port):
             return process, port
         stop_proftpd(process)
     texts = [path.read_text(errors="replace")[-1500:]

@@ -196,8 +196,9 @@ LogLevel VERBOSE
     return config
 
 
-def _wait_for_banner(process: subprocess.Popen[bytes], port: int) -> bool:
-    """Whether sshd answers with its banner within STARTUP_SECONDS (False if it died)."""
+def wait_for_banner(process: subprocess.Popen[bytes], port: int) -> bool:
+    """Whether the server (sshd, proftpd) answers with an SSH banner within STARTUP_SECONDS
+    (False if it died)."""
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline and process.poll() is None:
         with contextlib.suppress(OSError), \
@@ -219,7 +220,7 @@ def start_sshd(folder: Path, chroot: Path, host_key: Path,
         with (folder / "sshd.log").open("ab") as log:
             process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)],
                                        stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        if _wait_for_banner(process, port):
+        if wait_for_banner(process, port):
             return process, port
         _stop(process)
     return None
