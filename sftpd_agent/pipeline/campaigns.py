@@ -34,13 +34,7 @@ from ..events import Events
 from ..files import fsync_dir, private_dir, private_file, replaced
 from ..logs import bind_campaign, get_logger
 from ..rules.display import archived_original, local_name, plain, shown
-from ..rules.manifest import (
-    MAX_MANIFEST_BYTES,
-    ManifestError,
-    is_manifest_name,
-    manifest_stem,
-    parse_manifest,
-)
+from ..rules.manifest import Manifest, is_manifest_name, manifest_stem
 from ..rules.naming import safe_campaign_id
 from ..rules.plan import campaign_from_filename, distinct_provider_names, provider_names
 from ..rules.states import WAITING, CampaignState, PartState
@@ -49,7 +43,6 @@ from ..rules.validation import Validator
 from ..store.journal import Store
 from ..store.records import Campaign, Part, PartPlan
 from . import manifests
-from .entries import open_regular
 from .intake import row_zone, rules_from, take_in, timing_from
 from .transitions import Transitions
 
@@ -189,7 +182,10 @@ class Campaigns:
         # The id from the name itself: an escape's letters (\xe9) are not the user's.
         campaign_id, _, _ = campaign_from_filename(plain(dropped), timing_from(self.settings))
         if self.manifest_of(source).exists():
-            campaign_id = _manifest_campaign(self.manifest_of(source), dropped) or campaign_id
+            manifest = _manifest(self.manifest_of(source), dropped)
+            if manifest is not None:
+                campaign_id = manifest.campaign or safe_campaign_id(
+                    manifest_stem(plain(dropped)))[0] or campaign_id
         return self.transitions.received(campaign_id=campaign_id or "-", file=name,
                                          source=source.name)
 
@@ -312,7 +308,8 @@ class Campaigns:
         manifest = self.manifest_of(source)
         if manifest.exists():
             manifest.replace(folder / name)
-            contacts = _manifest_contacts(folder / name) or f"{campaign.campaign_id}.contacts.csv"
+            read = _manifest(folder / name, name)
+            contacts = read.contacts if read else f"{campaign.campaign_id}.contacts.csv"
             if os.path.lexists(source):
                 target = folder / local_name(contacts, room=len(".errors.csv"))
                 if os.path.lexists(target):
@@ -675,23 +672,11 @@ def _records(path: Path) -> Iterator[tuple[str, str, bytes]]:
             raise ValueError(f"{path}: {exc}") from None
 
 
-def _manifest_campaign(manifest: Path, dropped: str) -> str | None:
-    """The campaign id a spool manifest gives (its ``campaign``, else its name's stem), or
-    None when it cannot be read (validation holds it with the reason)."""
+def _manifest(path: Path, dropped: str) -> Manifest | None:
+    """A spool manifest, or None when it cannot be read (validation holds it, saying why)."""
     try:
-        with open_regular(manifest) as stream:
-            read = parse_manifest(stream.read(MAX_MANIFEST_BYTES + 1), shown(dropped))
-    except (ManifestError, OSError, ValueError):
-        return None
-    return read.campaign or safe_campaign_id(manifest_stem(plain(dropped)))[0] or None
-
-
-def _manifest_contacts(manifest: Path) -> str | None:
-    """The contacts file name a manifest gives, or None when it cannot be read."""
-    try:
-        with open_regular(manifest) as stream:
-            return parse_manifest(stream.read(MAX_MANIFEST_BYTES + 1)).contacts
-    except (ManifestError, OSError, ValueError):
+        return manifests.load(path, shown(dropped))
+    except ValueError:  # ManifestHeld, or what a strange file may raise on the way
         return None
 
 

@@ -81,20 +81,26 @@ class Described:
         return f"SEND-{self.settings.service_id}-{when:%Y%m%d-%H%M}-{campaign}.csv"
 
 
+def load(path: Path, name: str) -> Manifest:
+    """The manifest at ``path`` (dropped as ``name``), a link never followed;
+    :class:`ManifestHeld` with the reason when it cannot be read or is not valid."""
+    try:
+        with open_regular(path) as stream:
+            return parse_manifest(stream.read(MAX_MANIFEST_BYTES + 1), name)
+    except ManifestError as exc:
+        raise ManifestHeld(str(exc)) from None
+    except OSError as exc:
+        raise ManifestHeld(f"{name}: cannot be read: {getattr(exc, 'reason', None) or exc}") \
+            from None
+
+
 def read(manifest_path: Path, contacts: Path | None, settings: Settings, *,
          name: str | None = None) -> Described:
     """The manifest at ``manifest_path`` (dropped as ``name``) and its ``contacts`` file
     (None: beside the manifest, under the name it gives), checked; :class:`ManifestHeld`
     with the reason when the campaign cannot go."""
     name = name or manifest_path.name
-    try:
-        with open_regular(manifest_path) as stream:  # a link is never followed
-            manifest = parse_manifest(stream.read(MAX_MANIFEST_BYTES + 1), name)
-    except ManifestError as exc:
-        raise ManifestHeld(str(exc)) from None
-    except OSError as exc:
-        raise ManifestHeld(f"{name}: cannot be read: {getattr(exc, 'reason', None) or exc}") \
-            from None
+    manifest = load(manifest_path, name)
     if contacts is None:
         contacts = manifest.contacts_path(manifest_path)
     return describe(manifest, manifest_path, contacts, settings, name=name)
