@@ -141,6 +141,7 @@ def test_check_previews_a_contact_export_with_a_template(tmp_path: Path) -> None
     done = run("check", "crm.csv", "--message-file", "t.txt", cwd=tmp_path)
     assert done.returncode == 1, done.stderr  # 2 of 5 invalid: held by default (5 %)
     out = done.stdout
+    assert "  manifest        no send_at: send now\n" in out  # not a file name's time
     assert "line 3      Mobile    '0612': msisdn" in out
     assert "line 4      Prénom    '': template_value_missing" in out
     assert ("+33612****01    1 SMS  'Bonjour Amélie, -20 % à Besancon ce week-end STOP au "

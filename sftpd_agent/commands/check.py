@@ -127,12 +127,8 @@ def _check_manifest(
         print(json.dumps({**result.as_dict(), "preview": preview}, ensure_ascii=False),
               file=out)
     else:
-        text = render_check(result, described.settings).replace(
-            f"  {'name':<15} read as the provider's (SEND-...)",
-            f"  {'manifest':<15} send_at given", 1).replace(
-            f"  {'name':<15} carries no time: send now",
-            f"  {'manifest':<15} no send_at: send now", 1)
-        print(text + "\n" + render_preview(preview), file=out)
+        print(render_check(result, described.settings, manifest=True) + "\n"
+              + render_preview(preview), file=out)
     return result.hold_reason is not None
 
 
@@ -169,8 +165,9 @@ def _suppression_list(settings: Settings) -> set[str] | None:
         store.close()
 
 
-def render_check(result: Intake, settings: Settings) -> str:
-    """The human summary of one checked file."""
+def render_check(result: Intake, settings: Settings, *, manifest: bool = False) -> str:
+    """The human summary of one checked file (``manifest``: the time is the manifest's
+    ``send_at``, not read from a file name)."""
     s, p = result.summary, result.plan
     verdict = f"HELD: {result.hold_reason}" if result.hold_reason else "OK"
     lines = [f"{result.path}: {verdict}"]
@@ -179,8 +176,11 @@ def render_check(result: Intake, settings: Settings) -> str:
         lines.append(f"  {label:<15} {value}")
 
     # How the name was read, for every file: what it asks for and what was made of it.
-    row("name", "read as the provider's (SEND-...)" if p.provider_like
-        else "carries no time: send now")
+    if manifest:
+        row("manifest", "send_at given" if p.provider_like else "no send_at: send now")
+    else:
+        row("name", "read as the provider's (SEND-...)" if p.provider_like
+            else "carries no time: send now")
     row("campaign", p.campaign_id or "-")
     if p.requested_at is not None:
         requested = describe(p.requested_at, settings.tz)
