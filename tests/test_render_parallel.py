@@ -215,14 +215,14 @@ def test_repeated_ids_make_later_spans_render_again(
     write_contacts(contacts, Shape(ids="repeated", tricky=0, missing=0, blank=0), 4)
     described = describe(tmp_path, contacts)
     rendered = []
-    original = render_parallel._Job.render
+    original = render_parallel._Job.do
 
     def spy(job: render_parallel._Job, index: int, used: set[str] | None = None
-            ) -> render_parallel.Part:
+            ) -> render_parallel._Done:
         rendered.append((index, used is not None))
         return original(job, index, used)
 
-    monkeypatch.setattr(render_parallel._Job, "render", spy)
+    monkeypatch.setattr(render_parallel._Job, "do", spy)
     one = single(described, tmp_path / "one", monkeypatch)
     many = parallel(described, tmp_path / "many", workers=2)
     assert_same(one, many)
@@ -353,3 +353,73 @@ def test_take_in_manifest_is_the_same_with_and_without_every_core(
     assert taken["many"] == taken["one"]
     summary = taken["one"][0]
     assert summary["invalid"] and summary["valid"] and summary["rows"] > 3000
+
+
+def _checked(described: Described, folder: Path, *, fused: bool,
+             monkeypatch: pytest.MonkeyPatch) -> tuple[Any, ...]:
+    """What ``check`` takes from take_in_manifest (no rows kept): the intake, the errors
+    file and the preview; whether the rows were rendered and checked at once."""
+    folder.mkdir()
+    used = []
+    original = render_parallel.check_in_parallel
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        used.append(result is not None)
+        return result
+
+    with monkeypatch.context() as patch:
+        patch.setattr(render_parallel, "check_in_parallel", spy)
+        patch.setattr(render_parallel, "workers_for", lambda size: 3)
+        if not fused:
+            patch.setattr(render_parallel, "MIN_BYTES", 1 << 40)
+        intake, rendering = manifests.take_in_manifest(
+            described, folder, now=NOW, errors_to=folder / "errors.csv")
+    assert used == [fused]
+    assert (folder / manifests.RENDERED_FILE).exists() is not fused  # nothing written
+    errors = folder / "errors.csv"
+    return (intake.as_dict(), errors.read_bytes() if errors.exists() else None,
+            manifests.preview(described, intake, rendering))
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+@pytest.mark.parametrize("seed", [3, 4])
+def test_rows_checked_as_rendered_give_what_the_rendered_file_gives(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, seed: int) -> None:
+    """check's way for a big export: each core renders a span and checks its rows at once,
+    nothing written, rows as if without an id column; the summary, errors file and preview
+    are those of rendering the file and checking it (the reference)."""
+    contacts = tmp_path / "crm.csv"
+    shape = SHAPES[name]
+    write_contacts(contacts, shape, seed)
+    described = describe(tmp_path, contacts, shape.template)
+    one = _checked(described, tmp_path / "one", fused=False, monkeypatch=monkeypatch)
+    many = _checked(described, tmp_path / "many", fused=True, monkeypatch=monkeypatch)
+    assert many == one
+    summary = one[0]
+    assert summary["valid"] and summary["rows"] > 2000
+    assert summary["invalid"] or name.startswith("no-quotes")
+
+
+def test_rows_checked_as_rendered_count_zones_and_duplicates_across_spans(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Marketing hours on: the zones are counted from the numbers every span found; a number
+    repeated in another span is one duplicate, as in the rendered file."""
+    contacts = tmp_path / "crm.csv"
+    rows = ["Prénom;Mobile;Client ID"]
+    for n in range(3000):
+        number = f"06 12 34 {n % 900 // 100:02d} {n % 100:02d}"  # 900 numbers, each ~3 times
+        if n % 7 == 0:
+            number = f"+590 690 12 {n % 100:02d} 34"  # Guadeloupe: another zone
+        rows.append(f"Léa{n};{number};C{n}")
+    contacts.write_bytes(("\r\n".join(rows) + "\r\n").encode("cp1252"))
+    settings = Settings(service_id="12345", paths={"root": tmp_path / "agent"},
+                        campaign={"marketing": True, "max_invalid_percent": 100})
+    manifest = Manifest(contacts=contacts.name, message="Bonjour {Prénom} STOP au 36111")
+    described = manifests.describe(manifest, contacts, contacts, settings)
+    one = _checked(described, tmp_path / "one", fused=False, monkeypatch=monkeypatch)
+    many = _checked(described, tmp_path / "many", fused=True, monkeypatch=monkeypatch)
+    assert many == one
+    summary = one[0]
+    assert summary["duplicates"] > 1500 and summary["valid"] < 1100
+    assert len(summary["groups"]) == 2  # metropolitan France and the Antilles

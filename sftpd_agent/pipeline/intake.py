@@ -26,6 +26,18 @@ from .multicore import validate_in_parallel
 
 
 @dataclass(frozen=True, slots=True)
+class Checked:
+    """Rows checked before :func:`take_in` is called, never written to a file (a contact
+    export rendered and checked at once on every core): the summary, the errors in file
+    order (when an errors file is asked for) and what gives every distinct valid number
+    (E.164 digits as an int: worked out only when the zones are counted)."""
+
+    summary: Summary
+    errors: list[RowError]
+    numbers: Callable[[], Iterable[int]]
+
+
+@dataclass(frozen=True, slots=True)
 class Intake:
     path: Path
     summary: Summary
@@ -191,6 +203,7 @@ def take_in(
     rejected: Sequence[RowError] = (),
     rows_to: UploadWriter | None = None,
     scratch: Path | None = None,
+    checked: Checked | None = None,
 ) -> Intake:
     """Validate ``path`` and plan it as if it had been dropped under ``name`` at ``now``.
 
@@ -209,6 +222,9 @@ def take_in(
     ``rows_to``), but lets a big file be validated on every core; the cores' rows wait in
     ``scratch`` meanwhile (default: beside ``path``). Any other ``on_row`` keeps the
     single pass.
+
+    ``checked``: the rows were checked already (:class:`Checked`); ``path`` is not read, and
+    no row sink may be given.
     """
     rules = rules_from(settings)
     if validator is None:
@@ -221,9 +237,11 @@ def take_in(
         raise ValueError("give take_in a row sink or an UploadWriter, not both")
     if rows_to is not None:
         on_row = rows_to.write
+    if checked is not None and on_row is not None:
+        raise ValueError("rows checked already give take_in no rows to keep")
     name = name or path.name
     timing = timing_from(settings)
-    refused = refusal(path)
+    refused = refusal(path) if checked is None else None
     if refused is not None:  # a link, a FIFO, no permission: nothing is read
         nothing = Summary(file=name, unreadable=refused)
         return Intake(path, nothing, plan(name, 0, now=now, timing=timing),
@@ -235,7 +253,14 @@ def take_in(
     sink = zones if zones is not None else on_row
     with _errors_file(errors_to, translate, rejected) as on_error:
         summary = None
-        if on_row is None or rows_to is not None:
+        if checked is not None:
+            summary = checked.summary
+            if on_error is not None:
+                for error in checked.errors:
+                    on_error(error)
+            if zones is not None:
+                zones.count(checked.numbers())
+        elif on_row is None or rows_to is not None:
             summary = validate_in_parallel(
                 path, validator, file=name, on_error=on_error,
                 progress=bar.draw if bar else None,

@@ -240,13 +240,27 @@ def take_in_manifest(
     progress: TextIO | None = None, suppressed: set[str] | None = None,
 ) -> tuple[Intake, Rendering]:
     """Render, then validate and plan as a dropped provider file would be (the daemon and
-    ``check`` alike); the summary names the manifest."""
-    rendering = render_to(described, folder, map_to=map_to)
+    ``check`` alike); the summary names the manifest.
+
+    When no row is kept (``check``: neither ``on_row`` nor ``map_to``), a big file is
+    rendered and checked at once on every core, nothing written
+    (:func:`.render_parallel.check_in_parallel`); else rendered to ``folder`` first."""
+    from .render_parallel import check_in_parallel  # noqa: PLC0415 - it imports this module
+
     settings = described.settings
+    validator = Validator(rules_from(settings), suppressed=suppressed)
+    checked = None
+    if on_row is None and map_to is None:
+        both = check_in_parallel(described, validator, folder / RENDERED_FILE,
+                                 keep_errors=errors_to is not None)
+        if both is not None:
+            checked, rendering = both
+    if checked is None:
+        rendering = render_to(described, folder, map_to=map_to)
     intake = take_in(rendering.path, settings, now=now, name=described.plan_name,
-                     validator=Validator(rules_from(settings), suppressed=suppressed),
-                     on_row=on_row, errors_to=errors_to, progress=progress,
-                     translate=rendering.translate, rejected=rendering.rejected)
+                     validator=validator, on_row=on_row, errors_to=errors_to,
+                     progress=progress, translate=rendering.translate,
+                     rejected=rendering.rejected, checked=checked)
     intake.summary.file = described.name
     intake.summary.header = False  # the rendered file's own header, not the contacts'
     intake.summary.encoding = described.format.encoding.removesuffix("-sig")

@@ -39,7 +39,6 @@ from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from ..errors import InputError
 from ..rules.campaign_file import CHUNK, ENCODINGS, WrongEncoding, read_lines
 from ..rules.validation import (
     EXAMPLES_PER_CODE,
@@ -71,7 +70,9 @@ class _Slice:
 
 
 @dataclass(slots=True)
-class _Result:
+class SliceResult:
+    """One slice checked alone, for :func:`merge_slices`."""
+
     summary: Summary | None  # None: the slice cannot be decided alone
     lines: int  # physical lines in the slice
     tracker: Tracker
@@ -197,15 +198,16 @@ def _validate(
     ordered = [results[index] for index in range(len(slices))]
     if any(result.summary is None or result.summary.unreadable for result in ordered):
         return None
-    merged = _merge(ordered, seen, in_first, file=file, on_error=on_error,
+    merged = merge_slices(ordered, seen, in_first, file=file, on_error=on_error,
                     suppressed=validator.suppressed, off=off)
     if numbers is not None:
         numbers(seen.union(*(result.tracker.keys for result in ordered[1:])))
     return merged, [result.written or _Written() for result in ordered]
 
 
-def _against_first(mains: dict[int, Future[dict[int, _Result]]], results: dict[int, _Result],
-                   seen: set[int], in_first: dict[int, list[int]], *, done_only: bool) -> None:
+def _against_first(mains: dict[int, Future[dict[int, SliceResult]]],
+                   results: dict[int, SliceResult], seen: set[int],
+                   in_first: dict[int, list[int]], *, done_only: bool) -> None:
     """Collect the main slices checked by workers (those done, or all), and find their rows
     whose number the first slice has."""
     for index, future in mains.items():
@@ -227,7 +229,7 @@ def _inherit(validator: Validator, next_tail: Synchronized[int], rows: _Rows | N
 
 
 def _work(path: Path, file: str, slices: list[_Slice], index: int | None, *,
-          keep_errors: bool) -> dict[int, _Result]:
+          keep_errors: bool) -> dict[int, SliceResult]:
     """In a worker: check slice ``index``, or tail slices until none is left."""
     validator = cast(Validator, _inherited["validator"])
     next_tail = cast("Synchronized[int]", _inherited["next_tail"])
@@ -254,7 +256,7 @@ def _check_slice(
     path: Path, validator: Validator, file: str, slices: list[_Slice], index: int, *,
     seen: set[int] | None, keep_errors: bool,
     wrap: Callable[[BinaryIO], BinaryIO] | None = None, rows: _Rows | None = None,
-) -> _Result:
+) -> SliceResult:
     """Check slice ``index``: into ``seen`` (the first), else with a tracker of its valid
     rows; with ``rows``, write its valid rows to its rows file."""
     piece = slices[index]
@@ -269,8 +271,8 @@ def _check_slice(
                 track=tracker if seen is None else None, seen=seen, on_row=on_row,
             )
         except WrongEncoding:
-            return _Result(None, 0, tracker, errors)
-    return _Result(summary, lines, tracker, errors, written)
+            return SliceResult(None, 0, tracker, errors)
+    return SliceResult(summary, lines, tracker, errors, written)
 
 
 def _validate_slice(
@@ -278,23 +280,13 @@ def _validate_slice(
     on_error: ErrorSink | None, track: Tracker | None, seen: set[int] | None,
     on_row: RowSink | None,
 ) -> tuple[Summary, int]:
-    """:meth:`Validator.validate_slice`, with a row sink: the same steps, as that method
-    takes none (yet)."""
-    if on_row is None:
-        return validator.validate_slice(stream, file=file, start=start, limit=limit,
-                                        on_error=on_error, track=track, seen=seen)
+    """Check the UTF-8 rows of ``limit`` bytes of ``stream`` from byte ``start``, a line
+    start; lines numbered from the slice's start (the caller adds the lines of the slices
+    before), a BOM and a header looked for only at the file's start."""
     stream.seek(start)
-    summary = Summary(file=file, encoding="utf-8")
     lines = read_lines(stream, ENCODINGS[0], limit=limit, at_start=start == 0)
-    read = 0
-    try:
-        read = validator._run(lines, 1, summary, on_row, on_error,
-                              header=start == 0, track=track, seen=seen)
-    except WrongEncoding:
-        raise
-    except InputError as exc:
-        summary.unreadable = f"line {exc.line}: {exc.reason}" if exc.line else exc.reason
-    return summary, read
+    return validator.validate_lines(lines, file=file, header=start == 0, on_row=on_row,
+                                    on_error=on_error, track=track, seen=seen)
 
 
 @contextmanager
@@ -491,8 +483,8 @@ class _Reading:
         return data
 
 
-def _merge(
-    results: list[_Result], seen: set[int], in_first: dict[int, list[int]], *, file: str,
+def merge_slices(
+    results: list[SliceResult], seen: set[int], in_first: dict[int, list[int]], *, file: str,
     on_error: ErrorSink | None, suppressed: AbstractSet[str] | None,
     off: dict[int, list[int]] | None = None,
 ) -> Summary:

@@ -25,24 +25,36 @@ ids are unique.)
 from __future__ import annotations
 
 import csv
+import dataclasses
 import multiprocessing
 import os
 import shutil
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO, Protocol, cast
 
 from ..errors import InputError
-from ..rules.campaign_file import CHUNK
-from ..rules.contacts import ContactsFormat, LineMap, Part, Rendered, Span, render_part
+from ..rules.campaign_file import CHUNK, as_read
+from ..rules.contacts import (
+    Batch,
+    ContactsFormat,
+    LineMap,
+    Part,
+    Rendered,
+    Span,
+    render_batches,
+    render_part,
+)
 from ..rules.template import Template
-from ..rules.validation import RowError
+from ..rules.validation import RowError, Tracker, Validator
+from .intake import Checked
 from .manifests import PREVIEW_ROWS, Described, Rendering
-from .multicore import taken
+from .multicore import SliceResult, merge_slices, taken
 from .multicore import workers_for as cores_for
 
 MIN_BYTES = 4 << 20
@@ -64,13 +76,10 @@ def render_in_parallel(described: Described, out_path: Path, map_to: Path | None
     None when the file is too small, cannot be cut, or a span fails: then the caller renders
     with the single pass (which raises what the file's error is)."""
     contacts, fmt = described.contacts, described.format
-    size = contacts.stat().st_size
-    count = workers or workers_for(size)
-    if count < 2 or size < MIN_BYTES:
+    spans = _spans_of(described, workers)
+    if spans is None:
         return None
-    spans = cut(contacts, count * SPANS_PER_WORKER, fmt.header_line)
-    if len(spans) < 2:
-        return None
+    count = workers or workers_for(contacts.stat().st_size)
     job = _Job(contacts, fmt, described.template, spans, out_path, map_to)
     try:
         done = _render_all(job, min(count, len(spans)))
@@ -88,7 +97,57 @@ def render_in_parallel(described: Described, out_path: Path, map_to: Path | None
             job.map_file(0).unlink(missing_ok=True)
 
 
+def check_in_parallel(described: Described, validator: Validator, out_path: Path, *,
+                      keep_errors: bool, workers: int | None = None,
+                      ) -> tuple[Checked, Rendering] | None:
+    """``described``'s contacts rendered and checked at once on ``workers`` cores, the rows
+    never written: what :func:`.intake.take_in` of the rendered file would find (the
+    :class:`.intake.Checked` to give it, the errors kept when ``keep_errors``), and the
+    :class:`.manifests.Rendering` of ``out_path`` but for the file itself (not written).
+    ``check``'s way, which keeps no row. None as for :func:`render_in_parallel`, or when a
+    span's rows cannot be checked alone: then the caller renders the file and checks it."""
+    contacts, fmt = described.contacts, described.format
+    spans = _spans_of(described, workers)
+    if spans is None:
+        return None
+    count = workers or workers_for(contacts.stat().st_size)
+    # Nothing a check says depends on which IDREMOTE a row gets (a CRM id, or L<line> when
+    # it has none or one used before: never an invalid one), so the rows are rendered as if
+    # the file had no id column: no ids to keep per span, none to compare across spans.
+    job = _CheckJob(contacts, dataclasses.replace(fmt, id=None), described.template, spans,
+                    validator, described.plan_name, keep_errors)
+    try:
+        done = _render_all(job, min(count, len(spans)))
+        if done is None:
+            return None
+    except (InputError, OSError, BrokenProcessPool):
+        return None
+    results = [cast(SliceResult, item.checked) for item in done]
+    errors: list[RowError] = []
+    summary = merge_slices(results, job.seen, {}, file=job.file,
+                           on_error=errors.append if keep_errors else None,
+                           suppressed=validator.suppressed)
+    seen = job.seen
+
+    def numbers() -> Iterable[int]:
+        return seen.union(*(result.tracker.keys for result in results[1:]))
+
+    return (Checked(summary, errors, numbers),
+            _rendering(out_path, fmt, [item.part for item in done]))
+
+
 # -- Cutting ---------------------------------------------------------------------------------
+
+
+def _spans_of(described: Described, workers: int | None) -> list[Span] | None:
+    """``described``'s contacts cut for ``workers`` cores (by default, as many as its size
+    is worth); None when one core is enough or the file cannot be cut."""
+    size = described.contacts.stat().st_size
+    count = workers or workers_for(size)
+    if count < 2 or size < MIN_BYTES:
+        return None
+    spans = cut(described.contacts, count * SPANS_PER_WORKER, described.format.header_line)
+    return spans if len(spans) >= 2 else None
 
 
 def cut(path: Path, count: int, header_line: int = 1) -> list[Span]:
@@ -145,8 +204,34 @@ def _line_ends(block: bytes, end: int) -> int:
 # -- Rendering the spans ---------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class _Done:
+    part: Part
+    ids: str | set[str]
+    """The span's IDREMOTEs: a set in this process, one string of lines from a worker (one
+    object to pickle instead of a set of thousands)."""
+    checked: SliceResult | None = None
+    """The span's rows checked (when rendered to be checked, not written)."""
+
+
+class _Spans(Protocol):
+    """Work done span by span, the same in this process and in a worker."""
+
+    @property
+    def spans(self) -> list[Span]: ...
+
+    @property
+    def format(self) -> ContactsFormat: ...
+
+    def do(self, index: int, used: set[str] | None = None) -> _Done:
+        """Span ``index`` rendered (again, when ``used`` is given: the ids before it)."""
+        ...
+
+
 @dataclass(frozen=True)
 class _Job:
+    """Rendering spans into part files, joined afterwards."""
+
     contacts: Path
     format: ContactsFormat
     template: Template
@@ -163,39 +248,76 @@ class _Job:
     def map_file(self, index: int) -> Path:
         return self.out_path.with_name(f".{self.out_path.name}.{index}.map.part")
 
-    def render(self, index: int, used: set[str] | None = None) -> Part:
+    def do(self, index: int, used: set[str] | None = None) -> _Done:
         """Render span ``index`` into its part files (again, if it was)."""
         with self.rows_file(index).open("wb") as out:
             if self.map_to is None:
-                return render_part(self.contacts, self.format, self.template, out,
+                part = render_part(self.contacts, self.format, self.template, out,
                                    span=self.spans[index], used=used, preview=PREVIEW_ROWS)
-            with self.map_file(index).open("w", encoding="utf-8", newline="") as contact_map:
-                return render_part(self.contacts, self.format, self.template, out,
-                                   span=self.spans[index], used=used,
-                                   contact_map=contact_map, preview=PREVIEW_ROWS)
+            else:
+                with self.map_file(index).open("w", encoding="utf-8", newline="") as mapped:
+                    part = render_part(self.contacts, self.format, self.template, out,
+                                       span=self.spans[index], used=used,
+                                       contact_map=mapped, preview=PREVIEW_ROWS)
+        return _Done(part, part.used)
 
 
-@dataclass(slots=True)
-class _Done:
-    part: Part
-    ids: str | set[str]
-    """The span's IDREMOTEs: a set in this process, one string of lines from a worker (one
-    object to pickle instead of a set of thousands)."""
+@dataclass(frozen=True)
+class _CheckJob:
+    """Rendering spans and checking their rows as they come, nothing written."""
+
+    contacts: Path
+    format: ContactsFormat
+    template: Template
+    spans: list[Span]
+    validator: Validator
+    file: str
+    keep_errors: bool
+    seen: set[int] = field(default_factory=set)
+    """The first span's valid numbers (it is checked in this process)."""
+
+    def do(self, index: int, used: set[str] | None = None) -> _Done:
+        """Render span ``index`` and check its rows (again, if it was): the first span
+        into ``seen``, any other with a tracker, as :mod:`.multicore` checks slices."""
+        batches = render_batches(self.contacts, self.format, self.template,
+                                 span=self.spans[index], used=used, preview=PREVIEW_ROWS)
+        parts: list[Part] = []
+        tracker = Tracker()
+        errors: list[RowError] = []
+        summary, lines = self.validator.validate_lines(
+            chain.from_iterable(_as_read(batches, parts)), file=self.file,
+            header=not index, on_error=errors.append if self.keep_errors else None,
+            track=tracker if index else None, seen=None if index else self.seen)
+        if summary.unreadable or not parts:  # the rendering failed: the reference will say
+            raise InputError(summary.unreadable or "not rendered")
+        return _Done(parts[0], parts[0].used, SliceResult(summary, lines, tracker, errors))
+
+
+def _as_read(batches: Generator[Batch, None, Part], parts: list[Part]) -> Iterator[list[str]]:
+    """The lines of ``batches`` as a file of them would be read; their :class:`Part` into
+    ``parts`` once all are rendered."""
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration as done:
+            parts.append(done.value)
+            return
+        yield as_read(batch.rows, breaks=batch.breaks)
 
 
 _inherited: dict[str, object] = {}
 """In a worker process only: what the process that forked it handed down."""
 
 
-def _inherit(job: _Job, next_span: Synchronized[int]) -> None:
+def _inherit(job: _Spans, next_span: Synchronized[int]) -> None:
     """A worker's initializer: with fork, its arguments are inherited, not pickled (the
-    template holds functions)."""
+    template holds functions, the validator a suppression list)."""
     _inherited.update(job=job, next_span=next_span)
 
 
-def _render_all(job: _Job, count: int) -> list[_Done] | None:
-    """Every span rendered: the first here, the others by whoever is free; None when a span
-    cannot be rendered alone (the single pass will say why)."""
+def _render_all(job: _Spans, count: int) -> list[_Done] | None:
+    """Every span done: the first here, the others by whoever is free; None when a span
+    cannot be done alone (the single pass will say why)."""
     context = multiprocessing.get_context("fork")
     next_span = context.Value("i", 1)  # the next span nobody has taken
     done: dict[int, _Done | None] = {}
@@ -204,11 +326,10 @@ def _render_all(job: _Job, count: int) -> list[_Done] | None:
         futures = [pool.submit(_work) for _ in range(count - 1)]
         for index in chain((0,), taken(next_span, len(job.spans))):
             try:
-                part = job.render(index)
+                done[index] = job.do(index)
             except InputError:
                 done[index] = None
                 break
-            done[index] = _Done(part, part.used)
         for future in futures:
             done.update(future.result())
     if len(done) < len(job.spans) or any(item is None for item in done.values()):
@@ -217,18 +338,18 @@ def _render_all(job: _Job, count: int) -> list[_Done] | None:
 
 
 def _work() -> dict[int, _Done | None]:
-    """In a worker: render spans until none is left (or one fails)."""
-    job = cast(_Job, _inherited["job"])
+    """In a worker: do spans until none is left (or one fails)."""
+    job = cast(_Spans, _inherited["job"])
     next_span = cast("Synchronized[int]", _inherited["next_span"])
     done: dict[int, _Done | None] = {}
     for index in taken(next_span, len(job.spans)):
         try:
-            part = job.render(index)
+            item = job.do(index)
         except InputError:
             done[index] = None
             break
-        ids, part.used = "\n".join(part.used), set()
-        done[index] = _Done(part, ids)
+        item.ids, item.part.used = "\n".join(item.part.used), set()
+        done[index] = item
     return done
 
 
@@ -239,28 +360,32 @@ def _join(job: _Job, done: list[_Done]) -> Rendering:
     """The spans' parts as one, in file order: a span that used an IDREMOTE of the spans
     before is rendered again first."""
     _unique_ids(job, done)
-    parts = [item.part for item in done]
-    lines = LineMap(job.format.header_line)
+    with job.out_path.open("ab") as out:
+        for index in range(1, len(done)):
+            _append(out, job.rows_file(index))
+    if job.map_to is not None:
+        _write_map(job.map_to, [job.map_file(index) for index in range(len(done))])
+    return _rendering(job.out_path, job.format, [item.part for item in done])
+
+
+def _rendering(path: Path, fmt: ContactsFormat, parts: list[Part]) -> Rendering:
+    """The :class:`.manifests.Rendering` of the spans' ``parts``, in file order."""
+    lines = LineMap(fmt.header_line)
     rejected: list[RowError] = []
     first: list[Rendered] = []
     longest: Rendered | None = None
-    with job.out_path.open("ab") as out:
-        for index, part in enumerate(parts):
-            if index:
-                _append(out, job.rows_file(index))
-            lines.extend(part.lines)
-            rejected.extend(part.rejected)
-            first.extend(part.first[:PREVIEW_ROWS - len(first)])
-            if part.longest is not None and (
-                    longest is None or len(part.longest.message) > len(longest.message)):
-                longest = part.longest
-    if job.map_to is not None:
-        _write_map(job.map_to, [job.map_file(index) for index in range(len(parts))])
-    return Rendering(job.out_path, lines, job.format, rejected, first, longest)
+    for part in parts:
+        lines.extend(part.lines)
+        rejected.extend(part.rejected)
+        first.extend(part.first[:PREVIEW_ROWS - len(first)])
+        if part.longest is not None and (
+                longest is None or len(part.longest.message) > len(longest.message)):
+            longest = part.longest
+    return Rendering(path, lines, fmt, rejected, first, longest)
 
 
-def _unique_ids(job: _Job, done: list[_Done]) -> None:
-    """Render again, from the ids of the spans before, each span that used one of them."""
+def _unique_ids(job: _Spans, done: list[_Done]) -> None:
+    """Do again, from the ids of the spans before, each span that used one of them."""
     if job.format.id is None:
         return  # every IDREMOTE is L<line>
     spans: list[set[str] | list[str]] = [
@@ -276,11 +401,10 @@ def _unique_ids(job: _Job, done: list[_Done]) -> None:
     if len(together) == sum(map(len, spans)):
         return
     before: set[str] = set()
-    for index, item in enumerate(done):
-        ids = spans[index]
+    for index, ids in enumerate(spans):
         if index and not before.isdisjoint(ids):
-            item.part = job.render(index, used=set(before))
-            before = item.part.used
+            done[index] = job.do(index, used=set(before))
+            before = done[index].part.used
         else:
             before.update(ids)
 

@@ -128,6 +128,21 @@ def _blocks(
         number += len(lines)
 
 
+def as_read(rows: list[str], *, breaks: bool) -> list[str]:
+    """The lines :func:`read_lines` gives for ``rows`` written as UTF-8 lines ending with
+    CRLF, ``breaks`` saying whether a row may hold a line break: ``rows`` itself when none
+    does and none may be too long (the usual case, nothing copied), else split and marked
+    exactly as a file of them would be read. For rows rendered in memory and checked without
+    being written. Raises :class:`InputError` for a NUL character, as the reader does."""
+    if not breaks and max(map(len, rows), default=0) * 4 < MAX_LINE:
+        return rows
+    body = ("\r\n".join(rows) + "\r\n").encode()
+    if b"\0" in body:
+        raise InputError("NUL byte: this is binary data, not a CSV export",
+                         line=1 + _line_ends(body[: body.index(b"\0")]))
+    return _decoded(body, "utf-8", "utf-8", ended=True)
+
+
 def _read(stream: BinaryIO, left: int | None) -> bytes:
     if left is None:
         return stream.read(CHUNK)

@@ -21,10 +21,10 @@ import re
 import unicodedata
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import BinaryIO, TextIO, cast
 
 from ..errors import InputError
 from .campaign_file import BOM, CHUNK, MAX_RECORD_LINES, undecodable
@@ -447,7 +447,7 @@ def _rows(path: Path, fmt: ContactsFormat, span: Span | None = None,
                         if not row:
                             continue
                         row = (row + pad)[:width]  # noqa: PLW2901
-                    if not row[phone].strip() and not any(v.strip() for v in row):
+                    if not row[phone].strip() and _blank(row):
                         continue
                     yield line, row
             except csv.Error as exc:
@@ -631,12 +631,15 @@ class _ProviderRows:
     """Writes provider rows to a binary stream, a batch at a time, as
     :class:`.upload_file.UploadWriter` would write them byte for byte: the usual row (no
     double quote, line break or ``;`` in a value) is joined directly, any other goes through
-    :mod:`csv` with the same dialect."""
+    :mod:`csv` with the same dialect. Without a stream, the batches are taken instead
+    (:meth:`take`)."""
 
-    def __init__(self, out: BinaryIO, header_line: int, *, header: bool = True) -> None:
+    def __init__(self, out: BinaryIO | None, header_line: int, *, header: bool = True) -> None:
         self.out = out
         self.lines = LineMap(header_line)
         self.batch: list[str] = [HEADER_ROW] if header else []
+        self.breaks = False
+        """Whether a row of the batch holds a line break (a record over several lines)."""
         self._quoted = io.StringIO()
         self._csv = csv.writer(self._quoted, delimiter=";", quotechar='"',
                                quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
@@ -648,12 +651,33 @@ class _ProviderRows:
         self._csv.writerow(row)
         text = self._quoted.getvalue()
         self.batch.append(text[:-2])
-        self.lines.add(contact_line, _line_ends(text) or 1)
+        lines = _line_ends(text) or 1
+        self.breaks = self.breaks or lines > 1
+        self.lines.add(contact_line, lines)
+
+    def take(self) -> Batch:
+        """The rows of the batch (each without its line end) and whether one holds a line
+        break; the batch is emptied."""
+        taken = Batch(self.batch[:], self.breaks)
+        self.batch.clear()
+        self.breaks = False
+        return taken
 
     def flush(self) -> None:
         if self.batch:
+            assert self.out is not None  # noqa: S101 - a writer without one is taken from
             self.out.write(("\r\n".join(self.batch) + "\r\n").encode())
             self.batch.clear()
+            self.breaks = False
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Rendered provider rows, each without its line end, as they would be written."""
+
+    rows: list[str]
+    breaks: bool
+    """Whether a row holds a line break (then it is several lines of the written file)."""
 
 
 def write_provider_rows(items: Iterable[Rendered], out: BinaryIO, *,
@@ -751,6 +775,25 @@ def render_part(
     ``used`` holds the IDREMOTEs of the rows before ``span`` (it is added to): with it, the
     rows written are byte for byte those :func:`render_to` writes for them in the whole file.
     """
+    batches = render_batches(path, fmt, template, span=span, used=used, sender=sender,
+                             contact_map=contact_map, preview=preview)
+    write = out.write
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration as done:
+            return cast(Part, done.value)
+        write(("\r\n".join(batch.rows) + "\r\n").encode())
+
+
+def render_batches(
+    path: Path, fmt: ContactsFormat, template: Template, *,
+    span: Span | None = None, used: set[str] | None = None, sender: str = "",
+    contact_map: TextIO | None = None, preview: int = 5,
+) -> Generator[Batch, None, Part]:
+    """:func:`render_part`'s rows a batch at a time, instead of written: what it would
+    write, in order; its :class:`Part` is the generator's return value. For rows checked
+    as they are rendered, never written."""
     phone, id_column = fmt.phone, fmt.id
     fill = template.fill
     used = set() if used is None else used
@@ -761,7 +804,7 @@ def render_part(
     static = sender + "".join(piece if isinstance(piece, str) else piece.default or ""
                               for piece in template.pieces)
     check = rows is None or fmt.delimiter != ";" or any(c in static for c in ';"\r\n')
-    writer = _ProviderRows(out, fmt.header_line, header=span is None or not span.start)
+    writer = _ProviderRows(None, fmt.header_line, header=span is None or not span.start)
     batch, add = writer.batch, writer.batch.append
     add_line = writer.lines._contact.append
     rejected: list[ContactRowError] = []
@@ -814,9 +857,10 @@ def render_part(
         elif keep is not None:
             keep((line, crm_id, idremote, number))
         if len(batch) >= FLUSH_ROWS:
-            writer.flush()
+            yield writer.take()
             _write_map(contact_map, map_rows, kept, joined)
-    writer.flush()
+    if batch:
+        yield writer.take()
     _write_map(contact_map, map_rows, kept, joined)
     return Part(writer.lines, rejected, first,
                 Rendered(*at_longest) if at_longest is not None else None,  # type: ignore[arg-type]
@@ -880,9 +924,14 @@ def _split_rows(lines: list[str], skip: int, first_line: int, fmt: ContactsForma
             if not text:
                 continue
             values = (values + pad)[:width]
-        if not values[phone].strip() and not any(v.strip() for v in values):
+        if not values[phone].strip() and _blank(values):
             continue
         yield line, values
+
+
+def _blank(values: list[str]) -> bool:
+    """Whether a row holds no value at all (a line of delimiters): not a contact."""
+    return not any(value.strip() for value in values)
 
 
 def _line_ends(text: str) -> int:

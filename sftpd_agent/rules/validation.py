@@ -276,32 +276,32 @@ class Validator:
             return summary
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def validate_slice(
+    def validate_lines(
         self,
-        stream: BinaryIO,
+        lines: Iterator[str],
         *,
         file: str,
-        start: int,
-        limit: int | None,
+        header: bool,
+        on_row: RowSink | None = None,
         on_error: ErrorSink | None = None,
         track: Tracker | None = None,
         seen: set[int] | None = None,
     ) -> tuple[Summary, int]:
-        """Check the UTF-8 rows of ``limit`` bytes of ``stream`` from byte ``start``; return
-        the summary and the number of physical lines read.
+        """Check ``lines`` (physical lines without their line ends, as
+        :func:`.campaign_file.read_lines` gives them), numbered from 1: a slice of a big file
+        checked on one of several cores, or rows rendered in memory (checked without being
+        written and read back). Return the summary and the number of physical lines read.
 
-        For validating a big file on several cores: ``start`` must be a line start. Lines are
-        numbered from the slice's start (the caller adds the lines of the slices before); a
-        BOM and a header are looked for only at the file's start. Raises
-        :class:`WrongEncoding` (the caller falls back to :meth:`validate`); anything else
-        unreadable is in ``unreadable``. ``seen`` receives the valid rows' number keys.
+        A header is looked for only when ``header`` (the file's start). Raises
+        :class:`WrongEncoding` from a reader's lines (the caller falls back to
+        :meth:`validate`); anything else unreadable is in ``unreadable``. With ``track``,
+        the valid rows are tracked for a later merge; ``seen`` receives the valid rows'
+        number keys.
         """
-        stream.seek(start)
         summary = Summary(file=file, encoding="utf-8")
-        lines = read_lines(stream, ENCODINGS[0], limit=limit, at_start=start == 0)
         read = 0
         try:
-            read = self._run(lines, 1, summary, None, on_error, header=start == 0,
+            read = self._run(lines, 1, summary, on_row, on_error, header=header,
                              track=track, seen=seen)
         except WrongEncoding:
             raise
