@@ -356,7 +356,8 @@ def test_take_in_manifest_is_the_same_with_and_without_every_core(
 
 
 def _checked(described: Described, folder: Path, *, fused: bool,
-             monkeypatch: pytest.MonkeyPatch) -> tuple[Any, ...]:
+             monkeypatch: pytest.MonkeyPatch, suppressed: set[str] | None = None,
+             ) -> tuple[Any, ...]:
     """What ``check`` takes from take_in_manifest (no rows kept): the intake, the errors
     file and the preview; whether the rows were rendered and checked at once."""
     folder.mkdir()
@@ -374,7 +375,7 @@ def _checked(described: Described, folder: Path, *, fused: bool,
         if not fused:
             patch.setattr(render_parallel, "MIN_BYTES", 1 << 40)
         intake, rendering = manifests.take_in_manifest(
-            described, folder, now=NOW, errors_to=folder / "errors.csv")
+            described, folder, now=NOW, errors_to=folder / "errors.csv", suppressed=suppressed)
     assert used == [fused]
     assert (folder / manifests.RENDERED_FILE).exists() is not fused  # nothing written
     errors = folder / "errors.csv"
@@ -404,7 +405,8 @@ def test_rows_checked_as_rendered_give_what_the_rendered_file_gives(
 def test_rows_checked_as_rendered_count_zones_and_duplicates_across_spans(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Marketing hours on: the zones are counted from the numbers every span found; a number
-    repeated in another span is one duplicate, as in the rendered file."""
+    repeated in another span is one duplicate, and one suppressed row, as in the rendered
+    file."""
     contacts = tmp_path / "crm.csv"
     rows = ["Prénom;Mobile;Client ID"]
     for n in range(3000):
@@ -417,9 +419,13 @@ def test_rows_checked_as_rendered_count_zones_and_duplicates_across_spans(
                         campaign={"marketing": True, "max_invalid_percent": 100})
     manifest = Manifest(contacts=contacts.name, message="Bonjour {Prénom} STOP au 36111")
     described = manifests.describe(manifest, contacts, contacts, settings)
-    one = _checked(described, tmp_path / "one", fused=False, monkeypatch=monkeypatch)
-    many = _checked(described, tmp_path / "many", fused=True, monkeypatch=monkeypatch)
+    listed = {f"+336123400{n:02d}" for n in range(0, 100, 3)} | {"+590690120034"}
+    one = _checked(described, tmp_path / "one", fused=False, monkeypatch=monkeypatch,
+                   suppressed=listed)
+    many = _checked(described, tmp_path / "many", fused=True, monkeypatch=monkeypatch,
+                    suppressed=listed)
     assert many == one
     summary = one[0]
     assert summary["duplicates"] > 1500 and summary["valid"] < 1100
+    assert summary["suppressed"] == 35  # each listed number once, though in several spans
     assert len(summary["groups"]) == 2  # metropolitan France and the Antilles
