@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import sftpd_agent.pipeline.results as results_module
 from sftpd_agent.config import Settings
 from sftpd_agent.pipeline.campaigns import Campaigns
 from sftpd_agent.pipeline.results import (
@@ -31,6 +32,7 @@ from sftpd_agent.rules.report_lines import line_key
 from sftpd_agent.rules.states import CampaignState, PartState
 from sftpd_agent.store.journal import Store
 from sftpd_agent.store.records import Campaign, PartPlan, ReportCursor, now_iso
+from sftpd_agent.store.results import STATUS_SEPARATOR, campaign_deliveries, delivery_groups
 
 UTC = dt.UTC
 RECEIVED = dt.datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -464,3 +466,150 @@ def test_a_final_status_is_kept_and_files_that_disagree_write_nothing(
                                            "contact row in order"):
         write_results(manifest.store, manifest.settings, manifest.campaign, target)
     assert not target.exists()
+
+
+# -- the fast paths say what the general ones say --------------------------------------------
+
+TRICKY_IDS = {  # line -> CRM id: quoting, formula starts, non-ASCII, every outcome
+    2: "a;b", 3: 'x"y', 4: "Zoë", 5: 'in;valid"', 6: "-5", 7: "+1", 8: "@x",
+    9: '=HYPERLINK("x")', 10: "", 11: "line\nbreak", 12: "\tTab €", 13: "plain42",
+}
+FORMS: list[dict[str, object]] = [{}, {"excel": True},
+                                  {"encoding": "cp1252", "delimiter": ","}]
+
+
+def tricky(manifest: Built, *, quoted_parts: bool) -> None:
+    """The manifest with a CRM id of every kind, statuses csv must quote or Excel guard, and
+    its uploaded files with or without a quoted field (read line by line, or a block at a
+    time), with LF and CR line ends and blank lines."""
+    folder = manifest.settings.paths.spool / str(manifest.campaign.id)
+    write_csv(folder / "contacts.map.csv",
+              [(line, TRICKY_IDS[line], idremote, phone)
+               for line, _, idremote, phone in CONTACTS],
+              ["line", "crm_id", "idremote", "phone"])
+    with manifest.store.transaction() as db:
+        db.execute("""UPDATE deliveries SET status = 'buf;"fered"' WHERE idremote = 'R12'""")
+        db.execute("UPDATE deliveries SET status = '=1+1' WHERE idremote = 'R9'")
+    if not quoted_parts:
+        phones = {idremote: phone for _, _, idremote, phone in CONTACTS}
+        ends = ["\n", "\r", "\r\n"]
+        for part, idremotes in zip(manifest.store.parts(manifest.campaign.id), PART_ROWS,
+                                   strict=True):
+            text = "".join(f"{r};{e164(phones[r])};ACME;Bonjour -20 %{ends[n % 3]}\n"
+                           for n, r in enumerate(idremotes))
+            (folder / part.remote_name).write_bytes(text.encode())
+
+
+def written(manifest: Built, **options: object) -> bytes:
+    out = io.BytesIO()
+    write_results(manifest.store, manifest.settings, manifest.campaign, out,
+                  **options)  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("quoted_parts", [True, False])
+def test_rows_written_as_strings_are_what_csv_writes(manifest: Built, quoted_parts: bool,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    tricky(manifest, quoted_parts=quoted_parts)
+    through_csv: list[str] = []
+    row = results_module._Out.row
+
+    def counted(self: results_module._Out, values: results_module.ResultRow) -> None:
+        through_csv.append(values[0])
+        row(self, values)
+
+    monkeypatch.setattr(results_module._Out, "row", counted)
+    fast = [written(manifest, **form) for form in FORMS]
+    assert "plain42" not in through_csv and "Zoë" not in through_csv  # written as strings
+    assert "a;b" in through_csv  # csv quotes it
+    monkeypatch.setattr(results_module, "_E164", lambda _: None)  # every row through csv
+    assert [written(manifest, **form) for form in FORMS] == fast
+    assert len(set(through_csv)) == len(TRICKY_IDS)
+    plain, excel, cp1252 = (data.decode(codec) for data, codec in
+                            zip(fast, ["utf-8", "utf-8-sig", "cp1252"], strict=True))
+    assert '\r\n"a;b";+33612345601;sent;2;sent;2026-11-24T09:00:00+01:00;;2;\r\n' in plain
+    assert '\r\nplain42;+33612345612;pending;ACK1;"buf;""fered""";' in plain
+    assert "\r\nZoë;+33612345603;pending;;;;;4;no delivery report yet (SEND-" in plain
+    assert '\r\n\tTab €,+33612345611,opted_out,,,,2026-11-23T10:50:00+01:00,12,' in cp1252
+    assert "\r\n'\tTab €;" in excel
+    assert ('\r\n"\'=HYPERLINK(""x"")";"=""+33612345608""";sent;2;sent;2026-11-24 09:00:00;'
+            ';9;\r\n') in excel
+    assert '\r\n;"=""+33612345609""";sent;2;\'=1+1;' in excel
+    statuses = {"10": "=1+1", "13": 'buf;"fered"'}  # by line: the statuses changed
+    assert as_expected(list(csv.DictReader(io.StringIO(plain, newline=""), delimiter=";"))) \
+        == {TRICKY_IDS[int(v[-1])]: (*v[:3], statuses.get(v[-1], v[3]), *v[4:])
+            for v in EXPECTED.values()}
+
+
+def test_a_value_cp1252_cannot_hold_in_a_row_written_as_a_string(manifest: Built) -> None:
+    folder = manifest.settings.paths.spool / str(manifest.campaign.id)
+    rows = [list(c) for c in CONTACTS]
+    rows[0][1] = "Łukasz"  # sent: isalnum, written as a string
+    write_csv(folder / "contacts.map.csv", rows, ["line", "crm_id", "idremote", "phone"])
+    out = io.BytesIO()
+    with pytest.raises(ResultsError) as raised:
+        write_results(manifest.store, manifest.settings, manifest.campaign, out,
+                      encoding="cp1252")
+    assert str(raised.value) == ("contact line 2: the crm_id value 'Łukasz' holds 'Ł', which "
+                                 "cp1252 cannot write: use --encoding utf-8 (or --excel)")
+    assert out.getvalue() == ";".join(HEADER).encode() + b"\r\n"  # the lines before it
+
+
+def test_delivery_lines_by_status_and_slice_are_the_lines(manifest: Built) -> None:
+    store, pk = manifest.store, manifest.campaign.id
+    cursor = store.save_report_cursor(ReportCursor(
+        "ACK-12345-20261123-1100-promoP2.csv", Kind.ACK, pk, seen_at=ACKED), ACKED)
+    assert cursor.id is not None
+    store.record_acks(cursor, [(cursor.id, msisdn, "R", pk, "ACME", "2", "sent", "op",
+                                now_iso(ACKED)) for msisdn in ("+33611", "+33622", "x")],
+                      ACKED)
+    lines = sorted(map(tuple, campaign_deliveries(store, pk)))
+    assert len(lines) == 10
+    for rows in (1, 2, 3, 1000):
+        found = sorted((msisdn, status)
+                       for status, count, joined in delivery_groups(store, pk, rows=rows)
+                       for msisdn in joined.split(STATUS_SEPARATOR))
+        assert found == lines
+    counts = [count for _, count, _ in delivery_groups(store, pk, rows=2)]
+    assert max(counts) <= 2 and sum(counts) == 10
+
+
+def test_delivery_lines_read_by_status_or_one_by_one_say_the_same(
+        manifest: Built, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = locate(manifest.settings, manifest.campaign)
+
+    def joined(*, load: bool = True) -> results_module._Join:
+        join = results_module._Join(manifest.store, manifest.settings, manifest.campaign,
+                                    files, excel=False, verify=False)
+        if load:
+            join.load()
+        return join
+
+    assert joined(load=False)._load_ack_groups()  # one line a number: the fast way says all
+    by_status = joined()
+    monkeypatch.setattr(results_module._Join, "_load_ack_groups", lambda self: False)
+    one_by_one = joined()
+    shown = [{key: (join.acks[(mark >> 2 & (1 << 24) - 1) - 1], mark & 3, mark >> 26)
+              for key, mark in join.fate.items() if mark >> 2 & (1 << 24) - 1}
+             for join in (by_status, one_by_one)]
+    assert shown[0] == shown[1] and len(shown[0]) == 7
+    fast = written(manifest)
+    monkeypatch.undo()
+    assert written(manifest) == fast
+    # A number with two lines: only the ordered way knows which wins.
+    later = manifest.store.save_report_cursor(ReportCursor(
+        "ACK-12345-20261123-1100-promoP2.csv", Kind.ACK, manifest.campaign.id,
+        seen_at=ACKED), ACKED)
+    assert later.id is not None
+    manifest.store.record_acks(later, [
+        (later.id, "+33612345602", "R2", manifest.campaign.id, "ACME", "2", "sent", "op",
+         now_iso(ACKED))], ACKED)
+    assert not joined(load=False)._load_ack_groups()
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 100])
+def test_split_in_pieces_is_split(size: int) -> None:
+    for text in ("", "a", "\x1f", "a\x1fbb\x1f\x1fccc\x1f", "12\x1f345\x1f6"):
+        pieces = list(results_module._split(text, "\x1f", size))
+        assert [p for piece in pieces for p in piece] == text.split("\x1f")
+        assert all(pieces)

@@ -35,21 +35,29 @@ import codecs
 import csv
 import datetime
 import io
-from collections.abc import Iterator
+import re
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
+from itertools import chain, islice, repeat
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO, TextIO
 
 from ..config import Settings
 from ..files import replaced
-from ..rules.campaign_file import is_header, read_records
+from ..rules.campaign_file import CHUNK, is_header, read_records
 from ..rules.display import archived_original, local_name
 from ..rules.numbers import NumberNormalizer
 from ..rules.plan import FOREIGN
 from ..rules.states import WAITING, CampaignState, PartState
 from ..store.journal import Store
 from ..store.records import Campaign, Part
-from ..store.results import STATUS_SEPARATOR, campaign_deliveries, optouts_since
+from ..store.results import (
+    STATUS_SEPARATOR,
+    campaign_deliveries,
+    delivery_groups,
+    optouts_since,
+)
 from .intake import row_zone
 
 HEADER = ("crm_id", "msisdn", "outcome", "code", "status", "ack_at", "optout_at", "line",
@@ -178,17 +186,21 @@ def locate(settings: Settings, campaign: Campaign) -> CampaignFiles:
 
 # -- reading ---------------------------------------------------------------------------------
 
-ContactRow = tuple[int, str, str, str]
-"""(line in the contact file, CRM id, IDREMOTE, phone as exported)."""
+ContactRow = Sequence[str]
+"""(line in the contact file, CRM id, IDREMOTE, phone as exported): the contact map's row
+as csv reads it (a row of other length, or a line not digits, is no contact)."""
 
 
-def _map_rows(path: Path) -> Iterator[ContactRow]:
-    with path.open("rb") as handle:
-        records = read_records(handle, "utf-8-sig")
-        next(records, None)  # line;crm_id;idremote;phone
-        for _, fields in records:
-            if len(fields) >= 4 and fields[0].isdigit():
-                yield int(fields[0]), fields[1], fields[2], fields[3]
+BATCH = 8192
+"""Contact rows joined, then written, at a time (their lines kept meanwhile)."""
+
+
+def _map_rows(handle: TextIO) -> Iterator[ContactRow]:
+    """The contact map's rows: csv reads them, as csv wrote them (``manifests._ContactMap``),
+    one C call a row."""
+    reader = csv.reader(handle, delimiter=";")
+    next(reader, None)  # line;crm_id;idremote;phone
+    return reader
 
 
 def _file_encoding(path: Path, hint: object) -> str:
@@ -208,7 +220,7 @@ def _file_encoding(path: Path, hint: object) -> str:
     return "utf-8-sig"
 
 
-def _original_rows(path: Path, encoding: str) -> Iterator[ContactRow]:
+def _original_rows(path: Path, encoding: str) -> Generator[ContactRow, None, None]:
     with path.open("rb") as handle:
         first = True
         for line, fields in read_records(handle, encoding):
@@ -216,7 +228,7 @@ def _original_rows(path: Path, encoding: str) -> Iterator[ContactRow]:
                 first = False
                 if is_header(fields):
                     continue
-            yield line, fields[0], fields[0], fields[1] if len(fields) > 1 else ""
+            yield str(line), fields[0], fields[0], fields[1] if len(fields) > 1 else ""
 
 
 def _errors(path: Path) -> dict[int, tuple[str, str]]:
@@ -253,28 +265,80 @@ class _Ack:
     outcome: str
 
 
+@dataclass(slots=True)
+class _Shown:
+    """How an uploaded row of one file with one mark is written, but for its CRM id, number
+    and line: ``crm_id;msisdn`` + ``middle`` + line + ``tail``; how many were."""
+
+    middle: str
+    tail: str
+    outcome: str
+    rows: int = 0
+
+
+_END: tuple[Any, str] = (None, "")
+"""An uploaded file's (IDREMOTE, MSISDN) after its last row."""
+
+
 class _Uploaded:
     """One provider file read along the contact rows: its rows are theirs, in their order
-    (less the ones left out), so its next row is the one a contact row may be."""
+    (less the ones left out), so its next row is the one a contact row may be. The join
+    moves on with ``idremote, msisdn = next(pairs, _END)`` (a row's IDREMOTE and MSISDN)."""
+
+    __slots__ = ("_handle", "idremote", "msisdn", "pairs", "part", "shown")
 
     def __init__(self, part: Part, path: Path) -> None:
         self.part = part
         self._handle = path.open("rb")
-        self._records = read_records(self._handle, "utf-8")
-        self.idremote: str | None = None
-        self.msisdn = ""
-        self.advance()
-
-    def advance(self) -> None:
-        record = next(self._records, None)
-        if record is None:
-            self.idremote = None
-            self._handle.close()
-        else:
-            self.idremote, self.msisdn = record[1][0], record[1][1]
+        self.pairs: Iterator[tuple[str, str]]
+        if _unquoted(self._handle):
+            self.pairs = chain.from_iterable(_pair_blocks(self._handle))
+        else:  # a quoted field may hold ; or a line break: the reader's way, row by row
+            self.pairs = ((fields[0], fields[1])
+                          for _, fields in read_records(self._handle, "utf-8"))
+        self.idremote: str | None
+        self.msisdn: str
+        self.idremote, self.msisdn = next(self.pairs, _END)
+        self.shown: dict[int, _Shown] = {}
+        """A fate mark -> how this file's rows with it are written (few distinct marks)."""
 
     def close(self) -> None:
         self._handle.close()
+
+
+def _unquoted(handle: BinaryIO) -> bool:
+    """Whether the file holds no double quote (then a line is a row); read from the start
+    after."""
+    try:
+        while data := handle.read(CHUNK):
+            if b'"' in data:
+                return False
+        return True
+    finally:
+        handle.seek(0)
+
+
+def _pair_blocks(handle: BinaryIO) -> Iterator[Iterator[tuple[str, str]]]:
+    """(IDREMOTE, MSISDN) of each row of a provider file without quotes, a block at a time:
+    its lines end with CRLF, LF or CR, as :func:`read_records` reads them; a line without
+    ``;`` (blank) is no row. A block's values are kept as two lists of strings: no
+    container a row, that the garbage collector would go through."""
+    carry = b""
+    while True:
+        data = handle.read(CHUNK)
+        block = carry + data
+        if data:  # cut after the last line end (a CR at the end may be half a CRLF)
+            last_lf = block.rfind(b"\n")
+            cut = max(last_lf, block.rfind(b"\r", last_lf + 1, len(block) - 1)) + 1
+            block, carry = block[:cut], block[cut:]
+        text = block.decode("utf-8")
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        lines = [line for line in text.split("\n") if ";" in line]
+        yield zip([line.partition(";")[0] for line in lines],
+                  [line.split(";", 2)[1] for line in lines], strict=True)
+        if not data:
+            return
 
 
 class _Join:
@@ -319,6 +383,41 @@ class _Join:
         self._load_optouts()
 
     def _load_acks(self) -> None:
+        if not self._load_ack_groups():
+            self.fate.clear()
+            self.acks.clear()
+            self._load_ack_lines()
+
+    def _load_ack_groups(self) -> bool:
+        """The delivery lines a status at a time (:func:`delivery_groups`: no Python object
+        a line but its number's key). Right when every number has one line and no msisdn
+        holds the separator, which this checks: else False, and ``fate`` and ``acks`` to
+        throw away."""
+        fate, acks = self.fate, self.acks
+        marks: dict[str, int] = {}  # a status string -> its mark
+        keys = 0
+        for joined, count, msisdns in delivery_groups(self.store, self.campaign.id):
+            mark = marks.get(joined)
+            if mark is None:
+                idstatus, status, at = joined.split(STATUS_SEPARATOR)
+                acks.append(_Ack(idstatus, status, at, delivery_outcome(idstatus, status)))
+                mark = marks[joined] = len(acks) << _ACK
+            found = 0
+            for pieces in _split(msisdns, STATUS_SEPARATOR):
+                found += len(pieces)
+                try:
+                    numbers = list(map(int, pieces))
+                except ValueError:  # not a number: no row of ours
+                    numbers = [key for key in map(_int, pieces) if key is not None]
+                keys += len(numbers)
+                fate.update(zip(numbers, repeat(mark)))
+            if found != count:
+                return False
+        return len(fate) == keys
+
+    def _load_ack_lines(self) -> None:
+        """The delivery lines one by one in the table's order: when a number has two, the
+        final status, then the latest, wins (the later line when they tie)."""
         fate, acks = self.fate, self.acks
         marks: dict[str, int] = {}  # a status string -> its mark
         for msisdn, joined in campaign_deliveries(self.store, self.campaign.id):
@@ -369,66 +468,68 @@ class _Join:
                 streams.append(_Uploaded(part, path))
         return streams
 
-    def rows(self, contacts: Iterator[ContactRow]) -> Iterator[ResultRow]:
+    def write(self, contacts: Iterator[ContactRow], out: _Out) -> None:
+        """The contact rows' results, in their order, to ``out``. A row uploaded, its CRM id
+        and number plain, is written as a string from what its file and mark share
+        (:class:`_Shown`); any other through csv (:meth:`_Out.row`)."""
         errors = _errors(self.files.errors)
         normalize = NumberNormalizer(self.settings.campaign.default_region).normalize
-        fate, acks, when, verify = self.fate, self.acks, self.when, self.verify
+        fate, verify, result, end = self.fate, self.verify, self.result, _END
+        general, append, shown_as, plain = out.row, out.lines.append, out.shown, out.plain
+        delimiter, before, after = out.delimiter, out.before, out.after
         streams = self._streams()
         try:
-            for line, crm_id, idremote, phone in contacts:
-                error = errors.get(line)
-                if error is not None:
-                    raw = phone.strip()
-                    yield crm_id, (normalize(raw) if raw else None) or phone, "invalid", \
-                        error[0], "", "", "", line, error[1]
-                    continue
-                part = None
-                for stream in streams:
-                    if stream.idremote == idremote:
-                        if not verify or phone == stream.msisdn or \
-                                normalize(phone.strip()) == stream.msisdn:
-                            part, e164 = stream.part, stream.msisdn
-                            stream.advance()
-                        break
-                if part is None:  # not uploaded: duplicate, suppressed, or not sent
-                    raw = phone.strip()
-                    found = normalize(raw) if raw else None
-                    if found is None:  # validation took it: not expected
-                        yield crm_id, phone, "not_sent", "", "", "", "", line, \
-                            "number not understood"
+            # a batch at a time, each row let go once joined (kept, a million lists would
+            # set the garbage collector going, for nothing)
+            while (first := next(contacts, None)) is not None:
+                for fields in chain((first,), islice(contacts, BATCH - 1)):
+                    try:
+                        text, crm_id, idremote, phone = fields
+                    except ValueError:
+                        if len(fields) < 4:
+                            continue
+                        text, crm_id, idremote, phone = fields[:4]
+                    if not text.isdigit():
                         continue
-                    e164 = found
-                key = int(e164)
-                mark = fate.get(key, 0)
-                fate[key] = mark | _SEEN
-                if part is None:
-                    if mark & _SEEN:
-                        yield crm_id, e164, "duplicate", "", "", "", "", line, \
-                            "the number of an earlier row"
+                    line = int(text)
+                    error = errors.get(line)
+                    if error is not None:
+                        raw = phone.strip()
+                        general((crm_id, (normalize(raw) if raw else None) or phone,
+                                 "invalid", error[0], "", "", "", line, error[1]))
                         continue
-                    if mark & _SUPPRESSED:
-                        yield crm_id, e164, "suppressed", "", "", "", "", line, \
-                            "on the suppression list at upload"
+                    hit = None
+                    for stream in streams:
+                        if stream.idremote == idremote:
+                            e164 = stream.msisdn
+                            if not verify or phone == e164 or normalize(phone.strip()) == e164:
+                                hit = stream
+                                stream.idremote, stream.msisdn = next(stream.pairs, end)
+                            break
+                    if hit is None:  # not uploaded: duplicate, suppressed, or not sent
+                        raw = phone.strip()
+                        found = normalize(raw) if raw else None
+                        if found is None:  # validation took it: not expected
+                            general((crm_id, phone, "not_sent", "", "", "", "", line,
+                                     "number not understood"))
+                            continue
+                        e164 = found
+                    key = int(e164)
+                    mark = fate.get(key, 0)
+                    fate[key] = mark | _SEEN
+                    if hit is None:
+                        general(result(crm_id, e164, line, mark, None))
                         continue
-                    if not mark >> _ACK & _MASK:
-                        yield crm_id, e164, "not_sent", "", "", "", "", line, \
-                            self._why_not(e164)
-                        continue
-                elif part.state == PartState.REJECTED:
-                    yield crm_id, e164, "not_sent", "", "", "", "", line, \
-                        f"the provider rejected {part.remote_name}"
-                    continue
-                ack_index, opt_index = mark >> _ACK & _MASK, mark >> _OPT
-                optout_at = when(self.optout_times[opt_index - 1]) if opt_index else ""
-                if ack_index:
-                    ack = acks[ack_index - 1]
-                    yield crm_id, e164, "opted_out" if opt_index else ack.outcome, \
-                        ack.idstatus, ack.status, when(ack.at), optout_at, line, ""
-                else:
-                    assert part is not None  # noqa: S101 - no ACK: matched to its file
-                    yield crm_id, e164, "opted_out" if opt_index else "pending", "", "", "", \
-                        optout_at, line, f"no delivery report yet ({part.remote_name} " \
-                        f"{part.state})"
+                    shown = hit.shown.get(mark)
+                    if shown is None:
+                        shown = hit.shown[mark] = shown_as(result("", "", 0, mark, hit.part))
+                    if (crm_id.isalnum() or plain(crm_id)) and _E164(e164):
+                        append(crm_id + delimiter + before + e164 + after + shown.middle +
+                               str(line) + shown.tail)
+                        shown.rows += 1
+                    else:
+                        general(result(crm_id, e164, line, mark, hit.part))
+                out.flush()
             left = [s for s in streams if s.idremote is not None]
             if left:
                 raise ResultsError(
@@ -438,6 +539,37 @@ class _Join:
         finally:
             for stream in streams:
                 stream.close()
+        for stream in streams:
+            for shown in stream.shown.values():
+                out.counts[shown.outcome] += shown.rows
+
+    def result(self, crm_id: str, e164: str, line: int, mark: int,
+               part: Part | None) -> ResultRow:
+        """The row of a contact whose number is known: ``mark`` its fate before this row,
+        ``part`` the file it was matched to, if any. For a row matched to a file, only its
+        first, second and eighth values are its own."""
+        if part is None:
+            if mark & _SEEN:
+                return crm_id, e164, "duplicate", "", "", "", "", line, \
+                    "the number of an earlier row"
+            if mark & _SUPPRESSED:
+                return crm_id, e164, "suppressed", "", "", "", "", line, \
+                    "on the suppression list at upload"
+            if not mark >> _ACK & _MASK:
+                return crm_id, e164, "not_sent", "", "", "", "", line, self._why_not(e164)
+        elif part.state == PartState.REJECTED:
+            return crm_id, e164, "not_sent", "", "", "", "", line, \
+                f"the provider rejected {part.remote_name}"
+        when = self.when
+        ack_index, opt_index = mark >> _ACK & _MASK, mark >> _OPT
+        optout_at = when(self.optout_times[opt_index - 1]) if opt_index else ""
+        if ack_index:
+            ack = self.acks[ack_index - 1]
+            return crm_id, e164, "opted_out" if opt_index else ack.outcome, \
+                ack.idstatus, ack.status, when(ack.at), optout_at, line, ""
+        assert part is not None  # noqa: S101 - no ACK: matched to its file
+        return crm_id, e164, "opted_out" if opt_index else "pending", "", "", "", \
+            optout_at, line, f"no delivery report yet ({part.remote_name} {part.state})"
 
     def _why_not(self, e164: str) -> str:
         campaign = self.campaign
@@ -462,9 +594,10 @@ def _key(number: str) -> int | None:
     return int(digits) if digits.isdigit() and digits.isascii() else None
 
 
-def result_rows(store: Store, settings: Settings, campaign: Campaign, *,
-                excel: bool = False) -> Iterator[ResultRow]:
-    """The results of ``campaign``, one row per contact row, in the contact file's order.
+def _prepared(store: Store, settings: Settings, campaign: Campaign, stack: ExitStack, *,
+              excel: bool) -> tuple[_Join, Iterator[ContactRow]]:
+    """The join of ``campaign``, its facts loaded, and its contact rows, in the contact file's
+    order (read from a file that ``stack`` closes).
 
     Raises :class:`ResultsError` when the campaign's rows cannot be found (its archive
     purged after ``retention_days``, a manifest's contact map missing)."""
@@ -474,14 +607,15 @@ def result_rows(store: Store, settings: Settings, campaign: Campaign, *,
     files = locate(settings, campaign)
     contacts: Iterator[ContactRow]
     if files.contact_map is not None and files.contact_map.exists():
-        contacts = _map_rows(files.contact_map)
+        contacts = _map_rows(stack.enter_context(
+            files.contact_map.open(encoding="utf-8-sig", newline="")))
         contacts_verify = False
     elif campaign.file.endswith(".toml"):
         raise ResultsError(f"campaign {campaign.campaign_id} (number {campaign.id}): its "
                            f"contact map ({MAP_NAME}) is gone; kept {_kept(settings)}")
     elif files.original.exists():
         encoding = _file_encoding(files.original, campaign.summary.get("encoding"))
-        contacts = _original_rows(files.original, encoding)
+        contacts = stack.enter_context(closing(_original_rows(files.original, encoding)))
         contacts_verify = True
     else:
         raise ResultsError(f"campaign {campaign.campaign_id} (number {campaign.id}): its "
@@ -489,7 +623,7 @@ def result_rows(store: Store, settings: Settings, campaign: Campaign, *,
                            f"{_kept(settings)}")
     join = _Join(store, settings, campaign, files, excel=excel, verify=contacts_verify)
     join.load()
-    return join.rows(contacts)
+    return join, contacts
 
 
 def _kept(settings: Settings) -> str:
@@ -514,45 +648,130 @@ def write_results(store: Store, settings: Settings, campaign: Campaign,
         raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}")
     if not excel and delimiter not in DELIMITERS:
         raise ValueError(f"delimiter must be one of {' '.join(DELIMITERS)}")
-    rows = result_rows(store, settings, campaign, excel=excel)
-    if isinstance(out, Path):
-        with replaced(out, text=False) as handle:
-            figures = _write(rows, handle, excel=excel, encoding=encoding, delimiter=delimiter)
-        figures.path = out
-        return figures
-    return _write(rows, out, excel=excel, encoding=encoding, delimiter=delimiter)
+    with ExitStack() as stack:
+        join, contacts = _prepared(store, settings, campaign, stack, excel=excel)
+        if isinstance(out, Path):
+            with replaced(out, text=False) as handle:
+                figures = _write(join, contacts, handle, excel=excel, encoding=encoding,
+                                 delimiter=delimiter)
+            figures.path = out
+            return figures
+        return _write(join, contacts, out, excel=excel, encoding=encoding, delimiter=delimiter)
 
 
-def _write(rows: Iterator[ResultRow], out: IO[bytes] | BinaryIO, *, excel: bool,
-           encoding: str, delimiter: str) -> ResultsFigures:
+def _write(join: _Join, contacts: Iterator[ContactRow], out: IO[bytes] | BinaryIO, *,
+           excel: bool, encoding: str, delimiter: str) -> ResultsFigures:
     codec = "utf-8-sig" if excel else encoding
     text = io.TextIOWrapper(out, encoding=codec, errors="strict", newline="",
                             write_through=False)
-    writer = csv.writer(text, delimiter=";" if excel else delimiter, lineterminator="\r\n")
-    figures = ResultsFigures()
-    counts = figures.counts
     try:
-        writer.writerow(HEADER)
-        for row in rows:
-            counts[row[2]] += 1
-            if excel:
-                cells: tuple[object, ...] = (
-                    excel_cell(row[0]), excel_number(row[1]), *row[2:4],
-                    excel_cell(row[4]), *row[5:8], excel_cell(row[8]))
-            else:
-                cells = row
-            try:
-                writer.writerow(cells)
-            except UnicodeEncodeError as exc:
-                raise ResultsError(_unencodable(row, codec, exc)) from None
-        figures.rows = sum(counts.values())
+        lines = _Out(text, codec=codec, excel=excel, delimiter=";" if excel else delimiter)
+        lines.writer.writerow(HEADER)
+        join.write(contacts, lines)
+        lines.flush()
         text.flush()
     finally:
         text.detach()  # the caller's stream stays open
+    figures = ResultsFigures(counts=lines.counts)
+    figures.rows = sum(lines.counts.values())
     return figures
 
 
-def _unencodable(row: ResultRow, codec: str, exc: UnicodeEncodeError) -> str:
+_E164 = re.compile(r"\+[0-9]+").fullmatch
+"""An E.164 number as the uploaded files hold it: written as it is (``--excel``: between
+the same ``="`` and ``"`` whatever its digits)."""
+
+_QUOTED = ('"', "\r", "\n")
+"""What csv quotes a value for, besides the delimiter."""
+
+
+class _Out:
+    """The results file's lines as csv writes them, kept and written a batch at a time
+    (:meth:`flush`), and the rows per outcome."""
+
+    def __init__(self, text: io.TextIOWrapper, *, codec: str, excel: bool,
+                 delimiter: str) -> None:
+        self.text, self.codec, self.excel, self.delimiter = text, codec, excel, delimiter
+        self.lines: list[str] = []
+        self.writer = csv.writer(_Appender(self.lines), delimiter=delimiter,
+                                 lineterminator="\r\n")
+        self.counts = dict.fromkeys(OUTCOMES, 0)
+        self._one: list[str] = []
+        self._field_writer = csv.writer(_Appender(self._one), delimiter=delimiter,
+                                        lineterminator="\r\n")
+        self.before, self.after = self.field(excel_number("+0") if excel else "+0").split("+0")
+        """What csv writes before and after an E.164 number (``--excel``: a formula)."""
+
+    def row(self, row: ResultRow) -> None:
+        """One row, through csv."""
+        self.counts[row[2]] += 1
+        self.writer.writerow(self.cells(row))
+
+    def cells(self, row: ResultRow) -> tuple[object, ...]:
+        if not self.excel:
+            return row
+        return (excel_cell(row[0]), excel_number(row[1]), *row[2:4], excel_cell(row[4]),
+                *row[5:8], excel_cell(row[8]))
+
+    def field(self, value: object) -> str:
+        """``value`` as csv writes it in a row (quoted when it must be)."""
+        self._field_writer.writerow(("", value))
+        written = self._one.pop()
+        return written[len(self.delimiter):-2]
+
+    def plain(self, crm_id: str) -> bool:
+        """Whether a CRM id is written as it is: nothing csv quotes, no formula start."""
+        return (self.delimiter not in crm_id and not any(c in crm_id for c in _QUOTED)
+                and not (self.excel and crm_id.startswith(_GUARDED)))
+
+    def shown(self, row: ResultRow) -> _Shown:
+        """How uploaded rows that share ``row``'s values but the CRM id, number and line are
+        written."""
+        cells = self.cells(row)
+        sep = self.delimiter
+        return _Shown(sep + sep.join(map(self.field, cells[2:7])) + sep,
+                      sep + self.field(cells[8]) + "\r\n", row[2])
+
+    def flush(self) -> None:
+        """Write the lines kept. A value the encoding cannot hold: the lines before its
+        line, then a :class:`ResultsError` naming it."""
+        lines = self.lines
+        try:
+            self.text.write("".join(lines))
+        except UnicodeEncodeError:
+            for line in lines:
+                try:
+                    self.text.write(line)
+                except UnicodeEncodeError as exc:
+                    values = next(csv.reader([line], delimiter=self.delimiter))
+                    raise ResultsError(_unencodable(values, self.codec, exc)) from None
+        lines.clear()
+
+
+class _Appender:
+    """A list as the stream a csv writer writes lines to."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.write = lines.append
+
+
+def _split(text: str, separator: str, size: int = 1 << 20) -> Iterator[list[str]]:
+    """``text.split(separator)``, a piece of about ``size`` characters at a time."""
+    start = 0
+    while (end := text.find(separator, start + size)) >= 0:
+        yield text[start:end].split(separator)
+        start = end + 1
+    yield text[start:].split(separator)
+
+
+def _int(number: str) -> int | None:
+    try:
+        return int(number)
+    except ValueError:
+        return None
+
+
+def _unencodable(row: Sequence[object], codec: str, exc: UnicodeEncodeError) -> str:
     for name, value in zip(HEADER, row, strict=True):
         try:
             str(value).encode(codec)

@@ -38,6 +38,37 @@ def campaign_deliveries(store: Store, pk: int) -> Iterator[tuple[str, str]]:
         (pk, Kind.ACK.word))
 
 
+_GROUPED = ("SELECT idstatus || char(31) || status || char(31) || at, count(*), "
+            "group_concat(msisdn, char(31)) FROM deliveries WHERE report = ?1 AND msisdn >= ?2 ")
+_BY_STATUS = " GROUP BY idstatus, status, at"
+
+
+def delivery_groups(store: Store, pk: int,
+                    rows: int = 1 << 16) -> Iterator[tuple[str, int, str]]:
+    """:func:`campaign_deliveries` by status, ``rows`` lines or so at a time: (the status, as
+    joined there; how many lines have it; their msisdns joined by :data:`STATUS_SEPARATOR`).
+    A few strings back for thousands of lines instead of a row each; a status comes once a
+    slice. Each ACK file's lines are cut by number (its primary key's order: a slice is a
+    range of numbers that the key walks, never sorted whole), and each slice is grouped by
+    SQLite. The table's order of the lines is lost, so this says all only for a campaign
+    whose numbers have one line each (the caller checks)."""
+    db = store._db
+    reports = [report for (report,) in db.execute(
+        "SELECT id FROM report_cursors WHERE campaign = ? AND kind = ?", (pk, Kind.ACK.word))]
+    for report in reports:
+        low = ""
+        while True:
+            bound = db.execute(  # the first number of the next slice
+                "SELECT msisdn FROM deliveries WHERE report = ? AND msisdn >= ? "
+                "ORDER BY msisdn LIMIT 1 OFFSET ?", (report, low, rows)).fetchone()
+            if bound is None or bound[0] == low:  # the last slice (or one number's lines)
+                yield from db.execute(_GROUPED + _BY_STATUS, (report, low))
+                break
+            yield from db.execute(_GROUPED + "AND msisdn < ?3" + _BY_STATUS,
+                                  (report, low, bound[0]))
+            low = bound[0]
+
+
 def optouts_since(store: Store, since: datetime.datetime) -> Iterator[tuple[str, str]]:
     """Opt-outs received at or after ``since``: (msisdn, when as a UTC ISO string), from the
     STOP lines and the replies that were a stop keyword, oldest first. When is the provider's
