@@ -476,7 +476,7 @@ class _Join:
         normalize = NumberNormalizer(self.settings.campaign.default_region).normalize
         fate, verify, result, end = self.fate, self.verify, self.result, _END
         general, append, shown_as, plain = out.row, out.lines.append, out.shown, out.plain
-        delimiter, before, after = out.delimiter, out.before, out.after
+        before, after = out.delimiter + out.before, out.after  # around the number
         streams = self._streams()
         try:
             # a batch at a time, each row let go once joined (kept, a million lists would
@@ -524,8 +524,7 @@ class _Join:
                     if shown is None:
                         shown = hit.shown[mark] = shown_as(result("", "", 0, mark, hit.part))
                     if (crm_id.isalnum() or plain(crm_id)) and _E164(e164):
-                        append(crm_id + delimiter + before + e164 + after + shown.middle +
-                               str(line) + shown.tail)
+                        append(f"{crm_id}{before}{e164}{after}{shown.middle}{line}{shown.tail}")
                         shown.rows += 1
                     else:
                         general(result(crm_id, e164, line, mark, hit.part))
