@@ -596,15 +596,25 @@ def test_delivery_lines_read_by_status_or_one_by_one_say_the_same(
     fast = written(manifest)
     monkeypatch.undo()
     assert written(manifest) == fast
-    # A number with two lines: only the ordered way knows which wins.
+    # A number with two lines: only the ordered way knows which wins. Final statuses at the
+    # same time: the later line (the second ACK file's); read again over what the groups
+    # left, as if read alone.
     later = manifest.store.save_report_cursor(ReportCursor(
         "ACK-12345-20261123-1100-promoP2.csv", Kind.ACK, manifest.campaign.id,
         seen_at=ACKED), ACKED)
     assert later.id is not None
     manifest.store.record_acks(later, [
-        (later.id, "+33612345602", "R2", manifest.campaign.id, "ACME", "2", "sent", "op",
-         now_iso(ACKED))], ACKED)
+        (later.id, msisdn, idremote, manifest.campaign.id, "ACME", "2", status, "op",
+         now_iso(ACKED)) for msisdn, idremote, status in [
+            ("+33612345602", "R2", "delivered"), ("+33612345601", "R1", "delivrd"),
+            ("+3361\x1f2", "Z", "sent")]], ACKED)  # and the separator in a msisdn
     assert not joined(load=False)._load_ack_groups()
+    rows = {r["crm_id"]: r for r in manifest.results()}
+    assert [(rows[c]["outcome"], rows[c]["status"]) for c in ("C1", "C2")] == [
+        ("sent", "delivrd"), ("sent", "delivered")]
+    fast = written(manifest)
+    monkeypatch.setattr(results_module._Join, "_load_ack_groups", lambda self: False)
+    assert written(manifest) == fast
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5, 100])

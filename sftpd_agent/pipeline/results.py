@@ -273,6 +273,8 @@ class _Shown:
     middle: str
     tail: str
     outcome: str
+    seen: int
+    """The mark once seen: the fate of their numbers after them."""
     rows: int = 0
 
 
@@ -355,6 +357,7 @@ class _Join:
         self.parts: list[Part] = store.parts(campaign.id)
         self.fate: dict[int, int] = {}
         self.acks: list[_Ack] = []
+        self._marks: dict[str, int] = {}  # an ACK status -> its mark
         self.optout_times: list[str] = []
         self.missing_parts: list[str] = []
         self.times: dict[str, str] = {}
@@ -384,48 +387,47 @@ class _Join:
 
     def _load_acks(self) -> None:
         if not self._load_ack_groups():
-            self.fate.clear()
-            self.acks.clear()
             self._load_ack_lines()
+
+    def _mark(self, joined: str) -> int:
+        """The mark of an ACK status (``idstatus``, ``status`` and ``at`` joined): one each."""
+        mark = self._marks.get(joined)
+        if mark is None:
+            idstatus, status, at = joined.split(STATUS_SEPARATOR)
+            self.acks.append(_Ack(idstatus, status, at, delivery_outcome(idstatus, status)))
+            mark = self._marks[joined] = len(self.acks) << _ACK
+        return mark
 
     def _load_ack_groups(self) -> bool:
         """The delivery lines a status at a time (:func:`delivery_groups`: no Python object
-        a line but its number's key). Right when every number has one line and no msisdn
-        holds the separator, which this checks: else False, and ``fate`` and ``acks`` to
-        throw away."""
-        fate, acks = self.fate, self.acks
-        marks: dict[str, int] = {}  # a status string -> its mark
+        a line but its number's key). All that is to know when every number has one line,
+        which this checks: else False as soon as a number comes twice (then
+        :meth:`_load_ack_lines` reads every line again, in order, over what is there: the
+        line it keeps for a number is the one it would keep alone, so nothing is thrown away
+        and rebuilt). A msisdn that holds the separator: False, nothing of its group kept."""
+        fate = self.fate
         keys = 0
         for joined, count, msisdns in delivery_groups(self.store, self.campaign.id):
-            mark = marks.get(joined)
-            if mark is None:
-                idstatus, status, at = joined.split(STATUS_SEPARATOR)
-                acks.append(_Ack(idstatus, status, at, delivery_outcome(idstatus, status)))
-                mark = marks[joined] = len(acks) << _ACK
-            found = 0
+            if msisdns.count(STATUS_SEPARATOR) + 1 != count:
+                return False
+            mark = self._mark(joined)
             for pieces in _split(msisdns, STATUS_SEPARATOR):
-                found += len(pieces)
                 try:
                     numbers = list(map(int, pieces))
                 except ValueError:  # not a number: no row of ours
                     numbers = [key for key in map(_int, pieces) if key is not None]
                 keys += len(numbers)
                 fate.update(zip(numbers, repeat(mark)))
-            if found != count:
+            if len(fate) != keys:  # a number with two lines
                 return False
-        return len(fate) == keys
+        return True
 
     def _load_ack_lines(self) -> None:
         """The delivery lines one by one in the table's order: when a number has two, the
         final status, then the latest, wins (the later line when they tie)."""
-        fate, acks = self.fate, self.acks
-        marks: dict[str, int] = {}  # a status string -> its mark
+        fate, marks, new = self.fate, self._marks, self._mark
         for msisdn, joined in campaign_deliveries(self.store, self.campaign.id):
-            mark = marks.get(joined)
-            if mark is None:
-                idstatus, status, at = joined.split(STATUS_SEPARATOR)
-                acks.append(_Ack(idstatus, status, at, delivery_outcome(idstatus, status)))
-                mark = marks[joined] = len(acks) << _ACK
+            mark = marks.get(joined) or new(joined)
             try:
                 key = int(msisdn)
             except ValueError:
@@ -516,13 +518,15 @@ class _Join:
                         e164 = found
                     key = int(e164)
                     mark = fate.get(key, 0)
-                    fate[key] = mark | _SEEN
                     if hit is None:
+                        fate[key] = mark | _SEEN
                         general(result(crm_id, e164, line, mark, None))
                         continue
                     shown = hit.shown.get(mark)
                     if shown is None:
-                        shown = hit.shown[mark] = shown_as(result("", "", 0, mark, hit.part))
+                        shown = hit.shown[mark] = shown_as(result("", "", 0, mark, hit.part),
+                                                           seen=mark | _SEEN)
+                    fate[key] = shown.seen  # one int for all: not a new one a row
                     if (crm_id.isalnum() or plain(crm_id)) and _E164(e164):
                         append(f"{crm_id}{before}{e164}{after}{shown.middle}{line}{shown.tail}")
                         shown.rows += 1
@@ -723,13 +727,13 @@ class _Out:
         return (self.delimiter not in crm_id and not any(c in crm_id for c in _QUOTED)
                 and not (self.excel and crm_id.startswith(_GUARDED)))
 
-    def shown(self, row: ResultRow) -> _Shown:
+    def shown(self, row: ResultRow, *, seen: int) -> _Shown:
         """How uploaded rows that share ``row``'s values but the CRM id, number and line are
-        written."""
+        written (``seen``: their numbers' fate after them)."""
         cells = self.cells(row)
         sep = self.delimiter
         return _Shown(sep + sep.join(map(self.field, cells[2:7])) + sep,
-                      sep + self.field(cells[8]) + "\r\n", row[2])
+                      sep + self.field(cells[8]) + "\r\n", row[2], seen)
 
     def flush(self) -> None:
         """Write the lines kept. A value the encoding cannot hold: the lines before its
