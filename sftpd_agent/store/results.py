@@ -3,7 +3,8 @@
 ``sftpd-agent results`` (and the daemon, once a campaign is ``reported``) joins these with the
 campaign's own files (:mod:`sftpd_agent.pipeline.results`). Every read here works on a
 read-only store beside a running daemon, and none loads a table into memory: the rows are
-yielded as SQLite returns them (a million delivery lines of one campaign included).
+yielded as SQLite returns them (a million delivery lines of one campaign included), or a
+slice at a time (:func:`delivery_groups`).
 """
 
 from __future__ import annotations
