@@ -1,13 +1,17 @@
 """Benchmark: ``sftpd-agent results`` for a 1,000,000-row campaign, against a baseline.
 
     python benchmarks/results.py [--rows 1000000] [--runs 3] [--keep DIR]
+                                 [--ack-times N] [--twice N]
 
 Builds a campaign as a manifest leaves it, through the store's own API: ``contacts.map.csv``
 (1,000,000 contact rows, numbers written ``06 12 34 56 78`` or ``0612345678``), ``errors.csv``
 (1 % invalid, a few with two errors), ``dropped.csv`` (0.5 % suppressed at upload), 0.5 %
 duplicates, two provider files of the rest (~490,000 rows each), one delivery line per
 uploaded row recorded with ``ReportTables.record_acks`` (5 % failed), and 5,000 STOP lines
-after the upload (plus 20,000 older ones) with ``record_lines``.
+after the upload (plus 20,000 older ones) with ``record_lines``. As the daemon records a big
+ACK file batch by batch, each batch with its own time, ``--ack-times N`` spreads the lines'
+times over N batches (N times as many distinct statuses); ``--twice N`` gives N numbers a
+second, later line (the ordered read of the lines then decides which one counts).
 
 Then times, each a fresh process (interpreter start included), the median of ``--runs``:
 
@@ -61,7 +65,7 @@ def e164(i: int) -> str:
     return f"+336{i // 1_000_000 + 12:02d}{i % 1_000_000:06d}"
 
 
-def build(root: Path, rows: int) -> Path:
+def build(root: Path, rows: int, *, ack_times: int = 1, twice: int = 0) -> Path:
     """The campaign's journal and files under ``root``; the configuration file."""
     config = root / "agent.toml"
     config.write_text(f'service_id = "12345"\n[paths]\nroot = "{root / "agent"}"\n',
@@ -118,12 +122,22 @@ def build(root: Path, rows: int) -> Path:
             ReportCursor("ACK-" + name.split("-", 1)[1], Kind.ACK, campaign.id, seen_at=ACKED),
             ACKED)
         assert cursor.id is not None
-        at = now_iso(ACKED)
+        per_time = -(-len(chunk) // ack_times)  # lines a batch (each its time), rounded up
         for start in range(0, len(chunk), BATCH):
             store.record_acks(cursor, [
                 (cursor.id, e164(i), f"R{i}", campaign.id, "SHOP", "3" if i % 20 == 0 else "2",
-                 "failed" if i % 20 == 0 else "sent", "op", at)
-                for i in chunk[start:start + BATCH]], ACKED)
+                 "failed" if i % 20 == 0 else "sent", "op",
+                 now_iso(ACKED + datetime.timedelta(seconds=n // per_time)))
+                for n, i in enumerate(chunk[start:start + BATCH], start)], ACKED)
+    if twice:
+        cursor = store.save_report_cursor(
+            ReportCursor("ACK-12345-20261124-1000-benchP1.csv", Kind.ACK, campaign.id,
+                         seen_at=ACKED), ACKED)
+        assert cursor.id is not None
+        at = now_iso(ACKED + datetime.timedelta(hours=1))
+        store.record_acks(cursor, [
+            (cursor.id, e164(i), f"R{i}", campaign.id, "SHOP", "2", "delivered", "op", at)
+            for i in uploaded[::max(1, len(uploaded) // twice)][:twice]], ACKED)
     stops = [(e164(i), PUBLISHED + datetime.timedelta(minutes=i % 600))
              for i in uploaded[::max(1, len(uploaded) // 5000)][:5000]]
     stops += [(f"+336{99_000_000 + n}", RECEIVED - datetime.timedelta(days=3))
@@ -177,12 +191,16 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="build in this folder and leave it")
+    parser.add_argument("--ack-times", type=int, default=1, metavar="N",
+                        help="the ACK lines' times spread over N batches (default 1)")
+    parser.add_argument("--twice", type=int, default=0, metavar="N",
+                        help="N numbers with a second, later ACK line (default 0)")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="results-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     try:
         began = time.perf_counter()
-        config = build(root, args.rows)
+        config = build(root, args.rows, ack_times=args.ack_times, twice=args.twice)
         print(f"built a campaign of {args.rows:,} contact rows in "
               f"{time.perf_counter() - began:.1f} s")
         output = root / "results.csv"
