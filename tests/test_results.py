@@ -567,11 +567,14 @@ def test_delivery_lines_by_status_and_slice_are_the_lines(manifest: Built) -> No
     assert len(lines) == 10
     for rows in (1, 2, 3, 1000):
         found = sorted((msisdn, status)
-                       for status, count, joined in delivery_groups(store, pk, rows=rows)
+                       for _, status, count, joined in delivery_groups(store, pk, rows=rows)
                        for msisdn in joined.split(STATUS_SEPARATOR))
         assert found == lines
-    counts = [count for _, count, _ in delivery_groups(store, pk, rows=2)]
-    assert max(counts) <= 2 and sum(counts) == 10
+    groups = list(delivery_groups(store, pk, rows=2))
+    assert max(count for _, _, count, _ in groups) <= 2
+    assert sum(count for _, _, count, _ in groups) == 10
+    files = [report for report, _, _, _ in groups]
+    assert files == sorted(files) and set(files) == {1, cursor.id}  # file by file, in order
 
 
 def test_delivery_lines_read_by_status_or_one_by_one_say_the_same(
@@ -596,25 +599,43 @@ def test_delivery_lines_read_by_status_or_one_by_one_say_the_same(
     fast = written(manifest)
     monkeypatch.undo()
     assert written(manifest) == fast
-    # A number with two lines: only the ordered way knows which wins. Final statuses at the
-    # same time: the later line (the second ACK file's); read again over what the groups
-    # left, as if read alone.
+    # A number in two ACK files: the final status, then the latest, else the later file's
+    # line wins, as the ordered read decides (final statuses at the same time: the second
+    # file's; an intermediate one later: the first file's final one).
     later = manifest.store.save_report_cursor(ReportCursor(
         "ACK-12345-20261123-1100-promoP2.csv", Kind.ACK, manifest.campaign.id,
         seen_at=ACKED), ACKED)
     assert later.id is not None
-    manifest.store.record_acks(later, [
-        (later.id, msisdn, idremote, manifest.campaign.id, "ACME", "2", status, "op",
-         now_iso(ACKED)) for msisdn, idremote, status in [
-            ("+33612345602", "R2", "delivered"), ("+33612345601", "R1", "delivrd"),
-            ("+3361\x1f2", "Z", "sent")]], ACKED)  # and the separator in a msisdn
-    assert not joined(load=False)._load_ack_groups()
+
+    def record(*lines: tuple[str, str, str, str, dt.datetime]) -> None:
+        assert later.id is not None
+        manifest.store.record_acks(later, [
+            (later.id, msisdn, idremote, manifest.campaign.id, "ACME", idstatus, status,
+             "op", now_iso(at)) for msisdn, idremote, idstatus, status, at in lines], ACKED)
+
+    record(("+33612345602", "R2", "2", "delivered", ACKED),
+           ("+33612345601", "R1", "2", "delivrd", ACKED),
+           ("+33612345607", "R7", "ACK1", "buffered", ACKED + dt.timedelta(hours=1)),
+           ("+33612345612", "R12", "3", "failed", ACKED - dt.timedelta(hours=1)))
+    assert joined(load=False)._load_ack_groups()
     rows = {r["crm_id"]: r for r in manifest.results()}
-    assert [(rows[c]["outcome"], rows[c]["status"]) for c in ("C1", "C2")] == [
-        ("sent", "delivrd"), ("sent", "delivered")]
+    assert [(rows[c]["outcome"], rows[c]["status"]) for c in ("C1", "C2", "C7", "C12")] == [
+        ("sent", "delivrd"), ("sent", "delivered"), ("opted_out", "sent"),
+        ("failed", "failed")]
     fast = written(manifest)
     monkeypatch.setattr(results_module._Join, "_load_ack_groups", lambda self: False)
     assert written(manifest) == fast
+    monkeypatch.undo()
+    # A number twice in one file (the file's order lost by status), or the separator in a
+    # msisdn: read in order, over what is there.
+    for twice in [("33612345602", "R2b", "2", "sent", ACKED),
+                  ("+3361\x1f2", "Z", "2", "sent", ACKED)]:
+        record(twice)
+        assert not joined(load=False)._load_ack_groups()
+        fast = written(manifest)
+        monkeypatch.setattr(results_module._Join, "_load_ack_groups", lambda self: False)
+        assert written(manifest) == fast
+        monkeypatch.undo()
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5, 100])

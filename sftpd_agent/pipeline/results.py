@@ -364,7 +364,6 @@ class _Join:
         self.parts: list[Part] = store.parts(campaign.id)
         self.fate: dict[int, int] = {}
         self.acks: list[_Ack] = []
-        self._marks: dict[str, int] = {}  # an ACK status -> its mark
         self.optout_times: list[str] = []
         self.missing_parts: list[str] = []
         self.times: dict[str, str] = {}
@@ -396,45 +395,61 @@ class _Join:
         if not self._load_ack_groups():
             self._load_ack_lines()
 
-    def _mark(self, joined: str) -> int:
-        """The mark of an ACK status (``idstatus``, ``status`` and ``at`` joined): one each."""
-        mark = self._marks.get(joined)
-        if mark is None:
-            idstatus, status, at = joined.split(STATUS_SEPARATOR)
-            self.acks.append(_Ack(idstatus, status, at, delivery_outcome(idstatus, status)))
-            mark = self._marks[joined] = len(self.acks) << _ACK
-        return mark
+    def _new_mark(self, joined: str) -> int:
+        """A new mark for an ACK status (``idstatus``, ``status`` and ``at`` joined)."""
+        idstatus, status, at = joined.split(STATUS_SEPARATOR)
+        self.acks.append(_Ack(idstatus, status, at, delivery_outcome(idstatus, status)))
+        return len(self.acks) << _ACK
 
     def _load_ack_groups(self) -> bool:
-        """The delivery lines a status at a time (:func:`delivery_groups`: no Python object
-        a line but its number's key). All that is to know when every number has one line,
-        which this checks: else False as soon as a number comes twice (then
-        :meth:`_load_ack_lines` reads every line again, in order, over what is there: the
-        line it keeps for a number is the one it would keep alone, so nothing is thrown away
-        and rebuilt). A msisdn that holds the separator: False, nothing of its group kept."""
-        fate = self.fate
-        keys = 0
-        for joined, count, msisdns in delivery_groups(self.store, self.campaign.id):
+        """The delivery lines by ACK file and status (:func:`delivery_groups`: no Python
+        object a line but its number's key). A number already there from an earlier file
+        keeps the line the ordered rule keeps (:meth:`_load_ack_lines`: the final status,
+        then the latest, else the later file's), a key at a time (files that repeat each
+        other's numbers: as fast as that rule goes). False as soon as a number comes twice
+        in one file, whose order is lost here: then the ordered read goes over what is
+        there, and keeps for each number the line it would keep alone. A msisdn that holds
+        the separator: False, nothing of its group kept."""
+        fate, rank = self.fate, self._rank
+        marks: dict[tuple[int, str], int] = {}  # (file, status) -> its mark: one a file
+        file_of: dict[int, int] = {}  # a mark -> its file
+        for report, joined, count, msisdns in delivery_groups(self.store, self.campaign.id):
             if msisdns.count(STATUS_SEPARATOR) + 1 != count:
                 return False
-            mark = self._mark(joined)
+            mark = marks.get((report, joined))
+            if mark is None:
+                mark = marks[report, joined] = self._new_mark(joined)
+                file_of[mark] = report
             for pieces in _split(msisdns, STATUS_SEPARATOR):
                 try:
                     numbers = list(map(int, pieces))
                 except ValueError:  # not a number: no row of ours
                     numbers = [key for key in map(_int, pieces) if key is not None]
-                keys += len(numbers)
-                fate.update(zip(numbers, repeat(mark)))
-            if len(fate) != keys:  # a number with two lines
-                return False
+                size = len(fate) + len(numbers)
+                if fate.keys().isdisjoint(numbers):
+                    fate.update(zip(numbers, repeat(mark)))
+                    if len(fate) != size:  # one number twice in the piece
+                        return False
+                    continue
+                for key in numbers:
+                    before = fate.get(key)
+                    if before is None:
+                        fate[key] = mark
+                    elif file_of[before] == report:
+                        return False
+                    elif before != mark and rank(before) <= rank(mark):
+                        fate[key] = mark
         return True
 
     def _load_ack_lines(self) -> None:
         """The delivery lines one by one in the table's order: when a number has two, the
         final status, then the latest, wins (the later line when they tie)."""
-        fate, marks, new = self.fate, self._marks, self._mark
+        fate = self.fate
+        marks: dict[str, int] = {}  # a status -> its mark
         for msisdn, joined in campaign_deliveries(self.store, self.campaign.id):
-            mark = marks.get(joined) or new(joined)
+            mark = marks.get(joined)
+            if mark is None:
+                mark = marks[joined] = self._new_mark(joined)
             try:
                 key = int(msisdn)
             except ValueError:

@@ -45,28 +45,32 @@ _BY_STATUS = " GROUP BY idstatus, status, at"
 
 
 def delivery_groups(store: Store, pk: int,
-                    rows: int = 1 << 16) -> Iterator[tuple[str, int, str]]:
-    """:func:`campaign_deliveries` by status, ``rows`` lines or so at a time: (the status, as
-    joined there; how many lines have it; their msisdns joined by :data:`STATUS_SEPARATOR`).
-    A few strings back for thousands of lines instead of a row each; a status comes once a
-    slice. Each ACK file's lines are cut by number (its primary key's order: a slice is a
-    range of numbers that the key walks, never sorted whole), and each slice is grouped by
-    SQLite. The table's order of the lines is lost, so this says all only for a campaign
-    whose numbers have one line each (the caller checks)."""
+                    rows: int = 1 << 16) -> Iterator[tuple[int, str, int, str]]:
+    """:func:`campaign_deliveries` by ACK file and status, ``rows`` lines or so at a time:
+    (the file's cursor id, the files in the table's order; the status, as joined there; how
+    many lines have it; their msisdns joined by :data:`STATUS_SEPARATOR`). A few strings back
+    for thousands of lines instead of a row each; a status comes once a slice. Each ACK
+    file's lines are cut by number (its primary key's order: a slice is a range of numbers
+    that the key walks, never sorted whole), and each slice is grouped by SQLite. The order
+    of one file's lines is lost: this says all only when no number has two lines in one
+    file (the caller checks)."""
     db = store._db
     reports = [report for (report,) in db.execute(
-        "SELECT id FROM report_cursors WHERE campaign = ? AND kind = ?", (pk, Kind.ACK.word))]
+        "SELECT id FROM report_cursors WHERE campaign = ? AND kind = ? ORDER BY id",
+        (pk, Kind.ACK.word))]
     for report in reports:
         low = ""
         while True:
             bound = db.execute(  # the first number of the next slice
                 "SELECT msisdn FROM deliveries WHERE report = ? AND msisdn >= ? "
                 "ORDER BY msisdn LIMIT 1 OFFSET ?", (report, low, rows)).fetchone()
-            if bound is None or bound[0] == low:  # the last slice (or one number's lines)
-                yield from db.execute(_GROUPED + _BY_STATUS, (report, low))
+            last = bound is None or bound[0] == low  # (or one number's lines to the end)
+            groups = db.execute(_GROUPED + _BY_STATUS, (report, low)) if last else \
+                db.execute(_GROUPED + "AND msisdn < ?3" + _BY_STATUS, (report, low, bound[0]))
+            for joined, count, msisdns in groups:
+                yield report, joined, count, msisdns
+            if last:
                 break
-            yield from db.execute(_GROUPED + "AND msisdn < ?3" + _BY_STATUS,
-                                  (report, low, bound[0]))
             low = bound[0]
 
 
