@@ -56,17 +56,26 @@ NAME = "12345-20261123-1000-bench"
 NOW = datetime.datetime(2026, 11, 23, 9, 0, tzinfo=datetime.UTC)
 
 
-def generate_reports(folder: Path, lines: int) -> None:
+def generate_reports(folder: Path, lines: int, *, order: str = "shuffled") -> None:
+    """The ACK and STOP files. ``shuffled``: the numbers in no order (a stride coprime with
+    10**7), as a campaign built from a CRM export has them and its reports follow;
+    ``sorted``: in increasing order (every insert at the end of the journal's indexes, the
+    best case)."""
     report = folder / "provider" / "Report"
     report.mkdir(parents=True, exist_ok=True)
+
+    def number(i: int) -> int:
+        return (i * 7_919) % 10**7 if order == "shuffled" else i
+
     with (report / f"ACK-{NAME}.csv").open("w", encoding="utf-8", newline="") as out:
         for i in range(lines):
             status = "3 ;failed" if i % 20 == 0 else "2 ;sent"
-            out.write(f"R{i};+3366{i:07d};Shop;Bonjour {i}; -20% ce soir ; a bientot;{status};"
-                      f"{uuid.UUID(int=i, version=4)}\r\n")
+            out.write(f"R{i};+3366{number(i):07d};Shop;Bonjour {i}; -20% ce soir ; a bientot;"
+                      f"{status};{uuid.UUID(int=i, version=4)}\r\n")
     with (report / f"STOP-{NAME}.csv").open("w", encoding="utf-8", newline="") as out:
         for i in range(lines):
-            out.write(f"+3367{i:07d};20261123;{10 + i % 10:02d}{i % 60:02d};STOP;R{i}\r\n")
+            out.write(f"+3367{number(i):07d};20261123;{10 + i % 10:02d}{i % 60:02d};STOP;"
+                      f"R{i}\r\n")
 
 
 def ingest(folder: Path, kind: str, *, beside_writer: bool) -> dict[str, float]:
@@ -215,6 +224,9 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--keep", type=Path, help="keep the generated files in this folder")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each measure (medians)")
+    parser.add_argument("--order", choices=("shuffled", "sorted"), default="shuffled",
+                        help="the reports' numbers in no order (as from a CRM; default) or "
+                             "increasing (the best case)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--writer", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -231,7 +243,7 @@ def main() -> int:
     folder.mkdir(parents=True, exist_ok=True)
     try:
         t0 = time.perf_counter()
-        generate_reports(folder, args.lines)
+        generate_reports(folder, args.lines, order=args.order)
         generate(folder / "campaign.csv", args.lines)
         print(f"generated {args.lines:,} ACK lines, {args.lines:,} STOP lines and a "
               f"{args.lines:,}-row campaign in {time.perf_counter() - t0:.1f} s")
