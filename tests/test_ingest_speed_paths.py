@@ -34,8 +34,10 @@ from sftpd_agent.rules.naming import Kind
 from sftpd_agent.rules.numbers import NumberNormalizer
 from sftpd_agent.rules.report_lines import parse_ack
 from sftpd_agent.store import journal
+from sftpd_agent.store import reports as store_reports
 from sftpd_agent.store.journal import Store
 from sftpd_agent.store.records import ReportCursor
+from sftpd_agent.store.schema import MIGRATIONS
 
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 NAME = "12345-20261123-1000-x"
@@ -254,4 +256,78 @@ async def test_a_long_ingest_reports_progress_batch_by_batch(
     await reports.round(LocalRemote(provider))
     assert store.count_rows("deliveries") == 200
     assert len(told) >= 10  # 200 lines in batches of a few lines each
+    store.close()
+
+
+def _ack_part(cursor: ReportCursor, lines: int, numbers: list[int]) -> Any:
+    return (replace(cursor, offset=10 * lines, lines=lines),
+            [[f"+336123456{n:02d}", f"R{n}", "S", "2", "sent", "op"] for n in numbers])
+
+
+def test_a_delivery_line_recorded_before_is_not_recorded_again(tmp_path: Path) -> None:
+    """Delivery lines are kept in arrival order, with no key in the table: the store checks
+    each line against its report's lines recorded, read from the journal by another process
+    (a restart) and kept meanwhile; a line twice in one part counts once; another report's
+    line of the same number and IDREMOTE is its own."""
+    store = Store(tmp_path / "state.db")
+    ack = store.save_report_cursor(ReportCursor(f"ACK-{NAME}.csv", Kind.ACK, None,
+                                                seen_at=NOW), NOW)
+    store.record_ack_parts(None, [_ack_part(ack, 3, [1, 2, 2])], NOW)
+    assert len(store.deliveries()) == 2
+    store.close()
+    again = Store(tmp_path / "state.db")  # the daemon restarted: nothing kept in memory
+    store_parts = [_ack_part(ack, 5, [1, 2, 3]), _ack_part(ack, 6, [3, 4])]
+    again.record_ack_parts(None, store_parts, NOW)
+    other = again.save_report_cursor(ReportCursor(f"ACK-{NAME}2.csv", Kind.ACK, None,
+                                                  seen_at=NOW), NOW)
+    again.record_ack_parts(None, [_ack_part(other, 1, [1])], NOW)
+    again.record_ack_parts(None, [_ack_part(ack, 7, [4, 5])], NOW)  # its keys read again
+    rows = again.deliveries()
+    assert [(row[0], row[1]) for row in rows] == [
+        (ack.id, f"+336123456{n:02d}") for n in (1, 2, 3, 4, 5)] + [(other.id, "+33612345601")]
+    again.close()
+
+
+def test_keys_of_lines_not_committed_are_forgotten(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch whose transaction fails records nothing: its lines, read again, go in once."""
+    store = Store(tmp_path / "state.db")
+    ack = store.save_report_cursor(ReportCursor(f"ACK-{NAME}.csv", Kind.ACK, None,
+                                                seen_at=NOW), NOW)
+    store.record_ack_parts(None, [_ack_part(ack, 1, [1])], NOW)
+    original = store_reports._save_cursor
+
+    def full_disk(*args: Any) -> int:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store_reports, "_save_cursor", full_disk)
+    with pytest.raises(sqlite3.OperationalError):
+        store.record_ack_parts(None, [_ack_part(ack, 3, [2, 3])], NOW)
+    monkeypatch.setattr(store_reports, "_save_cursor", original)
+    store.record_ack_parts(None, [_ack_part(ack, 3, [2, 3])], NOW)
+    assert [row[1] for row in store.deliveries()] == [
+        f"+336123456{n:02d}" for n in (1, 2, 3)]
+    store.close()
+
+
+def test_delivery_lines_of_an_older_journal_are_kept_and_still_count(tmp_path: Path) -> None:
+    """Migration 7 moves the delivery lines of a journal keyed by number into the table kept
+    in arrival order; those lines are known to a read of their file again."""
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for number in range(6):
+        db.executescript(f"BEGIN; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1}; "
+                         "COMMIT;")
+    db.execute("INSERT INTO report_cursors (name, kind, seen_at, updated_at) "
+               "VALUES (?, 'ACK', ?, ?)", (f"ACK-{NAME}.csv", NOW.isoformat(), NOW.isoformat()))
+    db.executemany("INSERT INTO deliveries VALUES (1, ?, ?, NULL, 'S', '2', 'sent', 'op', 'x')",
+                   [(f"+336123456{n:02d}", f"R{n}") for n in (2, 1)])
+    db.close()
+    store = Store(path)
+    assert store.version == len(MIGRATIONS) == 7
+    ack = store.report_cursor(f"ACK-{NAME}.csv")
+    assert ack is not None
+    store.record_ack_parts(None, [_ack_part(ack, 3, [1, 2, 3])], NOW)
+    assert [row[1] for row in store.deliveries()] == [
+        f"+336123456{n:02d}" for n in (1, 2, 3)]
     store.close()

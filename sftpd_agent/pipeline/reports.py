@@ -81,7 +81,7 @@ from ..store.records import (
     SuppressionRow,
     now_iso,
 )
-from ..store.reports import Tally
+from ..store.reports import Tally, report_id
 from .transitions import Transitions
 
 log = get_logger("sftpd_agent.reports")
@@ -584,7 +584,7 @@ class Reports:
         if not again:
             return
         keys = {stops[i][0] for i in again}
-        counts = self.store.line_counts(_report_id(state.cursor), Kind.STOP, keys)
+        counts = self.store.line_counts(report_id(state.cursor), Kind.STOP, keys)
         for position, line in enumerate(stops):
             key = line[0]
             if key in keys:
@@ -603,7 +603,7 @@ class Reports:
         cursor = state.cursor
         stop = cursor.kind is Kind.STOP
         at = now_iso(now)
-        report = _report_id(cursor)
+        report = report_id(cursor)
         records: list[OptOutRow | ReplyRow] = []
         optouts: list[SuppressionRow | None] = []
         parsed: list[tuple[ReportLine, int, str | None]] = []
@@ -646,7 +646,7 @@ class Reports:
             return {}
         if state.apart:
             return self.store.line_pass_counts(keys)
-        return self.store.line_counts(_report_id(state.cursor), state.cursor.kind, keys)
+        return self.store.line_counts(report_id(state.cursor), state.cursor.kind, keys)
 
     # -- ACK files: complete, reported, deleted ----------------------------------------------
 
@@ -664,6 +664,7 @@ class Reports:
             if cursor.offset >= entry.size and (
                     stable or (expected is not None and cursor.lines >= expected)):
                 cursor = replace(cursor, complete_at=self.clock())
+                self.store.forget_ack_keys()  # read whole: its keys are not needed again
                 log.info("ack_ingested", file=entry.name, lines=cursor.lines)
         cursor = self._save(cursor)
         if cursor.complete_at is not None and self._deletable(cursor):
@@ -858,9 +859,3 @@ def _parts(start: int, stop: int) -> list[int]:
     at least."""
     size = max(100, -(-(stop - start) // PARTS))
     return [*range(start + size, stop, size), stop]
-
-
-def _report_id(cursor: ReportCursor) -> int:
-    if cursor.id is None:  # pragma: no cover - saved before any line is read
-        raise ValueError(f"report cursor {cursor.name} not saved yet")
-    return cursor.id

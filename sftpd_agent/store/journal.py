@@ -555,6 +555,8 @@ class Store(ReportTables):
         half-way is finished by the next one."""
         before = now_iso(cutoff)
         statements = {
+            "deliveries": "DELETE FROM deliveries WHERE id IN "
+                          "(SELECT id FROM deliveries WHERE at < ? LIMIT ?)",
             "optouts": "DELETE FROM optouts WHERE id IN "
                        "(SELECT id FROM optouts WHERE at < ? LIMIT ?)",
             "replies": "DELETE FROM replies WHERE id IN "
@@ -564,19 +566,13 @@ class Store(ReportTables):
             "notifications": "DELETE FROM notifications WHERE id IN "
                              "(SELECT id FROM notifications WHERE sent_at < ? LIMIT ?)",
         }
-        deleted = {"deliveries": 0} | dict.fromkeys(statements, 0)
-        for table, sql in (("deliveries", ""), *statements.items()):
+        deleted = dict.fromkeys(statements, 0)
+        self.forget_ack_keys()  # those of deleted lines must not count as recorded
+        for table, sql in statements.items():
             size = BULK_FIRST_BATCH
             for _ in range(1_000_000):  # bounded: each batch deletes ``size`` rows or ends
                 with self.transaction() as db:
-                    if table == "deliveries":  # no rowid: each row by its primary key
-                        keys = db.execute("SELECT report, msisdn, idremote FROM deliveries "
-                                          "WHERE at < ? LIMIT ?", (before, size)).fetchall()
-                        db.executemany("DELETE FROM deliveries WHERE report = ? AND "
-                                       "msisdn = ? AND idremote = ?", keys)
-                        count = len(keys)
-                    else:
-                        count = db.execute(sql, (before, size)).rowcount
+                    count = db.execute(sql, (before, size)).rowcount
                 deleted[table] += count
                 self.bulk_written()
                 if count < size:

@@ -4,7 +4,10 @@ A report file's cursor says how far it has been read; the lines it accounts for 
 in the same transaction as the cursor, one batch at a time (:meth:`ReportTables.record_acks`,
 :meth:`ReportTables.record_lines`; a checkpoint every few batches), so that a crash leaves
 the two in step. Each line has a key (ACK: report, MSISDN and IDREMOTE; STOP and SMS-MO: report,
-the line's hash and its occurrence): reading a file again records nothing twice.
+the line's hash and its occurrence): reading a file again records nothing twice. Delivery
+lines are kept in the order they arrive (a million of them in a CRM's order would be inserted
+all over a table keyed by number): their keys are checked against the report's lines recorded,
+which the store reads once per report and keeps.
 
 These are methods of :class:`~sftpd_agent.store.journal.Store` (which inherits them); kept
 here so that the report SQL reads in one place.
@@ -16,8 +19,8 @@ import datetime
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
@@ -42,7 +45,7 @@ Tally = Callable[[Any, list[str], int], Any]
 """What a fact becomes once new opt-outs (their numbers) and replies (their count) are added:
 ``(fact before or None, new opt-out numbers, new replies) -> fact after``."""
 
-_DELIVERY = ("INSERT OR IGNORE INTO deliveries (report, msisdn, idremote, campaign, oadc, "
+_DELIVERY = ("INSERT INTO deliveries (report, msisdn, idremote, campaign, oadc, "
              "idstatus, status, operator, at) VALUES (?,?,?,?,?,?,?,?,?)")
 _OPTOUT = ("INSERT OR IGNORE INTO optouts (report, key, occurrence, msisdn, received_at, "
            "campaign, at) VALUES (?,?,?,?,?,?,?)")
@@ -52,7 +55,7 @@ _REPLY = ("INSERT OR IGNORE INTO replies (report, key, occurrence, msisdn, recei
 # ``sqlite3_step`` for the batch, which runs without the GIL (the lines are recorded in a
 # worker thread while the next batch is parsed).
 _DELIVERIES = (
-    "INSERT OR IGNORE INTO deliveries (report, msisdn, idremote, campaign, oadc, idstatus, "
+    "INSERT INTO deliveries (report, msisdn, idremote, campaign, oadc, idstatus, "
     "status, operator, at) SELECT ?1, value->>0, value->>1, ?2, value->>2, value->>3, "
     "value->>4, value->>5, ?3 FROM json_each(?4)")
 _OPTOUTS = (
@@ -118,8 +121,8 @@ class ReportTables:
                     at: datetime.datetime) -> None:
         """ACK lines and the cursor just after them, in one transaction (a line already
         recorded is left as it is)."""
-        with self.transaction() as db:
-            db.executemany(_DELIVERY, rows)
+        with self._ack_keys_kept(), self.transaction() as db:
+            db.executemany(_DELIVERY, [row for row in rows if self._new_ack(db, row[0], row)])
             _save_cursor(db, cursor, at)
         self.bulk_written()
 
@@ -130,9 +133,58 @@ class ReportTables:
         part in one statement (run without the GIL), parts in a transaction
         (:meth:`_record_parts`)."""
         def write(db: sqlite3.Connection, part: AckPart) -> None:
-            db.execute(_DELIVERIES, (part[0].id, campaign, now_iso(at), json.dumps(part[1])))
+            report = report_id(part[0])
+            keys = self._ack_keys(db, report)
+            new = []
+            for fields in part[1]:  # a million lines: _new_ack inlined
+                key = hash((fields[0], fields[1]))
+                if key not in keys:
+                    keys.add(key)
+                    new.append(fields)
+            if new:
+                db.execute(_DELIVERIES, (report, campaign, now_iso(at), json.dumps(new)))
 
-        self._record_parts(parts, write, at)
+        with self._ack_keys_kept():
+            self._record_parts(parts, write, at)
+
+    _ack_seen: tuple[int, set[int]] | None = None
+    """One report's delivery keys recorded (``hash((msisdn, idremote))``), as read from the
+    journal and added to since; None when none are kept."""
+
+    def _ack_keys(self, db: sqlite3.Connection, report: int) -> set[int]:
+        """The keys of report ``report``'s delivery lines recorded: read from the journal the
+        first time (a new report has none: read through an index, at once), then kept with
+        what this store records, for one report at a time (an ACK file is read alone)."""
+        if self._ack_seen is None or self._ack_seen[0] != report:
+            self._ack_seen = None
+            rows = db.execute("SELECT msisdn, idremote FROM deliveries WHERE report = ?",
+                              (report,))
+            self._ack_seen = (report, {hash((msisdn, idremote)) for msisdn, idremote in rows})
+        return self._ack_seen[1]
+
+    def _new_ack(self, db: sqlite3.Connection, report: int, row: Sequence[Any]) -> bool:
+        """Whether ``row`` (its MSISDN and IDREMOTE at 1 and 2) is not recorded for
+        ``report`` yet; it is counted as recorded from now on."""
+        keys = self._ack_keys(db, report)
+        key = hash((row[1], row[2]))
+        if key in keys:
+            return False
+        keys.add(key)
+        return True
+
+    @contextmanager
+    def _ack_keys_kept(self) -> Iterator[None]:
+        """Keys added by a write that does not commit are not recorded: forgotten (read
+        again from the journal next time)."""
+        try:
+            yield
+        except BaseException:
+            self._ack_seen = None
+            raise
+
+    def forget_ack_keys(self) -> None:
+        """An ACK file is read to its end: its keys are not needed any more (memory)."""
+        self._ack_seen = None
 
     def record_first_stop_parts(
         self, parts: Sequence[StopPart], *, campaign_id: str | None, at: datetime.datetime,
@@ -309,6 +361,13 @@ class ReportTables:
             raise ValueError(f"not a report table: {table}")
         return int(self._db.execute(f"SELECT count(*) FROM {table}")  # noqa: S608
                    .fetchone()[0])
+
+
+def report_id(cursor: ReportCursor) -> int:
+    """The journal's id of ``cursor``'s report (saved before any of its lines is read)."""
+    if cursor.id is None:  # pragma: no cover - saved before any line is read
+        raise ValueError(f"report cursor {cursor.name} not saved yet")
+    return cursor.id
 
 
 def _save_cursor(db: sqlite3.Connection, cursor: ReportCursor, at: datetime.datetime) -> int:

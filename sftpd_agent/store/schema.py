@@ -153,6 +153,32 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX campaigns_next_upload ON campaigns(next_upload_at)
         WHERE next_upload_at IS NOT NULL;
     """,
+    # 7: delivery lines kept in the order they arrive. Keyed by (report, MSISDN, IDREMOTE), a
+    # million-line ACK of a campaign in a CRM's order inserted all over its B-tree: every
+    # commit rewrote thousands of pages (30 s in-process, 24 s in the daemon, against 4 s for
+    # the same lines in number order). Appended, a batch writes a few pages; a line is still
+    # recorded once (the store keeps its report's keys: ReportTables.record_ack_parts).
+    """
+    CREATE TABLE deliveries_arrived (
+        id INTEGER PRIMARY KEY,
+        report INTEGER NOT NULL,  -- report_cursors.id (never reused)
+        msisdn TEXT NOT NULL,
+        idremote TEXT NOT NULL,
+        campaign INTEGER,
+        oadc TEXT NOT NULL,
+        idstatus TEXT NOT NULL,
+        status TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    INSERT INTO deliveries_arrived (report, msisdn, idremote, campaign, oadc, idstatus, status,
+                                    operator, at)
+        SELECT report, msisdn, idremote, campaign, oadc, idstatus, status, operator, at
+        FROM deliveries ORDER BY report, msisdn, idremote;
+    DROP TABLE deliveries;
+    ALTER TABLE deliveries_arrived RENAME TO deliveries;
+    CREATE INDEX deliveries_report ON deliveries(report);
+    """,
 )
 
 
