@@ -19,7 +19,9 @@ import datetime
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import Any, Literal, TypeVar
@@ -41,6 +43,7 @@ StopPart = tuple[ReportCursor, Sequence[Sequence[Any]], Sequence[Sequence[str]]]
 """A STOP file's lines and opt-outs (``ReportTables.record_first_stop_parts``), with the
 cursor just after them."""
 _P = TypeVar("_P", AckPart, StopPart)
+_L = TypeVar("_L", bound=Sequence[Any])
 Tally = Callable[[Any, list[str], int], Any]
 """What a fact becomes once new opt-outs (their numbers) and replies (their count) are added:
 ``(fact before or None, new opt-out numbers, new replies) -> fact after``."""
@@ -65,6 +68,8 @@ _SUPPRESS_ALL = (
     "INSERT INTO suppression (msisdn, added_at, source, campaign) SELECT value->>0, "
     "value->>1, ?1, ?2 FROM json_each(?3) WHERE true ON CONFLICT(msisdn) DO NOTHING")
 _LINES_TABLE = {Kind.STOP: "optouts", Kind.SMSMO: "replies"}
+_ACK_KEYS_CACHE_KIB = 32768
+"""Memory for an ACK file's keys (``ack.keys``): a million lines' keys fit in it."""
 _PASS_CACHE_KIB = 8192
 """Memory for the scratch count of a file read again from its start (the rest on disk)."""
 
@@ -122,7 +127,10 @@ class ReportTables:
         """ACK lines and the cursor just after them, in one transaction (a line already
         recorded is left as it is)."""
         with self._ack_keys_kept(), self.transaction() as db:
-            db.executemany(_DELIVERY, [row for row in rows if self._new_ack(db, row[0], row)])
+            for report in dict.fromkeys(row[0] for row in rows):
+                known = self._ack_keys(db, report)
+                db.executemany(_DELIVERY, known.new([row for row in rows if row[0] == report],
+                                                    at=1))
             _save_cursor(db, cursor, at)
         self.bulk_written()
 
@@ -134,57 +142,45 @@ class ReportTables:
         (:meth:`_record_parts`)."""
         def write(db: sqlite3.Connection, part: AckPart) -> None:
             report = report_id(part[0])
-            keys = self._ack_keys(db, report)
-            new = []
-            for fields in part[1]:  # a million lines: _new_ack inlined
-                key = hash((fields[0], fields[1]))
-                if key not in keys:
-                    keys.add(key)
-                    new.append(fields)
+            new = self._ack_keys(db, report).new(part[1], at=0)
             if new:
                 db.execute(_DELIVERIES, (report, campaign, now_iso(at), json.dumps(new)))
 
         with self._ack_keys_kept():
             self._record_parts(parts, write, at)
 
-    _ack_seen: tuple[int, set[int]] | None = None
-    """One report's delivery keys recorded (``hash((msisdn, idremote))``), as read from the
-    journal and added to since; None when none are kept."""
+    _ack_known: AckKeys | None = None
+    """One report's delivery keys recorded; None: none loaded."""
 
-    def _ack_keys(self, db: sqlite3.Connection, report: int) -> set[int]:
-        """The keys of report ``report``'s delivery lines recorded: read from the journal the
-        first time (a new report has none: read through an index, at once), then kept with
-        what this store records, for one report at a time (an ACK file is read alone)."""
-        if self._ack_seen is None or self._ack_seen[0] != report:
-            self._ack_seen = None
-            rows = db.execute("SELECT msisdn, idremote FROM deliveries WHERE report = ?",
-                              (report,))
-            self._ack_seen = (report, {hash((msisdn, idremote)) for msisdn, idremote in rows})
-        return self._ack_seen[1]
-
-    def _new_ack(self, db: sqlite3.Connection, report: int, row: Sequence[Any]) -> bool:
-        """Whether ``row`` (its MSISDN and IDREMOTE at 1 and 2) is not recorded for
-        ``report`` yet; it is counted as recorded from now on."""
-        keys = self._ack_keys(db, report)
-        key = hash((row[1], row[2]))
-        if key in keys:
-            return False
-        keys.add(key)
-        return True
+    def _ack_keys(self, db: sqlite3.Connection, report: int) -> AckKeys:
+        """The keys of report ``report``'s delivery lines recorded: read from the journal
+        when another report's are loaded (a new report has none: found through an index at
+        once), then added to as lines are recorded. One report at a time: an ACK file is
+        read alone."""
+        if self._ack_known is None or self._ack_known.report != report:
+            self._ack_known = None
+            known = AckKeys(report)
+            recorded = db.execute("SELECT msisdn, idremote FROM deliveries WHERE report = ?",
+                                  (report,))
+            while chunk := recorded.fetchmany(50_000):
+                known.new(chunk, at=0)
+            self._ack_known = known
+        return self._ack_known
 
     @contextmanager
     def _ack_keys_kept(self) -> Iterator[None]:
-        """Keys added by a write that does not commit are not recorded: forgotten (read
-        again from the journal next time)."""
+        """Keys added by a write that does not commit are not recorded: all are forgotten
+        (read again from the journal next time)."""
         try:
             yield
         except BaseException:
-            self._ack_seen = None
+            self._ack_known = None
             raise
 
     def forget_ack_keys(self) -> None:
-        """An ACK file is read to its end: its keys are not needed any more (memory)."""
-        self._ack_seen = None
+        """The keys loaded are not to be trusted any more (lines deleted) or needed (an ACK
+        file read to its end): read again when needed."""
+        self._ack_known = None
 
     def record_first_stop_parts(
         self, parts: Sequence[StopPart], *, campaign_id: str | None, at: datetime.datetime,
@@ -361,6 +357,31 @@ class ReportTables:
             raise ValueError(f"not a report table: {table}")
         return int(self._db.execute(f"SELECT count(*) FROM {table}")  # noqa: S608
                    .fetchone()[0])
+
+
+class AckKeys:
+    """The keys of a report's delivery lines (``hash((msisdn, idremote))``), sorted in
+    buckets by their low bits: 8 bytes a key (a ``set`` of a million ints takes 60 MB)."""
+
+    BITS = 14
+
+    def __init__(self, report: int) -> None:
+        self.report = report
+        self._buckets = [array("q") for _ in range(1 << self.BITS)]
+
+    def new(self, lines: Iterable[_L], *, at: int) -> list[_L]:
+        """The ``lines`` whose MSISDN and IDREMOTE (at ``at`` and the next) are not known
+        yet, nor those of a line before them; they are known from now on."""
+        buckets, mask = self._buckets, (1 << self.BITS) - 1
+        new = []
+        for line in lines:
+            key = hash((line[at], line[at + 1]))
+            keys = buckets[key & mask]
+            place = bisect_left(keys, key)
+            if place == len(keys) or keys[place] != key:
+                keys.insert(place, key)
+                new.append(line)
+        return new
 
 
 def report_id(cursor: ReportCursor) -> int:
