@@ -40,36 +40,35 @@ def campaign_deliveries(store: Store, pk: int) -> Iterator[tuple[str, str]]:
 
 
 _GROUPED = ("SELECT idstatus || char(31) || status || char(31) || at, count(*), "
-            "group_concat(msisdn, char(31)) FROM deliveries WHERE report = ?1 AND msisdn >= ?2 ")
+            "group_concat(msisdn, char(31)) FROM deliveries WHERE report = ?1 AND id >= ?2 ")
 _BY_STATUS = " GROUP BY idstatus, status, at"
 
 
 def delivery_groups(store: Store, pk: int,
                     rows: int = 1 << 16) -> Iterator[tuple[int, str, int, str]]:
-    """:func:`campaign_deliveries` by ACK file and status, ``rows`` lines or so at a time:
-    (the file's cursor id, the files in the table's order; the status, as joined there; how
-    many lines have it; their msisdns joined by :data:`STATUS_SEPARATOR`). A few strings back
-    for thousands of lines instead of a row each; a status comes once a slice. Each ACK
-    file's lines are cut by number (its primary key's order: a slice is a range of numbers
-    that the key walks, never sorted whole), and each slice is grouped by SQLite. The order
-    of one file's lines is lost: this says all only when no number has two lines in one
-    file (the caller checks)."""
+    """:func:`campaign_deliveries` by ACK file and status, ``rows`` lines at a time: (the
+    file's cursor id, the files in the table's order; the status, as joined there; how many
+    lines have it; their msisdns joined by :data:`STATUS_SEPARATOR`). A few strings back for
+    thousands of lines instead of a row each; a status comes once a slice. Each ACK file's
+    lines are cut in the order they arrived (a slice is a range of ids that the file's index
+    walks, never sorted whole), and each slice is grouped by SQLite. The order of one file's
+    lines is lost: this says all only when no number has two lines in one file (the caller
+    checks)."""
     db = store._db
     reports = [report for (report,) in db.execute(
         "SELECT id FROM report_cursors WHERE campaign = ? AND kind = ? ORDER BY id",
         (pk, Kind.ACK.word))]
     for report in reports:
-        low = ""
+        low = 0
         while True:
-            bound = db.execute(  # the first number of the next slice
-                "SELECT msisdn FROM deliveries WHERE report = ? AND msisdn >= ? "
-                "ORDER BY msisdn LIMIT 1 OFFSET ?", (report, low, rows)).fetchone()
-            last = bound is None or bound[0] == low  # (or one number's lines to the end)
-            groups = db.execute(_GROUPED + _BY_STATUS, (report, low)) if last else \
-                db.execute(_GROUPED + "AND msisdn < ?3" + _BY_STATUS, (report, low, bound[0]))
+            bound = db.execute(  # the first line of the next slice
+                "SELECT id FROM deliveries WHERE report = ? AND id >= ? "
+                "ORDER BY id LIMIT 1 OFFSET ?", (report, low, rows)).fetchone()
+            groups = db.execute(_GROUPED + _BY_STATUS, (report, low)) if bound is None else \
+                db.execute(_GROUPED + "AND id < ?3" + _BY_STATUS, (report, low, bound[0]))
             for joined, count, msisdns in groups:
                 yield report, joined, count, msisdns
-            if last:
+            if bound is None:
                 break
             low = bound[0]
 
