@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
 import random
 import sqlite3
 import threading
@@ -193,7 +195,8 @@ def test_parts_share_a_transaction_unless_another_writer_waits(
     cursor = store.save_report_cursor(ReportCursor(f"ACK-{NAME}.csv", Kind.ACK, None,
                                                    seen_at=NOW), NOW)
     parts = [(replace(cursor, offset=10 * n, lines=n),
-              [[f"+3361234567{n}", f"R{n}", "S", "2", "sent", "op"]]) for n in (1, 2, 3)]
+              json.dumps([[f"+3361234567{n}", f"R{n}", "S", "2", "sent", "op"]]))
+             for n in (1, 2, 3)]
     began = []
     transaction = store.transaction
 
@@ -259,9 +262,12 @@ async def test_a_long_ingest_reports_progress_batch_by_batch(
     store.close()
 
 
-def _ack_part(cursor: ReportCursor, lines: int, numbers: list[int]) -> Any:
-    return (replace(cursor, offset=10 * lines, lines=lines),
-            [[f"+336123456{n:02d}", f"R{n}", "S", "2", "sent", "op"] for n in numbers])
+def _ack_part(store: Store, cursor: ReportCursor, lines: int, numbers: list[int]) -> Any:
+    """A part of ACK lines of ``numbers``, as the pipeline hands it over: the new ones."""
+    assert cursor.id is not None
+    new = store.new_acks(cursor.id, [[f"+336123456{n:02d}", f"R{n}", "S", "2", "sent", "op"]
+                                     for n in numbers])
+    return replace(cursor, offset=10 * lines, lines=lines), json.dumps(new)
 
 
 def test_a_delivery_line_recorded_before_is_not_recorded_again(tmp_path: Path) -> None:
@@ -272,16 +278,16 @@ def test_a_delivery_line_recorded_before_is_not_recorded_again(tmp_path: Path) -
     store = Store(tmp_path / "state.db")
     ack = store.save_report_cursor(ReportCursor(f"ACK-{NAME}.csv", Kind.ACK, None,
                                                 seen_at=NOW), NOW)
-    store.record_ack_parts(None, [_ack_part(ack, 3, [1, 2, 2])], NOW)
+    store.record_ack_parts(None, [_ack_part(store, ack, 3, [1, 2, 2])], NOW)
     assert len(store.deliveries()) == 2
     store.close()
     again = Store(tmp_path / "state.db")  # the daemon restarted: nothing kept in memory
-    store_parts = [_ack_part(ack, 5, [1, 2, 3]), _ack_part(ack, 6, [3, 4])]
+    store_parts = [_ack_part(again, ack, 5, [1, 2, 3]), _ack_part(again, ack, 6, [3, 4])]
     again.record_ack_parts(None, store_parts, NOW)
     other = again.save_report_cursor(ReportCursor(f"ACK-{NAME}2.csv", Kind.ACK, None,
                                                   seen_at=NOW), NOW)
-    again.record_ack_parts(None, [_ack_part(other, 1, [1])], NOW)
-    again.record_ack_parts(None, [_ack_part(ack, 7, [4, 5])], NOW)  # its keys read again
+    again.record_ack_parts(None, [_ack_part(again, other, 1, [1])], NOW)
+    again.record_ack_parts(None, [_ack_part(again, ack, 7, [4, 5])], NOW)  # its keys read again
     rows = again.deliveries()
     assert [(row[0], row[1]) for row in rows] == [
         (ack.id, f"+336123456{n:02d}") for n in (1, 2, 3, 4, 5)] + [(other.id, "+33612345601")]
@@ -294,7 +300,7 @@ def test_keys_of_lines_not_committed_are_forgotten(
     store = Store(tmp_path / "state.db")
     ack = store.save_report_cursor(ReportCursor(f"ACK-{NAME}.csv", Kind.ACK, None,
                                                 seen_at=NOW), NOW)
-    store.record_ack_parts(None, [_ack_part(ack, 1, [1])], NOW)
+    store.record_ack_parts(None, [_ack_part(store, ack, 1, [1])], NOW)
     original = store_reports._save_cursor
 
     def full_disk(*args: Any) -> int:
@@ -302,9 +308,9 @@ def test_keys_of_lines_not_committed_are_forgotten(
 
     monkeypatch.setattr(store_reports, "_save_cursor", full_disk)
     with pytest.raises(sqlite3.OperationalError):
-        store.record_ack_parts(None, [_ack_part(ack, 3, [2, 3])], NOW)
-    monkeypatch.setattr(store_reports, "_save_cursor", original)
-    store.record_ack_parts(None, [_ack_part(ack, 3, [2, 3])], NOW)
+        store.record_ack_parts(None, [_ack_part(store, ack, 3, [2, 3])], NOW)
+    monkeypatch.setattr(store_reports, "_save_cursor", original)  # the next read
+    store.record_ack_parts(None, [_ack_part(store, ack, 3, [2, 3])], NOW)
     assert [row[1] for row in store.deliveries()] == [
         f"+336123456{n:02d}" for n in (1, 2, 3)]
     store.close()
@@ -327,7 +333,39 @@ def test_delivery_lines_of_an_older_journal_are_kept_and_still_count(tmp_path: P
     assert store.version == len(MIGRATIONS) == 7
     ack = store.report_cursor(f"ACK-{NAME}.csv")
     assert ack is not None
-    store.record_ack_parts(None, [_ack_part(ack, 3, [1, 2, 3])], NOW)
+    store.record_ack_parts(None, [_ack_part(store, ack, 3, [1, 2, 3])], NOW)
     assert [row[1] for row in store.deliveries()] == [
         f"+336123456{n:02d}" for n in (1, 2, 3)]
+    store.close()
+
+
+def test_an_ack_batch_not_recorded_is_read_again_and_recorded_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline takes a batch's lines as new before the batch before is in; when a
+    recording fails, the file is read again from its cursor at the next poll, and the lines
+    taken as new but never recorded go in then (none lost, none twice)."""
+    provider = tmp_path / "provider"
+    (provider / "Report").mkdir(parents=True)
+    lines = [f"R{n};+336{n:08d};Shop;Bonjour;2 ;sent;op" for n in range(6000)]
+    (provider / "Report" / f"ACK-{NAME}.csv").write_text("\r\n".join(lines) + "\r\n")
+    settings = Settings(service_id="12345", paths={"root": tmp_path / "agent"},
+                        reports={"delete_remote_after_ingest": False})
+    store = Store(settings.paths.state_db)
+    reports = Reports(store, settings, lambda: NOW, lambda *_, **__: None)
+    original = store.record_ack_parts
+    calls = []
+
+    def fails_once(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(store, "record_ack_parts", fails_once)
+    asyncio.run(reports.round(LocalRemote(provider)))
+    recorded = store.count_rows("deliveries")
+    assert 0 < recorded < 6000  # the first batch is in, the file skipped after it
+    asyncio.run(reports.round(LocalRemote(provider)))
+    assert store.count_rows("deliveries") == 6000
+    assert len({(row[1], row[2]) for row in store.deliveries()}) == 6000
     store.close()

@@ -42,6 +42,7 @@ import asyncio
 import datetime
 import hashlib
 import itertools
+import json
 import re
 import time
 from collections.abc import Callable
@@ -393,6 +394,8 @@ class Reports:
             copy.commit()
         except BaseException:
             copy.discard()
+            if state.cursor.kind is Kind.ACK:  # lines taken as new may not be recorded
+                self.store.forget_ack_keys()
             raise
         if state.unreadable:
             log.warning("report_lines_unreadable", file=entry.name, count=state.unreadable)
@@ -438,8 +441,9 @@ class Reports:
             # A fast batch goes in parts (ends of its lines, from ``start``): another writer
             # seen waiting between two parts ends the transaction (``_record_parts``).
             bounds = _parts(start, stop) if fast else [stop]
-            if ack:
-                fields = [self._ack_fields(state, lines[a:b], first + a)
+            if ack:  # the new lines, as JSON: the worker thread only runs SQL
+                fields = [json.dumps(self.store.new_acks(
+                              report_id(cursor), self._ack_fields(state, lines[a:b], first + a)))
                           for a, b in itertools.pairwise([start, *bounds])]
             elif state.seen is not None:
                 firsts = [self._first_stops(state, lines[a:b], first + a, now)

@@ -37,8 +37,9 @@ from .records import (
 )
 from .schema import GET_FACT, PUT_FACT, SUPPRESS
 
-AckPart = tuple[ReportCursor, Sequence[Sequence[str]]]
-"""ACK lines' fields (``ReportTables.record_ack_parts``), with the cursor just after them."""
+AckPart = tuple[ReportCursor, str]
+"""ACK lines new to the journal (``ReportTables.new_acks``), their fields as a JSON array,
+with the cursor just after them (``ReportTables.record_ack_parts``)."""
 StopPart = tuple[ReportCursor, Sequence[Sequence[Any]], Sequence[Sequence[str]]]
 """A STOP file's lines and opt-outs (``ReportTables.record_first_stop_parts``), with the
 cursor just after them."""
@@ -134,17 +135,26 @@ class ReportTables:
             _save_cursor(db, cursor, at)
         self.bulk_written()
 
+    def new_acks(self, report: int, lines: Sequence[Sequence[str]]) -> list[Sequence[str]]:
+        """Of ``lines`` (ACK lines' fields ``[msisdn, idremote, oadc, idstatus, status,
+        operator]``), those whose MSISDN and IDREMOTE no line of report ``report`` has: none
+        recorded, none before them, none an earlier call gave. They count as recorded from
+        now on: :meth:`record_ack_parts` records them next, in order, or, if that fails,
+        :meth:`forget_ack_keys` must be called. (Done while the batch before is recorded in
+        another thread, so that thread only runs SQL.)"""
+        known = self._ack_known
+        if known is None or known.report != report:
+            with self._lock:  # read from the journal once, never inside another's batch
+                known = self._ack_keys(self._db, report)
+        return known.new(lines, at=0)
+
     def record_ack_parts(self, campaign: int | None, parts: Sequence[AckPart],
                          at: datetime.datetime) -> None:
-        """:meth:`record_acks` for lines given as their fields ``[msisdn, idremote, oadc,
-        idstatus, status, operator]`` (the report, campaign and time the same for all), a
-        part in one statement (run without the GIL), parts in a transaction
-        (:meth:`_record_parts`)."""
+        """:meth:`record_acks` for lines :meth:`new_acks` gave (the report, campaign and time
+        the same for all), a part in one statement (run without the GIL), parts in a
+        transaction (:meth:`_record_parts`)."""
         def write(db: sqlite3.Connection, part: AckPart) -> None:
-            report = report_id(part[0])
-            new = self._ack_keys(db, report).new(part[1], at=0)
-            if new:
-                db.execute(_DELIVERIES, (report, campaign, now_iso(at), json.dumps(new)))
+            db.execute(_DELIVERIES, (report_id(part[0]), campaign, now_iso(at), part[1]))
 
         with self._ack_keys_kept():
             self._record_parts(parts, write, at)
