@@ -17,9 +17,9 @@ as the reader counts them: CRLF, CR and LF), so generated IDREMOTEs ``L<line>`` 
 come out as the single pass writes them.
 
 A CRM id is the IDREMOTE only if no row before it in the FILE used it: each span is rendered
-alone, then checked in file order against the ids of the spans before; a span that used one
-of them again is rendered once more, here, starting from those ids. (Rare: a CRM export's
-ids are unique.)
+alone, then the hashes of the spans' ids are compared; when an id may be in two spans, every
+span is rendered again, here, in order, each from the ids of the spans before (the single
+pass's way). Rare: a CRM export's ids are unique.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import dataclasses
 import multiprocessing
 import os
 import shutil
+from array import array
 from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -207,9 +208,10 @@ def _line_ends(block: bytes, end: int) -> int:
 @dataclass(slots=True)
 class _Done:
     part: Part
-    ids: str | set[str]
-    """The span's IDREMOTEs: a set in this process, one string of lines from a worker (one
-    object to pickle instead of a set of thousands)."""
+    """What the span made (its ``used`` ids let go: see ``ids``)."""
+    ids: array[int]
+    """The hashes of the span's IDREMOTEs (8 bytes each, one object to pickle: a million
+    ids as strings took 125 MB in this process). A forked worker hashes as this process."""
     checked: SliceResult | None = None
     """The span's rows checked (when rendered to be checked, not written)."""
 
@@ -259,7 +261,7 @@ class _Job:
                     part = render_part(self.contacts, self.format, self.template, out,
                                        span=self.spans[index], used=used,
                                        contact_map=mapped, preview=PREVIEW_ROWS)
-        return _Done(part, part.used)
+        return _done(part)
 
 
 @dataclass(frozen=True)
@@ -290,7 +292,7 @@ class _CheckJob:
             track=tracker if index else None, seen=None if index else self.seen)
         if summary.unreadable or not parts:  # the rendering failed: the reference will say
             raise InputError(summary.unreadable or "not rendered")
-        return _Done(parts[0], parts[0].used, SliceResult(summary, lines, tracker, errors))
+        return _done(parts[0], SliceResult(summary, lines, tracker, errors))
 
 
 def _as_read(batches: Generator[Batch, None, Part], parts: list[Part]) -> Iterator[list[str]]:
@@ -348,7 +350,6 @@ def _work() -> dict[int, _Done | None]:
         except InputError:
             done[index] = None
             break
-        item.ids, item.part.used = "\n".join(item.part.used), set()
         done[index] = item
     return done
 
@@ -384,31 +385,28 @@ def _rendering(path: Path, fmt: ContactsFormat, parts: list[Part]) -> Rendering:
     return Rendering(path, lines, fmt, rejected, first, longest)
 
 
+def _done(part: Part, checked: SliceResult | None = None) -> _Done:
+    """A span done: its ids kept as hashes, the set of them let go."""
+    ids = array("q", map(hash, part.used))
+    part.used = set()
+    return _Done(part, ids, checked)
+
+
 def _unique_ids(job: _Spans, done: list[_Done]) -> None:
-    """Do again, from the ids of the spans before, each span that used one of them."""
+    """When an IDREMOTE is in two spans (their hashes say it may be), do every span again,
+    here, in order, each from the ids of the spans before: what the single pass does. (Rare:
+    a CRM export's ids are unique; a false alarm of the hashes only costs that time.)"""
     if job.format.id is None:
         return  # every IDREMOTE is L<line>
-    spans: list[set[str] | list[str]] = [
-        item.ids if isinstance(item.ids, set) else item.ids.split("\n") if item.ids else []
-        for item in done]
-    # Most often no id is in two spans: then all of them together are as many as the spans'.
-    biggest = max(range(len(spans)), key=lambda index: (isinstance(spans[index], set),
-                                                         len(spans[index])))
-    together = set(spans[biggest])
-    for index, ids in enumerate(spans):
-        if index != biggest:
-            together.update(ids)
-    if len(together) == sum(map(len, spans)):
+    together: set[int] = set()
+    for item in done:
+        together.update(item.ids)
+    if len(together) == sum(len(item.ids) for item in done):
         return
+    del together
     before: set[str] = set()
-    for index, ids in enumerate(spans):
-        if index and not before.isdisjoint(ids):
-            done[index] = job.do(index, used=set(before))
-            before = done[index].part.used
-        else:
-            before.update(ids)
-
-
+    for index in range(len(done)):
+        done[index] = job.do(index, used=before)  # which adds the span's ids to ``before``
 def _append(out: BinaryIO, part: Path) -> None:
     """Append the file ``part`` at the end of ``out`` (in the kernel where it can)."""
     out.flush()
