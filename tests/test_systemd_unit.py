@@ -349,3 +349,33 @@ def test_alert_unit_reads_what_the_agent_reads(
     assert "--config /etc/sftpd-agent/agent.toml" in service["ExecStart"][0]
     assert "StateDirectory" not in alerting and "ReadWritePaths" not in alerting
     assert alerting["ProtectSystem"] == ["strict"]
+
+
+def test_start_timeout_leaves_room_for_a_journal_migration(
+        service: dict[str, list[str]], tmp_path: Path) -> None:
+    """READY=1 comes after the journal is opened, and so after its migrations: migration 7
+    copies every delivery line once. Measured here on 200,000 lines, the start timeout must
+    cover 50,000,000 of them (the history benchmark's journal) with room to spare, and still
+    end a start that hangs."""
+    import sqlite3  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from sftpd_agent.store.schema import MIGRATIONS  # noqa: PLC0415
+
+    db = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    for number in range(6):
+        db.executescript(f"BEGIN; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1}; "
+                         "COMMIT;")
+    lines = 200_000
+    db.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+        "INSERT INTO deliveries SELECT i / 50000, printf('+336%08d', (i * 7919) % 100000000), "
+        "'R' || i, NULL, 'Shop', '2', 'sent', 'operator', '2026-12-04T10:00:00+00:00' FROM n",
+        (lines - 1,))
+    began = time.monotonic()
+    db.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[6]}; PRAGMA user_version = 7; COMMIT;")
+    per_line = (time.monotonic() - began) / lines
+    db.close()
+    timeout = seconds(service["TimeoutStartSec"][0])
+    assert per_line * 50_000_000 * 2 < timeout <= 30 * 60
