@@ -69,8 +69,6 @@ _SUPPRESS_ALL = (
     "INSERT INTO suppression (msisdn, added_at, source, campaign) SELECT value->>0, "
     "value->>1, ?1, ?2 FROM json_each(?3) WHERE true ON CONFLICT(msisdn) DO NOTHING")
 _LINES_TABLE = {Kind.STOP: "optouts", Kind.SMSMO: "replies"}
-_ACK_KEYS_CACHE_KIB = 32768
-"""Memory for an ACK file's keys (``ack.keys``): a million lines' keys fit in it."""
 _PASS_CACHE_KIB = 8192
 """Memory for the scratch count of a file read again from its start (the rest on disk)."""
 
