@@ -81,7 +81,13 @@ import asyncssh  # noqa: E402
 from sftpd_agent.simulator import SimulatorOptions, SimulatorThread  # noqa: E402
 from sftpd_agent.simulator.processing import read_journal  # noqa: E402
 from sftpd_agent.testing import DaemonProcess, ManualClock  # noqa: E402
-from tests.servers import CHROOT_BASE, SSHD, start_sshd  # noqa: E402
+from tests.servers import (  # noqa: E402
+    CHROOT_BASE,
+    SSHD,
+    start_sshd,
+    stop_server,
+    write_client_key,
+)
 
 TARGET_PUBLISHED = 5.0
 TARGET_ACK = 3.0
@@ -504,12 +510,7 @@ def user() -> str:
 
 def make_keys(work: Path) -> tuple[Path, Path, Path, str]:
     """Client key (0600), its authorized_keys, the host key, the host key's public line."""
-    client = asyncssh.generate_private_key("ssh-ed25519")
-    client_key = work / "id_ed25519"
-    client.write_private_key(client_key)
-    client_key.chmod(0o600)
-    authorized = work / "authorized_keys"
-    authorized.write_bytes(client.export_public_key("openssh"))
+    client_key, authorized = write_client_key(work)
     host = asyncssh.generate_private_key("ssh-ed25519")
     host_key = work / "ssh_host_ed25519_key"
     host.write_private_key(host_key)
@@ -671,12 +672,7 @@ def main() -> int:
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
         if sshd is not None:
-            sshd.terminate()
-            try:
-                sshd.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                sshd.kill()
-                sshd.wait(timeout=10)
+            stop_server(sshd, timeout=10)
         if simulator is not None:
             simulator.stop()
         if chroot is not None:

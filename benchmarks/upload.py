@@ -51,7 +51,13 @@ import asyncssh  # noqa: E402
 from sftpd_agent.config import RemoteSettings  # noqa: E402
 from sftpd_agent.remote.sftp import connect  # noqa: E402
 from tests import proftpd  # noqa: E402
-from tests.servers import CHROOT_BASE, SSHD, start_sshd  # noqa: E402
+from tests.servers import (  # noqa: E402
+    CHROOT_BASE,
+    SSHD,
+    start_sshd,
+    stop_server,
+    write_client_key,
+)
 
 TARGETS = {"openssh": 1.0, "proftpd": 0.9}  # ours / sftp -b with the same cipher
 MB = 1_000_000  # throughput in MB/s, decimal like sftp's own progress meter
@@ -90,7 +96,7 @@ def main() -> int:
     kinds = ["openssh", "proftpd"] if args.server == "both" else [args.server]
     work = Path(tempfile.mkdtemp(prefix="upload-bench-"))
     try:
-        client_key, authorized = _client_key(work)
+        client_key, authorized = write_client_key(work)
         source = _random_file(work / "campaign.bin", args.size_mb * MB)
         missed = []
         for kind in kinds:
@@ -199,7 +205,7 @@ def _serve(kind: str, work: Path, authorized: Path, sftp_log: bool) -> Iterator[
         yield Served(kind, port, root, known_hosts)
     finally:
         if process is not None:
-            proftpd.stop_proftpd(process)  # terminate, then kill after 5 s: fits sshd too
+            stop_server(process)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -235,17 +241,6 @@ def _batch(source: Path) -> Path:
     batch = source.parent / "batch"
     batch.write_text(f"put {source} /Send/openssh.tmp\n")
     return batch
-
-
-def _client_key(work: Path) -> tuple[Path, Path]:
-    """The client key (0600) and its authorized_keys."""
-    client = asyncssh.generate_private_key("ssh-ed25519")
-    client_key = work / "id_ed25519"
-    client.write_private_key(client_key)
-    client_key.chmod(0o600)
-    authorized = work / "authorized_keys"
-    authorized.write_bytes(client.export_public_key("openssh"))
-    return client_key, authorized
 
 
 def _random_file(path: Path, size: int) -> Path:

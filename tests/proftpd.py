@@ -7,7 +7,7 @@ only advertised limits falls back to 16 KiB writes), and its own SSH and SFTP co
 - :func:`unavailable`: why ProFTPD cannot run here (not installed, not root), or None;
 - :func:`start_proftpd`: ``proftpd -n`` on a free 127.0.0.1 port with a generated config,
   chrooted (``DefaultRoot``) to a folder, public-key login only: the process and its port;
-- :func:`stop_proftpd`;
+- :func:`~tests.servers.stop_server` stops it;
 - the ``proftpd`` fixture: an :class:`~tests.servers.SftpServer` (kind ``"proftpd"``) with
   the simulator's processing over its root, as the ``openssh`` fixture gives.
 
@@ -31,7 +31,7 @@ import pytest
 
 from sftpd_agent.simulator import SimulatorOptions, SimulatorThread
 from sftpd_agent.testing import ManualClock
-from tests.servers import ClientKey, SftpServer, wait_for_banner
+from tests.servers import ClientKey, SftpServer, stop_server, wait_for_banner
 
 PROFTPD = Path("/usr/sbin/proftpd")
 MODULE_PATH = Path("/usr/lib/proftpd")
@@ -139,20 +139,10 @@ def start_proftpd(folder: Path, root: Path, host_key: Path, authorized_keys: Pat
                                        stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         if wait_for_banner(process, port):
             return process, port
-        stop_proftpd(process)
+        stop_server(process)
     texts = [path.read_text(errors="replace")[-1500:]
              for path in (log, folder / "proftpd.log", folder / "sftp.log") if path.exists()]
     raise RuntimeError("proftpd did not start:\n" + "\n".join(texts))
-
-
-def stop_proftpd(process: subprocess.Popen[bytes]) -> None:
-    """Stop it (its sessions are its children: they end with it)."""
-    process.terminate()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
 
 
 def write_host_key(path: Path) -> asyncssh.SSHKey:
@@ -198,6 +188,6 @@ def proftpd(tmp_path: Path, client_key: ClientKey, simulator_options: SimulatorO
                          host_key.get_fingerprint("sha256"))
     finally:
         if process is not None:
-            stop_proftpd(process)
+            stop_server(process)
         thread.stop()
         shutil.rmtree(root, ignore_errors=True)

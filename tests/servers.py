@@ -222,17 +222,31 @@ def start_sshd(folder: Path, chroot: Path, host_key: Path,
                                        stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         if wait_for_banner(process, port):
             return process, port
-        _stop(process)
+        stop_server(process)
     return None
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_server(process: subprocess.Popen[bytes], timeout: float = 5) -> None:
+    """Stop a server process (sshd, proftpd): SIGTERM, then SIGKILL after ``timeout``
+    seconds (its sessions are its children: they end with it)."""
     process.terminate()
     try:
-        process.wait(timeout=5)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        process.wait(timeout=5)
+        process.wait(timeout=timeout)
+
+
+def write_client_key(folder: Path) -> tuple[Path, Path]:
+    """A new client key in ``folder`` (``id_ed25519``, 0600) and its ``authorized_keys``:
+    for the benchmarks, which start servers outside pytest."""
+    client = asyncssh.generate_private_key("ssh-ed25519")
+    client_key = folder / "id_ed25519"
+    client.write_private_key(client_key)
+    client_key.chmod(0o600)
+    authorized = folder / "authorized_keys"
+    authorized.write_bytes(client.export_public_key("openssh"))
+    return client_key, authorized
 
 
 @pytest.fixture
@@ -267,7 +281,7 @@ def openssh(tmp_path: Path, client_key: ClientKey, simulator_options: SimulatorO
                          host_key.get_fingerprint("sha256"))
     finally:
         if process is not None:
-            _stop(process)
+            stop_server(process)
         thread.stop()
         shutil.rmtree(chroot, ignore_errors=True)
 
