@@ -22,7 +22,7 @@ from sftpd_agent.rules.contacts import (
     phone_rank,
     read_contacts,
     render,
-    render_to,
+    render_part,
     sniff,
     split,
     write_provider_rows,
@@ -376,7 +376,7 @@ def test_line_map_and_translated_errors_point_at_the_contacts_file(tmp_path: Pat
                                                                           strict=True))
 
 
-def test_render_to_writes_what_render_and_write_provider_rows_write(tmp_path: Path) -> None:
+def test_render_part_writes_what_render_and_write_provider_rows_write(tmp_path: Path) -> None:
     rows = [f"N{i};06123456{i % 100:02d};Ville{i};C{i % 7}\r\n" for i in range(3 * 8192)]
     rows[5] = 'A "x";0612345600;"deux\r\nlignes";C1\r\n'
     rows[9] = "B;0612345601;;C2\r\n"               # template_value_missing
@@ -388,11 +388,9 @@ def test_render_to_writes_what_render_and_write_provider_rows_write(tmp_path: Pa
     chained = io.BytesIO()
     expected = write_provider_rows(split(render(path, fmt, template, sender="SHOP"),
                                          errors.append), chained)
-    fused_errors: list[RowError] = []
-    items: list[Rendered] = []
     fused = io.BytesIO()
-    lines = render_to(path, fmt, template, fused, sender="SHOP", on_error=fused_errors.append,
-                      on_row=items.append)
+    part = render_part(path, fmt, template, fused, sender="SHOP", preview=len(rows))
+    lines, items, fused_errors = part.lines, part.first, part.rejected
     assert fused.getvalue() == chained.getvalue()
     assert fused_errors == errors and [e.line for e in errors] == [12]  # row 5 takes 2 lines
     assert items == [item for item in render(path, fmt, template, sender="SHOP")

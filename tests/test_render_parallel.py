@@ -8,6 +8,7 @@ that a file of a few thousand rows is cut a dozen times."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,11 +100,21 @@ def describe(tmp_path: Path, contacts: Path, template: str = TEMPLATE,
 
 
 def single(described: Described, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Rendering:
-    """The reference: manifests.render_to's single pass."""
+    """The reference: manifests.render_to's single pass, which writes what ``render`` and
+    ``write_provider_rows`` write (checked here, the plainest form of the rules)."""
     folder.mkdir()
     with monkeypatch.context() as patch:
         patch.setattr(render_parallel, "render_in_parallel", lambda *args, **kwargs: None)
-        return manifests.render_to(described, folder, map_to=folder / manifests.MAP_FILE)
+        rendering = manifests.render_to(described, folder, map_to=folder / manifests.MAP_FILE)
+    plain = io.BytesIO()
+    rejected: list[Any] = []
+    contacts_module.write_provider_rows(
+        contacts_module.split(contacts_module.render(described.contacts, described.format,
+                                                     described.template), rejected.append),
+        plain, header_line=described.format.header_line)
+    assert rendering.path.read_bytes() == plain.getvalue()
+    assert rendering.rejected == rejected
+    return rendering
 
 
 def parallel(described: Described, folder: Path, workers: int = 3) -> Rendering:

@@ -20,7 +20,8 @@ import dataclasses
 import datetime
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,8 +30,14 @@ from pydantic import ValidationError
 
 from ..config import CampaignSettings, Settings
 from ..errors import InputError
-from ..rules.contacts import ContactsFormat, LineMap, Rendered, sniff, write_provider_rows
-from ..rules.contacts import render_to as render_rows
+from ..rules.contacts import (
+    ContactsFormat,
+    LineMap,
+    Rendered,
+    render_part,
+    sniff,
+    write_provider_rows,
+)
 from ..rules.gsm import count
 from ..rules.manifest import (
     MAX_MANIFEST_BYTES,
@@ -185,53 +192,29 @@ def render_to(described: Described, folder: Path, *, map_to: Path | None = None)
     if parallel is not None:
         return parallel
     fmt = described.format
-    rendering = Rendering(target, LineMap(fmt.header_line), fmt, [], [], None)
-    first, rejected = rendering.first, rendering.rejected
-    longest = 0
-    with target.open("wb") as out, _ContactMap(map_to) as keep:
-
-        def on_row(item: Rendered) -> None:
-            nonlocal longest
-            if keep is not None:
-                keep(item.line, item.crm_id, item.idremote, item.phone)
-            if len(first) < PREVIEW_ROWS:
-                first.append(item)
-            if len(item.message) > longest:
-                longest = len(item.message)
-                rendering.longest = item
-
-        def on_error(error: RowError) -> None:
-            if keep is not None:
-                keep(error.line, getattr(error, "crm_id", ""), "", getattr(error, "phone", ""))
-            rejected.append(error)
-
-        rendering.lines = render_rows(described.contacts, fmt, described.template, out,
-                                      on_error=on_error, on_row=on_row)
-    return rendering
+    with target.open("wb") as out, open_contact_map(map_to) as contact_map:
+        part = render_part(described.contacts, fmt, described.template, out,
+                           contact_map=contact_map, preview=PREVIEW_ROWS)
+    return Rendering(target, part.lines, fmt, list(part.rejected), part.first, part.longest)
 
 
-class _ContactMap:
-    """``contacts.map.csv``: ``line;crm_id;idremote;phone``, one row per contact row."""
+MAP_HEADER = ("line", "crm_id", "idremote", "phone")
 
-    def __init__(self, path: Path | None) -> None:
-        self._path = path
-        self._handle: TextIO | None = None
 
-    def __enter__(self) -> Callable[[int, str, str, str], None] | None:
-        if self._path is None:
-            return None
-        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        self._handle = os.fdopen(fd, "w", encoding="utf-8", newline="")
-        writer = csv.writer(self._handle, delimiter=";", lineterminator="\r\n")
-        writer.writerow(("line", "crm_id", "idremote", "phone"))
-        row = writer.writerow
-        return lambda line, crm_id, idremote, phone: row((line, crm_id, idremote, phone))
-
-    def __exit__(self, *exc: object) -> None:
-        if self._handle is not None:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._handle.close()
+@contextmanager
+def open_contact_map(path: Path | None) -> Iterator[TextIO | None]:
+    """``contacts.map.csv`` (for ``results``) opened to be written, private, its header row
+    ``line;crm_id;idremote;phone`` in; its rows, one per contact row, come after
+    (:func:`.contacts.render_part` writes them); flushed to disk at the end. None: no map."""
+    if path is None:
+        yield None
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle, delimiter=";", lineterminator="\r\n").writerow(MAP_HEADER)
+        yield handle
+        handle.flush()
+        os.fsync(fd)
 
 
 def take_in_manifest(

@@ -24,7 +24,6 @@ pass's way). Rare: a CRM export's ids are unique.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import multiprocessing
 import os
@@ -37,7 +36,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
-from typing import BinaryIO, Protocol, cast
+from typing import BinaryIO, Protocol, TextIO, cast
 
 from ..errors import InputError
 from ..rules.campaign_file import CHUNK, as_read
@@ -54,7 +53,7 @@ from ..rules.contacts import (
 from ..rules.template import Template
 from ..rules.validation import RowError, Tracker, Validator
 from .intake import Checked
-from .manifests import PREVIEW_ROWS, Described, Rendering
+from .manifests import PREVIEW_ROWS, Described, Rendering, open_contact_map
 from .multicore import SliceResult, merge_slices, taken
 from .multicore import workers_for as cores_for
 
@@ -62,7 +61,6 @@ MIN_BYTES = 4 << 20
 """Below this the single pass is about as fast as starting workers."""
 SPANS_PER_WORKER = 3
 """Spans per process: whoever is free takes the next, so that a slower core holds no one up."""
-MAP_HEADER = ("line", "crm_id", "idremote", "phone")
 
 
 def workers_for(size: int) -> int:
@@ -430,14 +428,12 @@ def _append(out: BinaryIO, part: Path) -> None:
 
 
 def _write_map(target: Path, parts: list[Path]) -> None:
-    """``contacts.map.csv`` as :class:`.manifests._ContactMap` writes it: created private,
-    its header row, then every part in order, flushed to disk."""
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-        csv.writer(handle, delimiter=";", lineterminator="\r\n").writerow(MAP_HEADER)
+    """``contacts.map.csv`` as the single pass writes it (:func:`.manifests.open_contact_map`),
+    its rows the parts' in order."""
+    with open_contact_map(target) as opened:
+        handle = cast(TextIO, opened)  # a path given: a handle
         handle.flush()
-        out = cast(BinaryIO, handle.buffer)
+        out = handle.buffer
         for part in parts:
             _append(out, part)
         out.flush()
-        os.fsync(fd)

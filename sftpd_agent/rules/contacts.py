@@ -512,7 +512,7 @@ def render(
 
     IDREMOTE is the CRM id when ``fmt.id`` is set and the value is 1..40 ASCII letters or
     digits not used before in the file; else ``L<line>`` (stable: the same file gives the
-    same ids), with ``X<n>`` added if that is already taken (unique). (:func:`render_to` does
+    same ids), with ``X<n>`` added if that is already taken (unique). (:func:`render_part` does
     the same, with :func:`write_provider_rows`, in one loop.)
     """
     phone, id_column = fmt.phone, fmt.id
@@ -706,46 +706,6 @@ def write_provider_rows(items: Iterable[Rendered], out: BinaryIO, *,
     return writer.lines
 
 
-def render_to(
-    path: Path, fmt: ContactsFormat, template: Template, out: BinaryIO, *,
-    sender: str = "", on_error: Callable[[RowError], None],
-    on_row: Callable[[Rendered], None] | None = None,
-) -> LineMap:
-    """:func:`render` and :func:`write_provider_rows` in one loop, for a million rows: the
-    provider rows go to ``out``, each ``template_value_missing`` error to ``on_error``, and
-    each :class:`Rendered` to ``on_row`` when given (e.g. to keep CRM ids for results)."""
-    phone, id_column = fmt.phone, fmt.id
-    fill = template.fill  # _rows gives every column
-    used: set[str] = set()
-    writer = _ProviderRows(out, fmt.header_line)
-    batch, add = writer.batch, writer.batch.append
-    add_line = writer.lines._contact.append
-    for line, values in _rows(path, fmt):
-        message = fill(values)
-        if message.__class__ is Missing:
-            on_error(_missing(line, message, values, fmt))
-            continue
-        if id_column is None:
-            crm_id, idremote = "", f"L{line}"
-        else:
-            crm_id = values[id_column].strip()
-            idremote = idremote_for(crm_id, line, used)
-        number = values[phone].strip()
-        row = f"{idremote};{number};{sender};{message}"
-        if '"' in row or "\n" in row or "\r" in row or row.count(";") != 3:
-            writer.quoted((idremote, number, sender, message), line)  # type: ignore[arg-type]
-        else:
-            add(row)
-            add_line(line)
-        if len(batch) >= FLUSH_ROWS:
-            writer.flush()
-        if on_row is not None:
-            on_row(Rendered(line, idremote, number, sender, message, crm_id,  # type: ignore[arg-type]
-                            values))
-    writer.flush()
-    return writer.lines
-
-
 @dataclass
 class Part:
     """What :func:`render_part` made of a span of a contacts file, beside the rows it wrote."""
@@ -767,13 +727,14 @@ def render_part(
     span: Span | None = None, used: set[str] | None = None, sender: str = "",
     contact_map: TextIO | None = None, preview: int = 5,
 ) -> Part:
-    """:func:`render_to` for the rows of ``span`` (the whole file when None), keeping what
-    ``check`` and ``results`` need instead of calling back per row: the rows go to ``out``
+    """:func:`render` and :func:`write_provider_rows` in one loop, for a million rows, of
+    ``span`` (the whole file when None), keeping what ``check`` and ``results`` need instead
+    of calling back per row: the rows go to ``out``
     (no header row unless ``span`` starts the file), ``line;crm_id;idremote;phone`` per
     contact row to ``contact_map`` (rejected rows with no IDREMOTE), without its header.
 
     ``used`` holds the IDREMOTEs of the rows before ``span`` (it is added to): with it, the
-    rows written are byte for byte those :func:`render_to` writes for them in the whole file.
+    rows written are byte for byte those it writes for them in the whole file.
     """
     batches = render_batches(path, fmt, template, span=span, used=used, sender=sender,
                              contact_map=contact_map, preview=preview)
