@@ -204,7 +204,7 @@ BATCH = 8192
 
 
 def _map_rows(handle: TextIO) -> Iterator[ContactRow]:
-    """The contact map's rows: csv reads them, as csv writes them (``contacts.render_part``,
+    """The contact map's rows: csv reads them, as csv writes them (``contacts.render_part``),
     one C call a row."""
     reader = csv.reader(handle, delimiter=";")
     next(reader, None)  # line;crm_id;idremote;phone
