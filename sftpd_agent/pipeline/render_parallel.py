@@ -75,13 +75,13 @@ def render_in_parallel(described: Described, out_path: Path, map_to: Path | None
     None when the file is too small, cannot be cut, or a span fails: then the caller renders
     with the single pass (which raises what the file's error is)."""
     contacts, fmt = described.contacts, described.format
-    spans = _spans_of(described, workers)
-    if spans is None:
+    cut_for = _spans_of(described, workers)
+    if cut_for is None:
         return None
-    count = workers or workers_for(contacts.stat().st_size)
+    spans, processes = cut_for
     job = _Job(contacts, fmt, described.template, spans, out_path, map_to)
     try:
-        done = _render_all(job, min(count, len(spans)))
+        done = _render_all(job, processes)
         if done is None:
             return None
         return _join(job, done)
@@ -106,17 +106,17 @@ def check_in_parallel(described: Described, validator: Validator, out_path: Path
     ``check``'s way, which keeps no row. None as for :func:`render_in_parallel`, or when a
     span's rows cannot be checked alone: then the caller renders the file and checks it."""
     contacts, fmt = described.contacts, described.format
-    spans = _spans_of(described, workers)
-    if spans is None:
+    cut_for = _spans_of(described, workers)
+    if cut_for is None:
         return None
-    count = workers or workers_for(contacts.stat().st_size)
+    spans, processes = cut_for
     # Nothing a check says depends on which IDREMOTE a row gets (a CRM id, or L<line> when
     # it has none or one used before: never an invalid one), so the rows are rendered as if
     # the file had no id column: no ids to keep per span, none to compare across spans.
     job = _CheckJob(contacts, dataclasses.replace(fmt, id=None), described.template, spans,
                     validator, described.plan_name, keep_errors)
     try:
-        done = _render_all(job, min(count, len(spans)))
+        done = _render_all(job, processes)
         if done is None:
             return None
     except (InputError, OSError, BrokenProcessPool):
@@ -138,15 +138,16 @@ def check_in_parallel(described: Described, validator: Validator, out_path: Path
 # -- Cutting ---------------------------------------------------------------------------------
 
 
-def _spans_of(described: Described, workers: int | None) -> list[Span] | None:
+def _spans_of(described: Described, workers: int | None) -> tuple[list[Span], int] | None:
     """``described``'s contacts cut for ``workers`` cores (by default, as many as its size
-    is worth); None when one core is enough or the file cannot be cut."""
+    is worth), and the processes to do them; None when one core is enough or the file cannot
+    be cut."""
     size = described.contacts.stat().st_size
     count = workers or workers_for(size)
     if count < 2 or size < MIN_BYTES:
         return None
     spans = cut(described.contacts, count * SPANS_PER_WORKER, described.format.header_line)
-    return spans if len(spans) >= 2 else None
+    return (spans, min(count, len(spans))) if len(spans) >= 2 else None
 
 
 def cut(path: Path, count: int, header_line: int = 1) -> list[Span]:
