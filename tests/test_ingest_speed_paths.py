@@ -5,9 +5,9 @@
   same values and numbers as ``read_numbers`` and ``NumberNormalizer.normalize``;
 - an ACK batch is read inline and recorded in one statement: the delivery lines are those
   ``parse_ack`` reads, the unreadable lines the same;
-- a STOP file's first read numbers a repeated line's occurrences with a filter of the keys
-  met (``SEEN_BITS``): with a filter of one byte, where every key "may have been met", the
-  occurrences are still right;
+- a STOP read numbers a repeated line's occurrences with the store's count of its keys
+  (``LineCounts``, an open-addressing table): the counts of ``collections.Counter``, keys that
+  share a slot, the key 0 and the extremes included, however far the table grew;
 - a bulk writer pauses only while another writer waits: ``Store.others_waiting`` says so
   while another store is held up at BEGIN, and no longer once it is in.
 """
@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import json
 import random
@@ -34,12 +35,12 @@ from sftpd_agent.pipeline.reports import Reports, quick_normalize
 from sftpd_agent.remote.local import LocalRemote
 from sftpd_agent.rules.naming import Kind
 from sftpd_agent.rules.numbers import NumberNormalizer
-from sftpd_agent.rules.report_lines import parse_ack
+from sftpd_agent.rules.report_lines import line_key, parse_ack
 from sftpd_agent.store import journal
 from sftpd_agent.store import reports as store_reports
 from sftpd_agent.store.journal import Store
 from sftpd_agent.store.records import ReportCursor
-from sftpd_agent.store.schema import MIGRATIONS
+from sftpd_agent.store.schema import LISTED_TO, MIGRATIONS
 
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 NAME = "12345-20261123-1000-x"
@@ -139,10 +140,28 @@ async def test_ack_lines_recorded_as_parse_ack_reads_them(
     store.close()
 
 
-async def test_a_first_stop_read_counts_repeats_with_a_filter_that_always_may_have_met(
+def test_line_counts_count_as_a_counter_does() -> None:
+    rng = random.Random(8)
+    keys = [rng.getrandbits(64) - 2**63 for _ in range(20_000)]
+    keys += [5, 5 + 4096, 5 + 2 * 4096, 5 - 4096]  # one slot of the first table, four keys
+    keys += [*rng.sample(keys, 3000), 0, 0, 0, -(2**63), 2**63 - 1, 2**63 - 1]
+    rng.shuffle(keys)
+    counts, expected = store_reports.LineCounts(report=1), collections.Counter[int]()
+    for key in keys:  # grows from 4096 slots to 65536 on the way
+        expected[key] += 1
+        assert counts.add(key) == expected[key]
+    assert len(counts) == len(expected)
+    assert all(counts.get(key) == n for key, n in expected.items())
+    assert counts.get(6) == counts.get(5 + 3 * 4096) == 0
+    sized = store_reports.LineCounts(report=1, expected=len(keys))
+    for key in keys:
+        sized.add(key)
+    assert all(sized.get(key) == n for key, n in expected.items())
+
+
+async def test_a_stop_read_counts_repeated_lines_across_batches(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reports_module, "BULK_FIRST_BATCH", 4)
-    monkeypatch.setattr(reports_module, "SEEN_BITS", 8)  # every key shares one byte
     same = "+33612340001;20261123;1000;STOP;R1"
     lines = [same, "+33612340002;20261123;1000;STOP;R2", same, same,  # 1st batch: 3 copies
              "+33612340003;20261123;1001;STOP;R3", same, "", "x;y",  # blank, unreadable
@@ -154,8 +173,11 @@ async def test_a_first_stop_read_counts_repeats_with_a_filter_that_always_may_ha
     assert store.suppressed() == {"+33612340001", "+33612340002", "+33612340003"}
     cursor = store.report_cursor(f"STOP-{NAME}.csv")
     assert cursor is not None and cursor.id is not None
-    counts = store.line_counts(cursor.id, cursor.kind)
-    assert sorted(counts.values()) == [1, 1, 2, 4]
+    store.forget_stop_counts()  # read again from the journal
+    counts = store.stop_counts(cursor.id)
+    readable = collections.Counter(line for line in lines if line.count(";") >= 4)
+    assert len(counts) == len(readable) == 4
+    assert {line: counts.get(line_key(line)) for line in readable} == readable
     store.close()
 
 
@@ -316,27 +338,47 @@ def test_keys_of_lines_not_committed_are_forgotten(
     store.close()
 
 
+def _journal_at(path: Path, version: int, report: str, kind: str) -> sqlite3.Connection:
+    """A journal of an older agent, at schema ``version``, with one report file's cursor
+    (id 1): the connection, to add the lines that version kept."""
+    db = sqlite3.connect(path, isolation_level=None)
+    for number in range(version):
+        db.executescript(f"BEGIN; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1}; "
+                         "COMMIT;")
+    db.execute("INSERT INTO report_cursors (name, kind, seen_at, updated_at) VALUES "
+               "(?, ?, ?, ?)", (report, kind, NOW.isoformat(), NOW.isoformat()))
+    return db
+
+
 def test_delivery_lines_of_an_older_journal_are_kept_and_still_count(tmp_path: Path) -> None:
     """Migration 7 moves the delivery lines of a journal keyed by number into the table kept
     in arrival order; those lines are known to a read of their file again."""
     path = tmp_path / "state.db"
-    db = sqlite3.connect(path, isolation_level=None)
-    for number in range(6):
-        db.executescript(f"BEGIN; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1}; "
-                         "COMMIT;")
-    db.execute("INSERT INTO report_cursors (name, kind, seen_at, updated_at) "
-               "VALUES (?, 'ACK', ?, ?)", (f"ACK-{NAME}.csv", NOW.isoformat(), NOW.isoformat()))
+    db = _journal_at(path, 6, f"ACK-{NAME}.csv", "ACK")
     db.executemany("INSERT INTO deliveries VALUES (1, ?, ?, NULL, 'S', '2', 'sent', 'op', 'x')",
                    [(f"+336123456{n:02d}", f"R{n}") for n in (2, 1)])
     db.close()
     store = Store(path)
-    assert store.version == len(MIGRATIONS) == 7
+    assert store.version == len(MIGRATIONS) >= 7
     ack = store.report_cursor(f"ACK-{NAME}.csv")
     assert ack is not None
     store.record_ack_parts(None, [_ack_part(store, ack, 3, [1, 2, 3])], NOW)
     assert [row[1] for row in store.deliveries()] == [
         f"+336123456{n:02d}" for n in (1, 2, 3)]
     store.close()
+
+
+def _fail_second_call(monkeypatch: pytest.MonkeyPatch, store: Store, method: str) -> None:
+    """The store's ``method`` fails (a disk error) the second time it is called, only then."""
+    original, calls = getattr(store, method), []
+
+    def fails_once(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(store, method, fails_once)
 
 
 def test_an_ack_batch_not_recorded_is_read_again_and_recorded_once(
@@ -352,20 +394,161 @@ def test_an_ack_batch_not_recorded_is_read_again_and_recorded_once(
                         reports={"delete_remote_after_ingest": False})
     store = Store(settings.paths.state_db)
     reports = Reports(store, settings, lambda: NOW, lambda *_, **__: None)
-    original = store.record_ack_parts
-    calls = []
-
-    def fails_once(*args: Any, **kwargs: Any) -> None:
-        calls.append(1)
-        if len(calls) == 2:
-            raise sqlite3.OperationalError("disk I/O error")
-        original(*args, **kwargs)
-
-    monkeypatch.setattr(store, "record_ack_parts", fails_once)
+    _fail_second_call(monkeypatch, store, "record_ack_parts")
     asyncio.run(reports.round(LocalRemote(provider)))
     recorded = store.count_rows("deliveries")
     assert 0 < recorded < 6000  # the first batch is in, the file skipped after it
     asyncio.run(reports.round(LocalRemote(provider)))
     assert store.count_rows("deliveries") == 6000
     assert len({(row[1], row[2]) for row in store.deliveries()}) == 6000
+    store.close()
+
+
+# -- STOP lines in arrival order, their numbers listed after them (migration 8) -------------
+
+
+def _stop_lines(numbers: list[int]) -> list[str]:
+    return [f"+336123{n:05d};20261123;1000;STOP;R{n}" for n in numbers]
+
+
+def _stop_part(store: Store, cursor: ReportCursor, lines: list[str], upto: int) -> Any:
+    """A part of STOP lines as the pipeline hands it over: the new ones, counted."""
+    assert cursor.id is not None
+    counts = store.stop_counts(cursor.id)
+    new = [[line_key(line), counts.add(line_key(line)), line.split(";")[0],
+            "2026-11-23T09:00:00+00:00", True] for line in lines]
+    return replace(cursor, offset=10 * upto, lines=upto), new
+
+
+async def test_stop_lines_recorded_before_a_crash_are_listed_at_the_next_round(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A STOP file's lines go in with its cursor; their numbers join the suppression list
+    after them. Stopped between the two (a crash), the next round lists them, although the
+    file has not changed and is not read again."""
+    body = "".join(line + "\r\n" for line in _stop_lines([1, 2, 3, 2])).encode()
+    with monkeypatch.context() as crash:
+        crash.setattr(Store, "list_new_optouts", lambda self: 0)
+        store = await _ingest(tmp_path, f"STOP-{NAME}.csv", body)
+    assert store.count_rows("optouts") == 4 and store.suppressed() == set()
+    store.close()
+    settings = _settings(tmp_path / "agent")
+    again = Store(settings.paths.state_db)  # the daemon restarted
+    reports = Reports(again, settings, lambda: NOW, lambda *_, **__: None)
+    await reports.round(LocalRemote(tmp_path / "provider"))
+    assert again.count_rows("optouts") == 4  # not read again
+    assert again.suppressed() == {f"+336123{n:05d}" for n in (1, 2, 3)}
+    assert again.fact(LISTED_TO) == 4
+    again.close()
+
+
+async def test_a_stop_batch_not_recorded_is_read_again_and_recorded_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader counts a batch's lines before the batch before is in; when a recording
+    fails, the counts are forgotten and the file is read again from its cursor: every line
+    once, every number listed, a repeated line counted as such."""
+    lines = _stop_lines(list(range(3000)) * 2 + [7])  # batches of 2000 lines, then more
+    body = "".join(line + "\n" for line in lines).encode()
+    settings = _settings(tmp_path / "agent")
+    (tmp_path / "provider" / "Report").mkdir(parents=True)
+    (tmp_path / "provider" / "Report" / f"STOP-{NAME}.csv").write_bytes(body)
+    store = Store(settings.paths.state_db)
+    reports = Reports(store, settings, lambda: NOW, lambda *_, **__: None)
+    _fail_second_call(monkeypatch, store, "record_stop_parts")
+    await reports.round(LocalRemote(tmp_path / "provider"))
+    assert 0 < store.count_rows("optouts") < len(lines)
+    await reports.round(LocalRemote(tmp_path / "provider"))
+    assert store.count_rows("optouts") == len(lines)
+    assert store.suppressed() == {f"+336123{n:05d}" for n in range(3000)}
+    cursor = store.report_cursor(f"STOP-{NAME}.csv")
+    assert cursor is not None and cursor.id is not None
+    store.forget_stop_counts()
+    counts = store.stop_counts(cursor.id)
+    assert {line: counts.get(line_key(line)) for line in lines} == collections.Counter(lines)
+    store.close()
+
+
+def test_numbers_are_listed_in_slices_and_a_listing_stopped_half_way_lists_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The listing goes in slices of sorted numbers, one transaction each; stopped after
+    some, it lists them all at the next call (those in are left as they are), and only then
+    moves past the lines. A number of several lines keeps its first line's time."""
+    for name, value in (("BULK_FIRST_BATCH", 3), ("BULK_MIN_BATCH", 3),
+                        ("BULK_MAX_BATCH", 3), ("BULK_PAUSE", 0)):
+        monkeypatch.setattr(journal, name, value)
+    store = Store(tmp_path / "state.db")
+    stop = store.save_report_cursor(ReportCursor(f"STOP-{NAME}.csv", Kind.STOP, None,
+                                                 seen_at=NOW), NOW)
+    numbers = [9, 4, 7, 1, 8, 2, 6, 3, 5, 4]
+    cursor, lines = _stop_part(store, stop, _stop_lines(numbers), 10)
+    lines[-1][3] = "2026-11-23T10:00:00+00:00"  # the second line of +33612300004: later
+    lines[2][4] = False  # a line whose number is not to be listed
+    store.record_stop_parts([(cursor, lines)], at=NOW)
+    transaction, began = store.transaction, []
+
+    def fails_third() -> Any:
+        began.append(1)
+        if len(began) == 3:
+            raise sqlite3.OperationalError("disk I/O error")
+        return transaction()
+
+    monkeypatch.setattr(store, "transaction", fails_third)
+    with pytest.raises(sqlite3.OperationalError):
+        store.list_new_optouts()
+    # Two slices of three lines in, in number order: 1, 2, 3, then 4 (twice) and 5.
+    assert store.suppressed() == {f"+336123{n:05d}" for n in (1, 2, 3, 4, 5)}
+    assert (store.fact(LISTED_TO) or 0) == 0
+    monkeypatch.setattr(store, "transaction", transaction)
+    assert store.list_new_optouts() == 10
+    assert store.suppressed() == {f"+336123{n:05d}" for n in numbers} - {"+33612300007"}
+    assert store.fact(LISTED_TO) == 10
+    assert store.list_new_optouts() == 0
+    added = {e["msisdn"]: e["added_at"] for e in store.suppression_entries()}
+    assert added["+33612300004"] == "2026-11-23T09:00:00+00:00"
+    assert {e["source"] for e in store.suppression_entries()} == {stop.name}
+    store.close()
+
+
+def test_stop_lines_after_a_purge_emptied_the_table_are_listed(tmp_path: Path) -> None:
+    """Opt-out lines' ids are never reused: lines recorded after a purge deleted every line
+    are above the listing's mark, and listed."""
+    store = Store(tmp_path / "state.db")
+    stop = store.save_report_cursor(ReportCursor(f"STOP-{NAME}.csv", Kind.STOP, None,
+                                                 seen_at=NOW), NOW)
+    store.record_stop_parts([_stop_part(store, stop, _stop_lines([1, 2]), 2)], at=NOW)
+    assert store.list_new_optouts() == 2
+    store.purge_rows(NOW + dt.timedelta(days=1))
+    assert store.count_rows("optouts") == 0
+    store.record_stop_parts([_stop_part(store, stop, _stop_lines([3]), 3)], at=NOW)
+    assert store.list_new_optouts() == 1
+    assert "+33612300003" in store.suppressed()
+    store.close()
+
+
+def test_opt_out_lines_of_an_older_journal_are_kept_and_not_listed_again(
+        tmp_path: Path) -> None:
+    """Migration 8 moves the opt-out lines of a journal with a key index into the table kept
+    in arrival order, as listed already: a number an operator took off the list stays off;
+    the lines are known to a read of their file again."""
+    path = tmp_path / "state.db"
+    db = _journal_at(path, 7, f"STOP-{NAME}.csv", "stop")
+    lines = _stop_lines([1, 2, 1])
+    db.executemany("INSERT INTO optouts (id, report, key, occurrence, msisdn, at) "
+                   "VALUES (?, 1, ?, ?, ?, 'x')",
+                   [(10, line_key(lines[0]), 1, "+33612300001"),
+                    (11, line_key(lines[1]), 1, "+33612300002"),
+                    (12, line_key(lines[2]), 2, "+33612300001")])
+    db.execute("INSERT INTO suppression VALUES ('+33612300002', 'x', 'STOP', NULL)")
+    db.close()  # +33612300001 was taken off the list by an operator
+    store = Store(path)
+    assert store.version == len(MIGRATIONS) >= 8
+    assert store.fact(LISTED_TO) == 12
+    assert store.list_new_optouts() == 0
+    assert store.suppressed() == {"+33612300002"}
+    counts = store.stop_counts(1)
+    assert (counts.get(line_key(lines[0])), counts.get(line_key(lines[1]))) == (2, 1)
+    stop = store.report_cursor(f"STOP-{NAME}.csv")
+    assert stop is not None
+    store.record_stop_parts([_stop_part(store, stop, _stop_lines([3]), 4)], at=NOW)
+    assert store.list_new_optouts() == 1  # id 13: after the lines moved
+    assert store.suppressed() == {"+33612300002", "+33612300003"}
     store.close()

@@ -20,7 +20,9 @@ the start: every line has a key in the journal, so reading twice counts nothing 
 - ``STOP-<name>.csv`` and ``SMSMO-<name>.csv``: ``MSISDN;DATE;HOUR;MESSAGE;IDREMOTE``,
   appended in place while the campaign lives, never deleted. A line's key is its text and
   its occurrence (the 2nd identical line is a second line, wherever a rewrite moves it).
-  STOP numbers join the suppression list; so does a reply that is a stop keyword.
+  STOP numbers join the suppression list (sorted, once the file's new lines are in: a crash
+  between the two is made good at the next round's start); so does a reply that is a stop
+  keyword (with its line).
 
 Raw copies of exactly the bytes ingested are kept in ``inbox/ack|stop|mo/``, replaced
 atomically after each read.
@@ -76,13 +78,12 @@ from ..rules.states import OUTCOME, CampaignState, PartState, can_move
 from ..store.journal import BULK_FIRST_BATCH, BULK_PAUSE, Store, next_batch
 from ..store.records import (
     Campaign,
-    OptOutRow,
     ReplyRow,
     ReportCursor,
     SuppressionRow,
     now_iso,
 )
-from ..store.reports import Tally, report_id
+from ..store.reports import LineCounts, Tally, report_id
 from .transitions import Transitions
 
 log = get_logger("sftpd_agent.reports")
@@ -106,9 +107,9 @@ MAX_WARNINGS = 10
 """Unreadable lines logged one by one per file and read; the rest are counted."""
 SKIPPED = "report_skipped"
 """The agent fact listing the report files skipped, ``{shown name: reason}``, for status."""
-SEEN_BITS = 1 << 25
-"""Bits of the filter of line keys met in a STOP file's first read (4 MiB): a key whose bit
-is clear was not met before in this read, and needs no look-up of its occurrences."""
+STOP_LINE_BYTES = 32
+"""About the bytes a STOP line takes (``+33612345678;20261123;1000;STOP;R1``): a file's size
+over this sizes the count of its lines' keys (``LineCounts``) once; more lines, it grows."""
 
 
 def quick_normalize(normalizer: NumberNormalizer) -> Callable[[str], str | None]:
@@ -122,7 +123,8 @@ def quick_normalize(normalizer: NumberNormalizer) -> Callable[[str], str | None]
     def e164(raw: str) -> str | None:
         check, offset, base = shortcuts.get(raw[:4], none)
         if check(nsn := raw[offset:]):
-            return f"+{base + int(nsn)}"
+            # "+<code><national number>" of the checked length is its own E.164 form.
+            return raw if raw[0] == "+" else f"+{base + int(nsn)}"
         return normalize(raw)
 
     return e164
@@ -201,13 +203,14 @@ class _Read:
     tail: bytes = b""
     first_read: bool = False  # nothing of this file recorded yet: bulk inserts
     apart: bool = False  # read again from its start over recorded lines: counted apart
+    counts: LineCounts | None = None  # a STOP file's lines recorded, by key (the store's)
+    passed: LineCounts | None = None  # a STOP file read again from its start: this read's
     warnings: int = 0
     unreadable: int = 0
     batch: int = BULK_FIRST_BATCH  # lines in the next transaction
     pool: ThreadPoolExecutor | None = None  # records a batch while the next one is parsed
     pending: Future[Any] | None = None  # the batch being recorded, with its size
     pending_size: int = 0
-    seen: bytearray | None = None  # a STOP file's first read: keys met (SEEN_BITS)
 
 
 @dataclass
@@ -246,6 +249,7 @@ class Reports:
 
     async def round(self, remote: Remote) -> None:
         """One listing of ``report_dir``; read what is new in every report file."""
+        await self._list_optouts()  # any left by a read that failed, or before a crash
         directory = self.settings.remote.report_dir
         try:
             entries = await remote.list(directory)
@@ -346,7 +350,15 @@ class Reports:
         if cursor.id is None:
             cursor = self.store.save_report_cursor(cursor, self.clock())
         state = _Read(cursor, head=head, tail=tail)
-        if cursor.kind is not Kind.ACK and cursor.id is not None:
+        if cursor.kind is Kind.STOP:
+            # A line's occurrence: 1 + the times its text came before, in the lines recorded
+            # or, for a file read again from its start over lines recorded, in this read; it
+            # is new when above the lines of its text recorded.
+            state.counts = self.store.stop_counts(report_id(cursor),
+                                                  expected=entry.size // STOP_LINE_BYTES)
+            if start == 0 and len(state.counts):
+                state.passed = LineCounts(report_id(cursor), len(state.counts))
+        elif cursor.kind is Kind.SMSMO and cursor.id is not None:
             state.first_read = not self.store.has_lines(cursor.id, cursor.kind)
             # A line's occurrence: 1 + the times its text came before, in the lines recorded
             # (a first read, or one from the cursor: the journal holds exactly the lines
@@ -355,14 +367,24 @@ class Reports:
             state.apart = start == 0 and not state.first_read
             if state.apart:
                 self.store.begin_line_pass()
-        if cursor.kind is Kind.STOP and state.first_read:
-            state.seen = bytearray(SEEN_BITS // 8)
         copy = _RawCopy(self._copy_path(cursor), keep=start)
         # Leaving the block waits for a batch still being recorded (an error included).
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="report-lines") as pool:
             state.pool = pool
-            return await self._read_into(remote, path, entry, state, copy=copy, start=start,
-                                         last_line=last_line)
+            cursor = await self._read_into(remote, path, entry, state, copy=copy, start=start,
+                                           last_line=last_line)
+        if cursor.kind is Kind.STOP:
+            await self._list_optouts()
+        return cursor
+
+    async def _list_optouts(self) -> None:
+        """The numbers of the STOP lines recorded onto the suppression list, sorted
+        (:meth:`Store.list_new_optouts`), in a thread: the event loop runs meanwhile. After
+        each STOP file read, and at the start of a round (lines recorded by a read that
+        failed half-way, or before a crash)."""
+        listed = await asyncio.to_thread(self.store.list_new_optouts)
+        if listed and self.on_progress is not None:
+            self.on_progress()
 
     async def _read_into(self, remote: Remote, path: str, entry: RemoteEntry, state: _Read, *,
                          copy: _RawCopy, start: int, last_line: bool) -> ReportCursor:
@@ -396,6 +418,8 @@ class Reports:
             copy.discard()
             if state.cursor.kind is Kind.ACK:  # lines taken as new may not be recorded
                 self.store.forget_ack_keys()
+            elif state.cursor.kind is Kind.STOP:  # lines counted may not be recorded
+                self.store.forget_stop_counts()
             raise
         if state.unreadable:
             log.warning("report_lines_unreadable", file=entry.name, count=state.unreadable)
@@ -430,28 +454,25 @@ class Reports:
             ends[-1] -= 1  # a last line without its line end (taken once the file is stable)
         first = cursor.lines + 1
         now = self.clock()
-        ack = cursor.kind is Kind.ACK
+        ack, stop = cursor.kind is Kind.ACK, cursor.kind is Kind.STOP
         campaign_id = None if ack else self._campaign_id(cursor.campaign)
         keywords = {fold(word) for word in self.settings.reports.stop_keywords}
         start = 0
         while start < len(lines):
-            stop = min(len(lines), start + state.batch)
-            batch = lines[start:stop]
-            fast = ack or state.seen is not None
-            # A fast batch goes in parts (ends of its lines, from ``start``): another writer
-            # seen waiting between two parts ends the transaction (``_record_parts``).
-            bounds = _parts(start, stop) if fast else [stop]
+            end = min(len(lines), start + state.batch)
+            batch = lines[start:end]
+            # An ACK or STOP batch goes in parts (ends of its lines, from ``start``): another
+            # writer seen waiting between two parts ends the transaction (``_record_parts``).
+            bounds = _parts(start, end) if ack or stop else [end]
             if ack:  # the new lines, as JSON: the worker thread only runs SQL
                 fields = [json.dumps(self.store.new_acks(
                               report_id(cursor), self._ack_fields(state, lines[a:b], first + a)))
                           for a, b in itertools.pairwise([start, *bounds])]
-            elif state.seen is not None:
-                firsts = [self._first_stops(state, lines[a:b], first + a, now)
-                          for a, b in itertools.pairwise([start, *bounds])]
+            elif stop:
+                stops = [self._stops(state, lines[a:b], first + a)
+                         for a, b in itertools.pairwise([start, *bounds])]
             await self._recorded(state)  # the batch before is in: its lines count
-            if state.seen is not None:
-                self._occurrences(state, firsts)
-            elif not ack:
+            if not (ack or stop):
                 replies, optouts_or_none = self._replies(
                     state, batch, first + start, now, campaign_id=campaign_id,
                     keywords=keywords)
@@ -466,21 +487,19 @@ class Reports:
                                        lines=cursor.lines + b, head_sha256=_sha256(state.head),
                                        tail_sha256=_sha256(state.tail)))
             if ack:
-                self._in_thread(state, stop - start, self.store.record_ack_parts,
+                self._in_thread(state, end - start, self.store.record_ack_parts,
                                 cursor.campaign, list(zip(cursors, fields, strict=True)), now)
-            elif state.seen is not None:
-                parts = [(after, stops, optouts)
-                         for after, (stops, optouts, _) in zip(cursors, firsts, strict=True)]
-                self._in_thread(state, stop - start, self.store.record_first_stop_parts, parts,
-                                campaign_id=campaign_id, at=now,
+            elif stop:
+                self._in_thread(state, end - start, self.store.record_stop_parts,
+                                list(zip(cursors, stops, strict=True)), at=now,
                                 tally=self._tally(cursor, campaign_id))
             else:
                 self.store.record_lines(cursors[-1], replies, optouts_or_none,
                                         bulk=state.first_read, at=now,
                                         tally=self._tally(cursor, campaign_id))
-                state.batch = next_batch(stop - start, self.store.last_hold)
+                state.batch = next_batch(end - start, self.store.last_hold)
             state.cursor = cursors[-1]
-            start = stop
+            start = end
 
     def _in_thread(self, state: _Read, size: int, record: Callable[..., Any], *args: Any,
                    **kwargs: Any) -> None:
@@ -532,26 +551,22 @@ class Reports:
                              "fewer than 7 fields" if short else "empty")
         return found
 
-    def _first_stops(
-        self, state: _Read, lines: list[str], first: int, now: datetime.datetime,
-    ) -> tuple[list[list[Any]], list[list[str]], list[int]]:
-        """The lines of a STOP file's first read as recorded (``Store.record_first_stops``):
-        ``[key, occurrence, msisdn, received_at]`` with occurrence 1, the opt-outs ``[msisdn,
-        added_at]``, and the positions of the lines whose key may have been met before in
-        this read (:meth:`_occurrences` counts them): ``_replies``' reading of STOP lines,
-        inlined for a million lines."""
-        at = now_iso(now)
+    def _stops(self, state: _Read, lines: list[str], first: int) -> list[list[Any]]:
+        """The STOP lines new to the journal as recorded (``Store.record_stop_parts``):
+        ``[key, occurrence, msisdn, received_at, listed]``, a line's occurrence 1 + the lines
+        of its text before it (``state.counts`` recorded, or ``state.passed`` met in a read
+        from the start); a blank or unreadable line is left out, and so is a line recorded
+        already. ``listed``: its number is a phone number, for the suppression list.
+        ``_replies``' reading, inlined for a million lines."""
+        counts, passed = state.counts, state.passed
+        if counts is None:  # pragma: no cover - _read gives every STOP read its counts
+            raise RuntimeError("not a STOP read")
+        count, recorded = (counts if passed is None else passed).add, counts.get
         number_of = self._number_reader()
-        received_at = self._received_at
-        seen = state.seen
-        if seen is None:  # pragma: no cover - only for a first read
-            raise RuntimeError("not a first read")
-        mask = SEEN_BITS - 1
+        times, received_at, unknown = self._times, self._received_at, object()
         stops: list[list[Any]] = []
-        optouts: list[list[str]] = []
-        maybe: list[int] = []
         for number, raw in enumerate(lines, start=first):
-            line = raw.rstrip("\r").strip()
+            line = raw.strip()
             if not line:
                 continue
             fields = line.split(";")
@@ -563,52 +578,29 @@ class Reports:
             if msisdn is None:
                 self._unreadable(state, number, "MSISDN", "not a phone number")
             key = line_key(line)
-            bit = key & mask
-            if seen[bit >> 3] & (1 << (bit & 7)):
-                maybe.append(len(stops))
-            else:
-                seen[bit >> 3] |= 1 << (bit & 7)
-            received = received_at(fields[1].strip(), fields[2].strip())
-            stops.append([key, 1, msisdn or given, received])
-            if msisdn is not None:
-                optouts.append([msisdn, received or at])
-        return stops, optouts, maybe
-
-    def _occurrences(self, state: _Read,
-                     firsts: list[tuple[list[list[Any]], list[list[str]], list[int]]]) -> None:
-        """Number the lines whose key may have been met before (``_first_stops``' third
-        list, positions in its first) in a batch's parts, in order: 1 + the lines of that key
-        recorded (the batches before, all of this read) and before it in this batch."""
-        stops = [line for part in firsts for line in part[0]]
-        again: set[int] = set()
-        offset = 0
-        for part_stops, _, maybe in firsts:
-            again.update(offset + i for i in maybe)
-            offset += len(part_stops)
-        if not again:
-            return
-        keys = {stops[i][0] for i in again}
-        counts = self.store.line_counts(report_id(state.cursor), Kind.STOP, keys)
-        for position, line in enumerate(stops):
-            key = line[0]
-            if key in keys:
-                # A line not in ``again`` is its key's first in this read (1, nothing recorded).
-                occurrence = counts[key] = counts.get(key, 0) + 1
-                if position in again:
-                    line[1] = occurrence
+            occurrence = count(key)
+            if passed is not None:
+                if occurrence <= recorded(key):
+                    continue  # recorded already: changes nothing
+                counts.add(key)
+            when = (fields[1].strip(), fields[2].strip())
+            received = times.get(when, unknown)
+            stops.append([key, occurrence, msisdn or given,
+                          received_at(*when) if received is unknown else received,
+                          msisdn is not None])
+        return stops
 
     def _replies(
         self, state: _Read, lines: list[str], first: int, now: datetime.datetime, *,
         campaign_id: str | None, keywords: set[str],
-    ) -> tuple[list[OptOutRow | ReplyRow], list[SuppressionRow | None]]:
-        """The STOP or SMS-MO lines as recorded (a blank or unreadable line is left out) and,
-        beside each, the number it puts on the suppression list (None when none): every STOP
-        line's, a reply's that is a stop keyword."""
+    ) -> tuple[list[ReplyRow], list[SuppressionRow | None]]:
+        """The SMS-MO lines as recorded (a blank or unreadable line is left out) and, beside
+        each, the number it puts on the suppression list (None when none): a reply's that is
+        a stop keyword."""
         cursor = state.cursor
-        stop = cursor.kind is Kind.STOP
         at = now_iso(now)
         report = report_id(cursor)
-        records: list[OptOutRow | ReplyRow] = []
+        records: list[ReplyRow] = []
         optouts: list[SuppressionRow | None] = []
         parsed: list[tuple[ReportLine, int, str | None]] = []
         number_of = self._number_reader()
@@ -629,13 +621,9 @@ class Reports:
         for record, key, msisdn in parsed:
             occurrence = counts[key] = counts.get(key, 0) + 1
             received = self._received_at(record.date, record.hour)
-            opt_out = stop or fold(record.message) in keywords
-            if stop:
-                records.append((report, key, occurrence, msisdn or record.msisdn, received,
-                                cursor.campaign, at))
-            else:
-                records.append((report, key, occurrence, msisdn or record.msisdn, received,
-                                record.message, record.idremote, cursor.campaign, opt_out, at))
+            opt_out = fold(record.message) in keywords
+            records.append((report, key, occurrence, msisdn or record.msisdn, received,
+                            record.message, record.idremote, cursor.campaign, opt_out, at))
             optouts.append((msisdn, received or at, cursor.name, campaign_id)
                            if opt_out and msisdn is not None else None)
         if state.apart and counts:
@@ -645,7 +633,7 @@ class Reports:
     def _counts_before(self, state: _Read, keys: set[int]) -> dict[int, int]:
         """How many lines of each of ``keys`` came before this batch (see ``_read``): asked
         of the journal for this batch's keys alone, so that memory follows the batch, not the
-        file (a million-line STOP file)."""
+        file."""
         if not keys:
             return {}
         if state.apart:

@@ -42,8 +42,8 @@ from typing import Any
 from ..files import private_dir, private_file
 from ..rules.states import IN_FLIGHT, PART_FINAL, CampaignState, PartState, advanced, can_move
 from .records import Campaign, Part, PartPlan, now_iso, parse_iso
-from .reports import ReportTables
-from .schema import GET_FACT, PUT_FACT, SUPPRESS, migrate
+from .reports import SCRATCH_CACHE_KIB, ReportTables
+from .schema import GET_FACT, LISTED_TO, PUT_FACT, SUPPRESS, migrate
 from .schema import version as schema_version
 
 # Campaign ... parse_iso live in .records: named here too for modules that still import them
@@ -78,6 +78,20 @@ BULK_PER_CHECKPOINT = 4
 """Bulk batches between two checkpoints (each writes thousands of pages): measured on 1M STOP
 lines, one after every batch doubled the ingest time (31-50 s instead of 21-31 s) and its
 longest hold (the checkpoint's writes slow the next commit's fsync)."""
+
+# The numbers of the opt-out lines recorded since the last listing, in number order (the first
+# line of a number first), into a scratch table whose rowids follow that order; then onto the
+# suppression list a slice of rowids at a time.
+_TO_LIST = (
+    "INSERT INTO temp.optouts_to_list (msisdn, added_at, source, campaign) "
+    "SELECT o.msisdn, coalesce(o.received_at, o.at), coalesce(k.name, 'STOP'), c.campaign_id "
+    "FROM optouts o LEFT JOIN report_cursors k ON k.id = o.report "
+    "LEFT JOIN campaigns c ON c.id = o.campaign "
+    "WHERE o.id > ?1 AND o.id <= ?2 AND o.listed ORDER BY o.msisdn, o.id")
+_LIST = (
+    "INSERT INTO suppression (msisdn, added_at, source, campaign) "
+    "SELECT msisdn, added_at, source, campaign FROM temp.optouts_to_list "
+    "WHERE rowid BETWEEN ?1 AND ?2 ORDER BY rowid ON CONFLICT(msisdn) DO NOTHING")
 
 
 class JournalBusyError(sqlite3.OperationalError):
@@ -632,6 +646,48 @@ class Store(ReportTables):
             size = next_batch(size, self.last_hold)
             self.bulk_written()
             yield new
+
+    def list_new_optouts(self) -> int:
+        """Put the numbers of the opt-out lines recorded since the last call on the
+        suppression list (a number already there is left as it is); how many opt-out lines were
+        looked at.
+
+        Sorted first (by number, a number's first line first, in a scratch table outside any
+        transaction), then a slice at a time, each holding the write lock about
+        :data:`BULK_HOLD_TARGET`, the lock left to another writer that waits between two
+        (:meth:`bulk_pause`): a slice of sorted numbers touches a few pages of the list's
+        index, where the lines' own order touched all of them at every commit (a million
+        numbers: ~10 s). The last slice moves :data:`LISTED_TO` past them. Stopped half-way,
+        the next call lists them all again (numbers listed already are left as they are)."""
+        with self._lock:
+            found = self._db.execute(GET_FACT, (LISTED_TO,)).fetchone()
+            done = int(json.loads(found[0])) if found else 0
+            top = int(self._db.execute("SELECT coalesce(max(id), 0) FROM optouts").fetchone()[0])
+            if top <= done:
+                return 0
+            self._db.execute(f"PRAGMA temp.cache_size = -{SCRATCH_CACHE_KIB}")
+            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS optouts_to_list (msisdn TEXT "
+                             "NOT NULL, added_at TEXT NOT NULL, source TEXT NOT NULL, "
+                             "campaign TEXT)")
+            self._db.execute("DELETE FROM temp.optouts_to_list")
+            self._db.execute(_TO_LIST, (done, top))
+            count = int(self._db.execute(
+                "SELECT coalesce(max(rowid), 0) FROM temp.optouts_to_list").fetchone()[0])
+        low, size = 1, BULK_FIRST_BATCH
+        for _ in range(count + 1):  # bounded: each slice lists one number at least
+            high = low + size - 1
+            with self.transaction() as db:
+                db.execute(_LIST, (low, high))
+                if high >= count:
+                    db.execute(PUT_FACT, (LISTED_TO, json.dumps(top)))
+            self.bulk_written()
+            if high >= count:
+                break
+            low, size = high + 1, next_batch(size, self.last_hold)
+            self.bulk_pause()
+        with self._lock:
+            self._db.execute("DELETE FROM temp.optouts_to_list")
+        return top - done
 
     def unsuppress(self, numbers: Sequence[str]) -> list[str]:
         removed = []

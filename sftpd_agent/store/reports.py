@@ -2,12 +2,14 @@
 
 A report file's cursor says how far it has been read; the lines it accounts for are recorded
 in the same transaction as the cursor, one batch at a time (:meth:`ReportTables.record_acks`,
-:meth:`ReportTables.record_lines`; a checkpoint every few batches), so that a crash leaves
-the two in step. Each line has a key (ACK: report, MSISDN and IDREMOTE; STOP and SMS-MO: report,
-the line's hash and its occurrence): reading a file again records nothing twice. Delivery
-lines are kept in the order they arrive (a million of them in a CRM's order would be inserted
-all over a table keyed by number): their keys are checked against the report's lines recorded,
-which the store reads once per report and keeps.
+:meth:`ReportTables.record_stop_parts`, :meth:`ReportTables.record_lines`; a checkpoint every
+few batches), so that a crash leaves the two in step. Each line has a key (ACK: report, MSISDN
+and IDREMOTE; STOP and SMS-MO: report, the line's hash and its occurrence): reading a file
+again records nothing twice. Delivery and opt-out lines are kept in the order they arrive (a
+million of them in a CRM's order would be inserted all over a table keyed by number or hash):
+their keys are checked against the report's lines recorded, which the store reads once per
+report and keeps (:class:`AckKeys`, :class:`LineCounts`). Opt-out lines' numbers join the
+suppression list after them, sorted (``Store.list_new_optouts``).
 
 These are methods of :class:`~sftpd_agent.store.journal.Store` (which inherits them); kept
 here so that the report SQL reads in one place.
@@ -35,14 +37,14 @@ from .records import (
     SuppressionRow,
     now_iso,
 )
-from .schema import GET_FACT, PUT_FACT, SUPPRESS
+from .schema import GET_FACT, LISTED_TO, PUT_FACT, SUPPRESS
 
 AckPart = tuple[ReportCursor, str]
 """ACK lines new to the journal (``ReportTables.new_acks``), their fields as a JSON array,
 with the cursor just after them (``ReportTables.record_ack_parts``)."""
-StopPart = tuple[ReportCursor, Sequence[Sequence[Any]], Sequence[Sequence[str]]]
-"""A STOP file's lines and opt-outs (``ReportTables.record_first_stop_parts``), with the
-cursor just after them."""
+StopPart = tuple[ReportCursor, Sequence[Sequence[Any]]]
+"""STOP lines new to the journal (``ReportTables.record_stop_parts``), with the cursor just
+after them."""
 _P = TypeVar("_P", AckPart, StopPart)
 _L = TypeVar("_L", bound=Sequence[Any])
 Tally = Callable[[Any, list[str], int], Any]
@@ -51,8 +53,8 @@ Tally = Callable[[Any, list[str], int], Any]
 
 _DELIVERY = ("INSERT INTO deliveries (report, msisdn, idremote, campaign, oadc, "
              "idstatus, status, operator, at) VALUES (?,?,?,?,?,?,?,?,?)")
-_OPTOUT = ("INSERT OR IGNORE INTO optouts (report, key, occurrence, msisdn, received_at, "
-           "campaign, at) VALUES (?,?,?,?,?,?,?)")
+_OPTOUT = ("INSERT INTO optouts (report, key, occurrence, msisdn, received_at, campaign, at, "
+           "listed) VALUES (?,?,?,?,?,?,?,?)")
 _REPLY = ("INSERT OR IGNORE INTO replies (report, key, occurrence, msisdn, received_at, "
           "message, idremote, campaign, opt_out, at) VALUES (?,?,?,?,?,?,?,?,?,?)")
 # The same, a batch in one statement from a JSON array of the lines' own fields: one
@@ -63,13 +65,11 @@ _DELIVERIES = (
     "status, operator, at) SELECT ?1, value->>0, value->>1, ?2, value->>2, value->>3, "
     "value->>4, value->>5, ?3 FROM json_each(?4)")
 _OPTOUTS = (
-    "INSERT OR IGNORE INTO optouts (report, key, occurrence, msisdn, received_at, campaign, "
-    "at) SELECT ?1, value->>0, value->>1, value->>2, value->>3, ?2, ?3 FROM json_each(?4)")
-_SUPPRESS_ALL = (
-    "INSERT INTO suppression (msisdn, added_at, source, campaign) SELECT value->>0, "
-    "value->>1, ?1, ?2 FROM json_each(?3) WHERE true ON CONFLICT(msisdn) DO NOTHING")
+    "INSERT INTO optouts (report, key, occurrence, msisdn, received_at, campaign, at, listed) "
+    "SELECT ?1, value->>0, value->>1, value->>2, value->>3, ?2, ?3, value->>4 "
+    "FROM json_each(?4)")
 _LINES_TABLE = {Kind.STOP: "optouts", Kind.SMSMO: "replies"}
-_PASS_CACHE_KIB = 8192
+SCRATCH_CACHE_KIB = 8192
 """Memory for the scratch count of a file read again from its start (the rest on disk)."""
 
 
@@ -190,26 +190,57 @@ class ReportTables:
         file read to its end): read again when needed."""
         self._ack_known = None
 
-    def record_first_stop_parts(
-        self, parts: Sequence[StopPart], *, campaign_id: str | None, at: datetime.datetime,
+    def stop_counts(self, report: int, *, expected: int = 0) -> LineCounts:
+        """The lines of STOP file ``report`` recorded, counted by key: read from the journal
+        when another file's are loaded (a file with none: found through an index at once),
+        then added to by the reader as it numbers new lines (:meth:`record_stop_parts`
+        records them next, or, if that fails, :meth:`forget_stop_counts` must be called).
+        One file at a time; ``expected``: about how many lines it may have."""
+        known = self._stop_known
+        if known is None or known.report != report:
+            self._stop_known = None
+            known = LineCounts(report, expected)
+            with self._lock:  # never inside a batch another thread is recording
+                recorded = self._db.execute("SELECT key FROM optouts WHERE report = ?",
+                                            (report,))
+                while chunk := recorded.fetchmany(50_000):
+                    for (key,) in chunk:
+                        known.add(key)
+            self._stop_known = known
+        return known
+
+    _stop_known: LineCounts | None = None
+
+    def forget_stop_counts(self) -> None:
+        """The counts loaded are not to be trusted any more (lines not recorded, or deleted):
+        read again when needed."""
+        self._stop_known = None
+
+    def record_stop_parts(
+        self, parts: Sequence[StopPart], *, at: datetime.datetime,
         tally: tuple[str, Tally] | None = None,
     ) -> None:
-        """:meth:`record_lines` with ``bulk`` for STOP lines given as ``[key, occurrence,
-        msisdn, received_at]`` and their opt-outs as ``[msisdn, added_at]`` (source: the
-        file, ``campaign_id``): a part in two statements (run without the GIL), parts in a
-        transaction (:meth:`_record_parts`)."""
+        """STOP lines new to the journal, given as ``[key, occurrence, msisdn, received_at,
+        listed]`` (their occurrences counted by :meth:`stop_counts`), appended a part in one
+        statement (run without the GIL), parts in a transaction (:meth:`_record_parts`);
+        ``tally`` adds up the listed numbers. Their numbers join the suppression list next
+        (:meth:`list_new_optouts`)."""
         def write(db: sqlite3.Connection, part: StopPart) -> None:
-            cursor, lines, optouts = part
-            db.execute(_OPTOUTS, (cursor.id, cursor.campaign, now_iso(at), json.dumps(lines)))
-            db.execute(_SUPPRESS_ALL, (cursor.name, campaign_id, json.dumps(optouts)))
-            numbers = [optout[0] for optout in optouts]
+            cursor, lines = part
+            db.execute(_OPTOUTS, (report_id(cursor), cursor.campaign, now_iso(at),
+                                  json.dumps(lines)))
+            numbers = [line[2] for line in lines if line[4]]
             if tally is not None and numbers:
                 key, change = tally
                 found = db.execute(GET_FACT, (key,)).fetchone()
                 after = change(json.loads(found[0]) if found else None, numbers, 0)
                 db.execute(PUT_FACT, (key, json.dumps(after)))
 
-        self._record_parts(parts, write, at)
+        try:
+            self._record_parts(parts, write, at)
+        except BaseException:
+            self._stop_known = None  # lines counted that may not be recorded
+            raise
 
     def _record_parts(self, parts: Sequence[_P], write: Callable[[sqlite3.Connection, _P], None],
                       at: datetime.datetime) -> None:
@@ -246,22 +277,34 @@ class ReportTables:
 
         A line already recorded changes nothing, so a number an operator removed from the
         list does not come back with an old line. ``bulk``: nothing of this file is recorded
-        yet (its first read): every line is new, inserted in bulk.
+        yet (its first read): every line is new, inserted in bulk. STOP lines are always
+        taken as new (the reader numbers them against :meth:`stop_counts`); their numbers are
+        listed here, and the listing of :meth:`Store.list_new_optouts` moved past them when
+        it had none left to list before them.
         """
         stop = cursor.kind == Kind.STOP
-        insert = _OPTOUT if stop else _REPLY
         with self.transaction() as db:
-            if bulk:
-                db.executemany(insert, rows)
+            if stop:
+                found = db.execute(GET_FACT, (LISTED_TO,)).fetchone()
+                last = db.execute("SELECT coalesce(max(id), 0) FROM optouts").fetchone()[0]
+                db.executemany(_OPTOUT, [(*row, optout is not None)
+                                         for row, optout in zip(rows, optouts, strict=True)])
                 suppressed = [o for o in optouts if o is not None]
                 db.executemany(SUPPRESS, suppressed)
-                new_optouts = [o[0] for o in suppressed]
-                new_replies = 0 if stop else len(rows)
+                new_optouts, new_replies = [o[0] for o in suppressed], 0
+                if (json.loads(found[0]) if found else 0) >= last:
+                    db.execute(PUT_FACT, (LISTED_TO, json.dumps(
+                        db.execute("SELECT coalesce(max(id), 0) FROM optouts").fetchone()[0])))
+            elif bulk:
+                db.executemany(_REPLY, rows)
+                db.executemany(SUPPRESS, [o for o in optouts if o is not None])
+                new_optouts = [o[0] for o in optouts if o is not None]
+                new_replies = len(rows)
             else:
                 new_optouts, new_replies = [], 0
                 for row, optout in zip(rows, optouts, strict=True):
-                    if db.execute(insert, row).rowcount:
-                        new_replies += 0 if stop else 1
+                    if db.execute(_REPLY, row).rowcount:
+                        new_replies += 1
                         if optout is not None:
                             db.execute(SUPPRESS, optout)
                             new_optouts.append(optout[0])
@@ -300,7 +343,7 @@ class ReportTables:
         its start: its lines are numbered from 1 again), in a scratch table of this
         connection (``temp``: on disk past a small cache, never under the write lock)."""
         with self._lock:
-            self._db.execute(f"PRAGMA temp.cache_size = -{_PASS_CACHE_KIB}")
+            self._db.execute(f"PRAGMA temp.cache_size = -{SCRATCH_CACHE_KIB}")
             self._db.execute("CREATE TEMP TABLE IF NOT EXISTS line_pass "
                              "(key INTEGER PRIMARY KEY, seen INTEGER NOT NULL)")
             self._db.execute("DELETE FROM temp.line_pass")
@@ -391,6 +434,67 @@ class AckKeys:
                 new.append(line)
         return new
 
+
+
+class LineCounts:
+    """How many lines of each key (a 64-bit line hash: ``rules.report_lines.line_key``) a
+    report file has: the keys in an open-addressing table of 64-bit slots, at most 5/8 full,
+    the counts above 1 in a dict. A million keys take 16 MiB (a ``dict`` of ints: ~100 MiB);
+    adding one is a few steps of the interpreter (sorted buckets: twice the time)."""
+
+    def __init__(self, report: int, expected: int = 0) -> None:
+        self.report = report
+        size = 1 << 12
+        while size * 5 < expected * 8:
+            size <<= 1
+        self._slots = array("q", bytes(8 * size))
+        self._mask = size - 1
+        self._used = 0
+        self._zero = 0  # the key 0's count (0 marks an empty slot)
+        self._more: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return self._used + (self._zero > 0)
+
+    def add(self, key: int) -> int:
+        """One more line of ``key``; how many there are now."""
+        if not key:
+            self._zero += 1
+            return self._zero
+        slots, mask = self._slots, self._mask
+        place = key & mask
+        while (found := slots[place]) and found != key:
+            place = (place + 1) & mask
+        if found:
+            count = self._more[key] = self._more.get(key, 1) + 1
+            return count
+        slots[place] = key
+        self._used += 1
+        if self._used * 8 > len(slots) * 5:
+            self._grow()
+        return 1
+
+    def get(self, key: int) -> int:
+        """How many lines of ``key`` there are."""
+        if not key:
+            return self._zero
+        slots, mask = self._slots, self._mask
+        place = key & mask
+        while (found := slots[place]) and found != key:
+            place = (place + 1) & mask
+        return self._more.get(key, 1) if found else 0
+
+    def _grow(self) -> None:
+        old = self._slots
+        size = 2 * len(old)
+        slots, mask = array("q", bytes(8 * size)), size - 1
+        for key in old:
+            if key:
+                place = key & mask
+                while slots[place]:
+                    place = (place + 1) & mask
+                slots[place] = key
+        self._slots, self._mask = slots, mask
 
 def report_id(cursor: ReportCursor) -> int:
     """The journal's id of ``cursor``'s report (saved before any of its lines is read)."""

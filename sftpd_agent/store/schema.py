@@ -179,6 +179,35 @@ MIGRATIONS: Sequence[str] = (
     ALTER TABLE deliveries_arrived RENAME TO deliveries;
     CREATE INDEX deliveries_report ON deliveries(report);
     """,
+    # 8: opt-out lines kept in the order they arrive, for the reason of 7 (a million-line STOP
+    # file in a CRM's order was inserted all over the UNIQUE index on its line hashes: ~18 s);
+    # the store keeps a file's line counts instead (ReportTables.stop_counts). Their numbers
+    # join the suppression list after the lines, in number order
+    # (ReportTables.list_new_optouts): ``listed`` says whether a line's number is to be listed,
+    # the agent fact ``optouts_listed_to`` up to which line (by id) that is done. Ids are never
+    # reused (AUTOINCREMENT): a line recorded after a purge emptied the table is still above it.
+    """
+    CREATE TABLE optouts_arrived (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        report INTEGER NOT NULL,  -- report_cursors.id
+        key INTEGER NOT NULL,     -- a 64-bit hash of the line's text
+        occurrence INTEGER NOT NULL,
+        msisdn TEXT NOT NULL,
+        received_at TEXT,
+        campaign INTEGER REFERENCES campaigns(id),
+        at TEXT NOT NULL,
+        listed INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO optouts_arrived (id, report, key, occurrence, msisdn, received_at, campaign, at)
+        SELECT id, report, key, occurrence, msisdn, received_at, campaign, at FROM optouts
+        ORDER BY id;
+    DROP TABLE optouts;
+    ALTER TABLE optouts_arrived RENAME TO optouts;
+    CREATE INDEX optouts_report ON optouts(report);
+    INSERT INTO agent (key, value)
+        SELECT 'optouts_listed_to', coalesce(max(id), 0) FROM optouts WHERE true
+        ON CONFLICT(key) DO UPDATE SET value = excluded.value;
+    """,
 )
 
 
@@ -188,6 +217,9 @@ SUPPRESS = ("INSERT INTO suppression (msisdn, added_at, source, campaign) VALUES
 PUT_FACT = ("INSERT INTO agent (key, value) VALUES (?, ?) ON CONFLICT(key) "
             "DO UPDATE SET value = excluded.value")
 GET_FACT = "SELECT value FROM agent WHERE key = ?"
+LISTED_TO = "optouts_listed_to"
+"""The agent fact: the id of the last opt-out line whose number is on the suppression list
+(when it is to be: ``optouts.listed``); set by migration 8, moved by ``list_new_optouts``."""
 
 
 def version(db: sqlite3.Connection) -> int:
