@@ -37,6 +37,7 @@ from .config import Settings, SettingsSource
 from .errors import ConfigError, RemoteError
 from .files import private_dir
 from .logs import bind_campaign, get_logger
+from .memory import BIG_ROWS, BIG_UNIT, give_back
 from .notify.payload import event_payload
 from .notify.queue import Notifications
 from .pipeline.campaigns import Campaigns
@@ -385,6 +386,8 @@ class Agent:
             return
         if self._retry.pop(campaign.id, None) is not None:
             self._waited(campaign, "validation")
+        if campaign.rows >= BIG_ROWS:
+            give_back()  # a million rows' memory, not kept until the upload
         if campaign.state == C.SCHEDULED:
             self._schedule(campaign)
             self.wake.set()
@@ -400,6 +403,8 @@ class Agent:
         except Exception as exc:  # the boundary: the campaign is reported all the same
             reason = self._failed(f"campaign {campaign.campaign_id}: results file", exc)
             return {"results_error": reason}
+        if path.stat().st_size >= BIG_UNIT:
+            give_back()  # a million rows' memory, not kept while idle
         with bind_campaign(campaign.campaign_id):
             log.info("campaign_results_written", file=str(path), **figures.as_dict())
         return {"results_file": str(path), "results": figures.line()}

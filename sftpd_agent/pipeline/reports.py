@@ -60,6 +60,7 @@ from ..errors import PermanentRemoteError, RemoteError, RetryableRemoteError
 from ..events import Events
 from ..files import private_dir, replaced
 from ..logs import get_logger
+from ..memory import BIG_UNIT, give_back
 from ..remote.base import Remote, RemoteEntry, join
 from ..rules.display import shown
 from ..rules.naming import Kind
@@ -375,6 +376,8 @@ class Reports:
                                            last_line=last_line)
         if cursor.kind is Kind.STOP:
             await self._list_optouts()
+        if entry.size - start >= BIG_UNIT:
+            give_back()  # a million lines' memory, not kept while idle
         return cursor
 
     async def _list_optouts(self) -> None:
