@@ -510,14 +510,18 @@ def test_numbers_are_listed_in_slices_and_a_listing_stopped_half_way_lists_again
 
 def test_stop_lines_after_a_purge_emptied_the_table_are_listed(tmp_path: Path) -> None:
     """Opt-out lines' ids are never reused: lines recorded after a purge deleted every line
-    are above the listing's mark, and listed."""
+    are above the listing's mark, and listed. The lines deleted no longer count (as for a
+    store opened after the purge)."""
     store = Store(tmp_path / "state.db")
     stop = store.save_report_cursor(ReportCursor(f"STOP-{NAME}.csv", Kind.STOP, None,
                                                  seen_at=NOW), NOW)
+    assert stop.id is not None
     store.record_stop_parts([_stop_part(store, stop, _stop_lines([1, 2]), 2)], at=NOW)
     assert store.list_new_optouts() == 2
+    assert len(store.stop_counts(stop.id)) == 2
     store.purge_rows(NOW + dt.timedelta(days=1))
     assert store.count_rows("optouts") == 0
+    assert len(store.stop_counts(stop.id)) == 0
     store.record_stop_parts([_stop_part(store, stop, _stop_lines([3]), 3)], at=NOW)
     assert store.list_new_optouts() == 1
     assert "+33612300003" in store.suppressed()

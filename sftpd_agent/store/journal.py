@@ -587,6 +587,7 @@ class Store(ReportTables):
         }
         deleted = dict.fromkeys(statements, 0)
         self.forget_ack_keys()  # those of deleted lines must not count as recorded
+        self.forget_stop_counts()
         for table, sql in statements.items():
             size = BULK_FIRST_BATCH
             for _ in range(1_000_000):  # bounded: each batch deletes ``size`` rows or ends
