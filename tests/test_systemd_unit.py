@@ -354,9 +354,10 @@ def test_alert_unit_reads_what_the_agent_reads(
 def test_start_timeout_leaves_room_for_a_journal_migration(
         service: dict[str, list[str]], tmp_path: Path) -> None:
     """READY=1 comes after the journal is opened, and so after its migrations: migration 7
-    copies every delivery line once. Measured here on 200,000 lines, the start timeout must
-    cover 50,000,000 of them (the history benchmark's journal) with room to spare, and still
-    end a start that hangs."""
+    copies every delivery line once, migration 8 every opt-out line. Measured here on 200,000
+    lines each, the start timeout must cover 50,000,000 delivery lines (the history
+    benchmark's journal) and 5,000,000 opt-out lines with room to spare, and still end a start
+    that hangs."""
     import sqlite3  # noqa: PLC0415
     import time  # noqa: PLC0415
 
@@ -375,7 +376,17 @@ def test_start_timeout_leaves_room_for_a_journal_migration(
         (lines - 1,))
     began = time.monotonic()
     db.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[6]}; PRAGMA user_version = 7; COMMIT;")
-    per_line = (time.monotonic() - began) / lines
+    per_delivery = (time.monotonic() - began) / lines
+    db.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+        "INSERT INTO optouts (report, key, occurrence, msisdn, received_at, at) SELECT "
+        "i / 50000, (i * 2654435761) % 9223372036854775807, 1, "
+        "printf('+336%08d', (i * 7919) % 100000000), '2026-12-04T10:00:00+00:00', "
+        "'2026-12-04T10:00:00+00:00' FROM n", (lines - 1,))
+    began = time.monotonic()
+    db.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[7]}; PRAGMA user_version = 8; COMMIT;")
+    per_optout = (time.monotonic() - began) / lines
+    assert db.execute("SELECT count(*) FROM optouts").fetchone()[0] == lines
     db.close()
     timeout = seconds(service["TimeoutStartSec"][0])
-    assert per_line * 50_000_000 * 2 < timeout <= 30 * 60
+    assert (per_delivery * 50_000_000 + per_optout * 5_000_000) * 2 < timeout <= 30 * 60
