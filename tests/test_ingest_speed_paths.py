@@ -159,6 +159,26 @@ def test_line_counts_count_as_a_counter_does() -> None:
     assert all(sized.get(key) == n for key, n in expected.items())
 
 
+def test_ack_keys_keep_the_first_line_of_each_number_and_idremote() -> None:
+    rng = random.Random(9)
+    pairs = [(f"+336{rng.randrange(10**8):08d}", f"R{rng.randrange(10**6)}")
+             for _ in range(30_000)]
+    pairs += rng.sample(pairs, 5000)  # repeated, later
+    rng.shuffle(pairs)
+    keys, seen = store_reports.AckKeys(report=1), set()
+    lines = [[msisdn, idremote, n] for n, (msisdn, idremote) in enumerate(pairs)]
+    new = []
+    for start in range(0, len(lines), 997):  # grows from 4096 slots on the way
+        new += keys.new(lines[start:start + 997], 0, 1)
+    expected = [line for line in lines
+                if (line[0], line[1]) not in seen and not seen.add((line[0], line[1]))]
+    assert new == expected and len(keys) == len(set(pairs))
+    assert keys.new([["+33600000000", "R1", 0], [*lines[5][:2], 1]], 0, 1) == [
+        ["+33600000000", "R1", 0]]
+    swapped = [[idremote, msisdn] for msisdn, idremote, _ in lines[:10]]
+    assert keys.new(swapped, 1, 0) == []  # the same pairs, read from other places
+
+
 async def test_a_stop_read_counts_repeated_lines_across_batches(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reports_module, "BULK_FIRST_BATCH", 4)
