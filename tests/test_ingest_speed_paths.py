@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import gc
 import json
 import random
 import sqlite3
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -575,4 +577,35 @@ def test_opt_out_lines_of_an_older_journal_are_kept_and_not_listed_again(
     store.record_stop_parts([_stop_part(store, stop, _stop_lines([3]), 4)], at=NOW)
     assert store.list_new_optouts() == 1  # id 13: after the lines moved
     assert store.suppressed() == {"+33612300002", "+33612300003"}
+    store.close()
+
+
+async def test_a_report_read_hands_the_gil_over_sooner_and_puts_everything_back(
+        tmp_path: Path) -> None:
+    """While a report file is read, the recording thread gets the GIL back within
+    ``HANDOFF_SECONDS`` and young objects are collected less often; after the read (a
+    failed one too), the interpreter's settings are what they were."""
+    provider = tmp_path / "provider"
+    (provider / "Report").mkdir(parents=True)
+    (provider / "Report" / f"STOP-{NAME}.csv").write_text(
+        "".join(line + "\n" for line in _stop_lines([1, 2])))
+    settings = _settings(tmp_path / "agent")
+    store = Store(settings.paths.state_db)
+    seen: list[tuple[float, int]] = []
+
+    def during(name: str, _subject: str) -> None:
+        seen.append((sys.getswitchinterval(), gc.get_threshold()[0]))
+        if len(seen) == 2:
+            raise OSError("disk full")
+
+    reports = Reports(store, settings, lambda: NOW, lambda *_, **__: None, hooks=during)
+    interval, thresholds = sys.getswitchinterval(), gc.get_threshold()
+    await reports.round(LocalRemote(provider))  # read: the hook saw the settings
+    (provider / "Report" / f"STOP-{NAME}.csv").write_text(
+        "".join(line + "\n" for line in _stop_lines([1, 2, 3])))
+    await reports.round(LocalRemote(provider))  # read again: the hook fails it
+    assert [(round(every, 6), young) for every, young in seen] == [
+        (reports_module.HANDOFF_SECONDS, reports_module.YOUNG_OBJECTS)] * 2
+    assert (sys.getswitchinterval(), gc.get_threshold()) == (interval, thresholds)
+    assert store.fact("report_skipped") == {f"STOP-{NAME}.csv": "disk full"}
     store.close()
