@@ -85,8 +85,12 @@ def complete_lines(daemon: Daemon, prefix: str) -> list[str]:
 
 
 def caught_up(daemon: Daemon) -> bool:
+    """Every report line in the journal, and every STOP line's number listed."""
+    with journal(daemon) as store:
+        listing = store.unlisted_optouts()
     return (count(daemon, "optouts") == len(complete_lines(daemon, "STOP"))
-            and count(daemon, "replies") == len(complete_lines(daemon, "SMSMO")))
+            and count(daemon, "replies") == len(complete_lines(daemon, "SMSMO"))
+            and listing == 0)
 
 
 def provider_behind(daemon: Daemon) -> bool:

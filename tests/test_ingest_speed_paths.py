@@ -452,6 +452,7 @@ async def test_stop_lines_recorded_before_a_crash_are_listed_at_the_next_round(
         crash.setattr(Store, "list_new_optouts", lambda self: 0)
         store = await _ingest(tmp_path, f"STOP-{NAME}.csv", body)
     assert store.count_rows("optouts") == 4 and store.suppressed() == set()
+    assert store.unlisted_optouts() == 4
     store.close()
     settings = _settings(tmp_path / "agent")
     again = Store(settings.paths.state_db)  # the daemon restarted
@@ -459,7 +460,7 @@ async def test_stop_lines_recorded_before_a_crash_are_listed_at_the_next_round(
     await reports.round(LocalRemote(tmp_path / "provider"))
     assert again.count_rows("optouts") == 4  # not read again
     assert again.suppressed() == {f"+336123{n:05d}" for n in (1, 2, 3)}
-    assert again.fact(LISTED_TO) == 4
+    assert again.fact(LISTED_TO) == 4 and again.unlisted_optouts() == 0
     again.close()
 
 

@@ -693,6 +693,14 @@ class Store(ReportTables):
             self._db.execute("DELETE FROM temp.optouts_to_list")
         return top - done
 
+    def unlisted_optouts(self) -> int:
+        """Opt-out lines whose number is still to join the suppression list (the seconds
+        between a STOP file's lines and their listing; after a crash, until the next poll)."""
+        found = self._db.execute(GET_FACT, (LISTED_TO,)).fetchone()
+        done = int(json.loads(found[0])) if found else 0
+        return int(self._db.execute("SELECT count(*) FROM optouts WHERE id > ? AND listed",
+                                    (done,)).fetchone()[0])
+
     def unsuppress(self, numbers: Sequence[str]) -> list[str]:
         removed = []
         with self.transaction() as db:
