@@ -214,6 +214,9 @@ class Agent:
         in ``failed/``, a campaign that fails to validate is held (or, short of disk space,
         left to be tried again by the remote loop)."""
         self._quietly("started", self._start_facts)
+        # Opt-out lines a crash left unlisted join the list now, not at the first poll
+        # (uploads count them as opted out meanwhile: Store.suppressed).
+        self._quietly("optout_listing", self.store.list_new_optouts)
         async with self.intake_lock, self.remote_lock:
             for source in self.campaigns.recover():
                 await self._record(source)

@@ -31,7 +31,8 @@ from typing import Any
 import pytest
 
 from sftpd_agent.commands.suppress import first_fields, read_numbers
-from sftpd_agent.config import Settings
+from sftpd_agent.config import Settings, SettingsSource
+from sftpd_agent.daemon import Agent
 from sftpd_agent.pipeline import reports as reports_module
 from sftpd_agent.pipeline.reports import Reports, quick_normalize
 from sftpd_agent.remote.local import LocalRemote
@@ -442,26 +443,53 @@ def _stop_part(store: Store, cursor: ReportCursor, lines: list[str], upto: int) 
     return replace(cursor, offset=10 * upto, lines=upto), new
 
 
+async def _crashed_before_listing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A STOP file of 4 lines (3 numbers) recorded, the process gone before the listing."""
+    body = "".join(line + "\r\n" for line in _stop_lines([1, 2, 3, 2])).encode()
+    with monkeypatch.context() as crash:
+        crash.setattr(Store, "list_new_optouts", lambda self: 0)
+        store = await _ingest(tmp_path, f"STOP-{NAME}.csv", body)
+    assert store.count_rows("optouts") == 4 and store.unlisted_optouts() == 4
+    assert store.suppression_entries() == []
+    # Not on the list yet, and no less opted out: an upload prepared now leaves them out.
+    assert store.suppressed() == {f"+336123{n:05d}" for n in (1, 2, 3)}
+    store.close()
+
+
 async def test_stop_lines_recorded_before_a_crash_are_listed_at_the_next_round(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A STOP file's lines go in with its cursor; their numbers join the suppression list
     after them. Stopped between the two (a crash), the next round lists them, although the
     file has not changed and is not read again."""
-    body = "".join(line + "\r\n" for line in _stop_lines([1, 2, 3, 2])).encode()
-    with monkeypatch.context() as crash:
-        crash.setattr(Store, "list_new_optouts", lambda self: 0)
-        store = await _ingest(tmp_path, f"STOP-{NAME}.csv", body)
-    assert store.count_rows("optouts") == 4 and store.suppressed() == set()
-    assert store.unlisted_optouts() == 4
-    store.close()
+    await _crashed_before_listing(tmp_path, monkeypatch)
     settings = _settings(tmp_path / "agent")
     again = Store(settings.paths.state_db)  # the daemon restarted
     reports = Reports(again, settings, lambda: NOW, lambda *_, **__: None)
     await reports.round(LocalRemote(tmp_path / "provider"))
     assert again.count_rows("optouts") == 4  # not read again
-    assert again.suppressed() == {f"+336123{n:05d}" for n in (1, 2, 3)}
+    assert {e["msisdn"] for e in again.suppression_entries()} == {
+        f"+336123{n:05d}" for n in (1, 2, 3)}
     assert again.fact(LISTED_TO) == 4 and again.unlisted_optouts() == 0
     again.close()
+
+
+async def test_stop_lines_recorded_before_a_crash_are_listed_at_start_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon's start lists them before anything else, the provider reachable or not."""
+    await _crashed_before_listing(tmp_path, monkeypatch)
+    settings = _settings(tmp_path / "agent")
+    store = Store(settings.paths.state_db)
+    agent = Agent(SettingsSource(settings), store=store, connect=_unreachable,
+                  clock=lambda: NOW)
+    await agent.startup()
+    agent.scheduler.shutdown(wait=False)
+    assert store.unlisted_optouts() == 0
+    assert len(store.suppression_entries()) == 3
+    store.close()
+
+
+async def _unreachable(settings: Settings) -> Any:
+    raise OSError("no route to host")
 
 
 async def test_a_stop_batch_not_recorded_is_read_again_and_recorded_once(

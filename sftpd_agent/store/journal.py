@@ -663,8 +663,7 @@ class Store(ReportTables):
         numbers: ~10 s). The last slice moves :data:`LISTED_TO` past them. Stopped half-way,
         the next call lists them all again (numbers listed already are left as they are)."""
         with self._lock:
-            found = self._db.execute(GET_FACT, (LISTED_TO,)).fetchone()
-            done = int(json.loads(found[0])) if found else 0
+            done = self._listed_to()
             top = int(self._db.execute("SELECT coalesce(max(id), 0) FROM optouts").fetchone()[0])
             if top <= done:
                 return 0
@@ -695,11 +694,14 @@ class Store(ReportTables):
 
     def unlisted_optouts(self) -> int:
         """Opt-out lines whose number is still to join the suppression list (the seconds
-        between a STOP file's lines and their listing; after a crash, until the next poll)."""
-        found = self._db.execute(GET_FACT, (LISTED_TO,)).fetchone()
-        done = int(json.loads(found[0])) if found else 0
+        between a STOP file's lines and their listing; after a crash, until the start)."""
         return int(self._db.execute("SELECT count(*) FROM optouts WHERE id > ? AND listed",
-                                    (done,)).fetchone()[0])
+                                    (self._listed_to(),)).fetchone()[0])
+
+    def _listed_to(self) -> int:
+        """:data:`LISTED_TO`: the last opt-out line whose number is listed."""
+        found = self._db.execute(GET_FACT, (LISTED_TO,)).fetchone()
+        return int(json.loads(found[0])) if found else 0
 
     def unsuppress(self, numbers: Sequence[str]) -> list[str]:
         removed = []
@@ -710,7 +712,13 @@ class Store(ReportTables):
         return removed
 
     def suppressed(self) -> set[str]:
-        return {row[0] for row in self._db.execute("SELECT msisdn FROM suppression")}
+        """The numbers not to send to: the suppression list's, and those of opt-out lines
+        still to be listed (a STOP file's numbers join the list just after its lines; in
+        between, or after a crash before the next poll, they are no less opted out)."""
+        numbers = {row[0] for row in self._db.execute("SELECT msisdn FROM suppression")}
+        numbers.update(row[0] for row in self._db.execute(
+            "SELECT msisdn FROM optouts WHERE id > ? AND listed", (self._listed_to(),)))
+        return numbers
 
     def suppression_entries(self) -> list[dict[str, Any]]:
         rows = self._db.execute(
