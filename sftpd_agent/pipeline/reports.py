@@ -21,8 +21,8 @@ the start: every line has a key in the journal, so reading twice counts nothing 
   appended in place while the campaign lives, never deleted. A line's key is its text and
   its occurrence (the 2nd identical line is a second line, wherever a rewrite moves it).
   STOP numbers join the suppression list (sorted, once the file's new lines are in: a crash
-  between the two is made good at the next round's start); so does a reply that is a stop
-  keyword (with its line).
+  between the two is made good at the start and at the next round's start, and uploads
+  count them meanwhile); so does a reply that is a stop keyword (with its line).
 
 Raw copies of exactly the bytes ingested are kept in ``inbox/ack|stop|mo/``, replaced
 atomically after each read.
@@ -603,7 +603,7 @@ class Reports:
             raise RuntimeError("not a STOP read")
         count, recorded = (counts if passed is None else passed).add, counts.get
         number_of = self._number_reader()
-        times, received_at, unknown = self._times, self._received_at, object()
+        received_at = self._received_at
         stops: list[list[Any]] = []
         for number, raw in enumerate(lines, start=first):
             line = raw.strip()
@@ -623,11 +623,8 @@ class Reports:
                 if occurrence <= recorded(key):
                     continue  # recorded already: changes nothing
                 counts.add(key)
-            when = (fields[1].strip(), fields[2].strip())
-            received = times.get(when, unknown)
             stops.append([key, occurrence, msisdn or given,
-                          received_at(*when) if received is unknown else received,
-                          msisdn is not None])
+                          received_at(fields[1].strip(), fields[2].strip()), msisdn is not None])
         return stops
 
     def _replies(

@@ -664,7 +664,7 @@ class Store(ReportTables):
         the next call lists them all again (numbers listed already are left as they are)."""
         with self._lock:
             done = self._listed_to()
-            top = int(self._db.execute("SELECT coalesce(max(id), 0) FROM optouts").fetchone()[0])
+            top = self._last_optout()
             if top <= done:
                 return 0
             # Written and read in rowid order: a small cache does (8 MiB: 7 MB more resident).
@@ -697,11 +697,6 @@ class Store(ReportTables):
         between a STOP file's lines and their listing; after a crash, until the start)."""
         return int(self._db.execute("SELECT count(*) FROM optouts WHERE id > ? AND listed",
                                     (self._listed_to(),)).fetchone()[0])
-
-    def _listed_to(self) -> int:
-        """:data:`LISTED_TO`: the last opt-out line whose number is listed."""
-        found = self._db.execute(GET_FACT, (LISTED_TO,)).fetchone()
-        return int(json.loads(found[0])) if found else 0
 
     def unsuppress(self, numbers: Sequence[str]) -> list[str]:
         removed = []

@@ -74,7 +74,7 @@ _OPTOUTS = (
     "SELECT ?1, value->>0, value->>1, value->>2, value->>3, ?2, ?3, value->>4 "
     "FROM json_each(?4)")
 _LINES_TABLE = {Kind.STOP: "optouts", Kind.SMSMO: "replies"}
-SCRATCH_CACHE_KIB = 8192
+_PASS_CACHE_KIB = 8192
 """Memory for the scratch count of a file read again from its start (the rest on disk)."""
 
 
@@ -130,7 +130,7 @@ class ReportTables:
                     at: datetime.datetime) -> None:
         """ACK lines and the cursor just after them, in one transaction (a line already
         recorded is left as it is)."""
-        with self._ack_keys_kept(), self.transaction() as db:
+        with self._known_kept(), self.transaction() as db:
             for report in dict.fromkeys(row[0] for row in rows):
                 known = self._ack_keys(db, report)
                 db.executemany(_DELIVERY, known.new([row for row in rows if row[0] == report],
@@ -161,7 +161,7 @@ class ReportTables:
         def write(db: sqlite3.Connection, part: AckPart) -> None:
             db.execute(_DELIVERIES, (report_id(part[0]), campaign, now_iso(at), part[1]))
 
-        with self._ack_keys_kept():
+        with self._known_kept():
             self._record_parts(parts, write, at)
 
     _ack_known: AckKeys | None = None
@@ -184,13 +184,13 @@ class ReportTables:
         return self._ack_known
 
     @contextmanager
-    def _ack_keys_kept(self) -> Iterator[None]:
-        """Keys added by a write that does not commit are not recorded: all are forgotten
-        (read again from the journal next time)."""
+    def _known_kept(self) -> Iterator[None]:
+        """Keys (ACK) or counts (STOP) added for lines of a write that does not commit are
+        not recorded: all are forgotten (read again from the journal next time)."""
         try:
             yield
         except BaseException:
-            self._ack_known = None
+            self._ack_known = self._stop_known = None
             raise
 
     def forget_ack_keys(self) -> None:
@@ -244,11 +244,8 @@ class ReportTables:
                 after = change(json.loads(found[0]) if found else None, numbers, 0)
                 db.execute(PUT_FACT, (key, json.dumps(after)))
 
-        try:
+        with self._known_kept():
             self._record_parts(parts, write, at)
-        except BaseException:
-            self._stop_known = None  # lines counted that may not be recorded
-            raise
 
     def _record_parts(self, parts: Sequence[_P], write: Callable[[sqlite3.Connection, _P], None],
                       at: datetime.datetime) -> None:
@@ -293,16 +290,14 @@ class ReportTables:
         stop = cursor.kind == Kind.STOP
         with self.transaction() as db:
             if stop:
-                found = db.execute(GET_FACT, (LISTED_TO,)).fetchone()
-                last = db.execute("SELECT coalesce(max(id), 0) FROM optouts").fetchone()[0]
+                listed_all = self._listed_to() >= self._last_optout()
                 db.executemany(_OPTOUT, [(*row, optout is not None)
                                          for row, optout in zip(rows, optouts, strict=True)])
                 suppressed = [o for o in optouts if o is not None]
                 db.executemany(SUPPRESS, suppressed)
                 new_optouts, new_replies = [o[0] for o in suppressed], 0
-                if (json.loads(found[0]) if found else 0) >= last:
-                    db.execute(PUT_FACT, (LISTED_TO, json.dumps(
-                        db.execute("SELECT coalesce(max(id), 0) FROM optouts").fetchone()[0])))
+                if listed_all:
+                    db.execute(PUT_FACT, (LISTED_TO, json.dumps(self._last_optout())))
             elif bulk:
                 db.executemany(_REPLY, rows)
                 db.executemany(SUPPRESS, [o for o in optouts if o is not None])
@@ -325,6 +320,16 @@ class ReportTables:
             _save_cursor(db, cursor, at)
         self.bulk_written()
         return new_optouts, new_replies
+
+    def _listed_to(self) -> int:
+        """:data:`~sftpd_agent.store.schema.LISTED_TO`: the last opt-out line whose number
+        is listed."""
+        found = self._db.execute(GET_FACT, (LISTED_TO,)).fetchone()
+        return int(json.loads(found[0])) if found else 0
+
+    def _last_optout(self) -> int:
+        """The id of the last opt-out line recorded (0: none ever)."""
+        return int(self._db.execute("SELECT coalesce(max(id), 0) FROM optouts").fetchone()[0])
 
     def line_counts(self, report: int, kind: Kind,
                     keys: Collection[int] | None = None) -> dict[int, int]:
@@ -351,7 +356,7 @@ class ReportTables:
         its start: its lines are numbered from 1 again), in a scratch table of this
         connection (``temp``: on disk past a small cache, never under the write lock)."""
         with self._lock:
-            self._db.execute(f"PRAGMA temp.cache_size = -{SCRATCH_CACHE_KIB}")
+            self._db.execute(f"PRAGMA temp.cache_size = -{_PASS_CACHE_KIB}")
             self._db.execute("CREATE TEMP TABLE IF NOT EXISTS line_pass "
                              "(key INTEGER PRIMARY KEY, seen INTEGER NOT NULL)")
             self._db.execute("DELETE FROM temp.line_pass")

@@ -183,7 +183,7 @@ MIGRATIONS: Sequence[str] = (
     # file in a CRM's order was inserted all over the UNIQUE index on its line hashes: ~18 s);
     # the store keeps a file's line counts instead (ReportTables.stop_counts). Their numbers
     # join the suppression list after the lines, in number order
-    # (ReportTables.list_new_optouts): ``listed`` says whether a line's number is to be listed,
+    # (Store.list_new_optouts): ``listed`` says whether a line's number is to be listed,
     # the agent fact ``optouts_listed_to`` up to which line (by id) that is done. Ids are never
     # reused (AUTOINCREMENT): a line recorded after a purge emptied the table is still above it.
     """
