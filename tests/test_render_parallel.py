@@ -191,9 +191,15 @@ def test_every_core_renders_what_the_single_pass_renders(
     assert_same(one, many)
     assert one.rejected and len(one.lines) > shape.rows // 3  # the file holds both kinds
     # Spans without a quote are split without csv (checked here by the spans this process
-    # rendered); the others are read with csv.
-    assert read and all(read) == (shape.tricky == 0)
-    if shape.tricky == 0.002:  # both kinds of spans in one file
+    # rendered: the first, and whichever others it took before the workers); the others are
+    # read with csv. Which spans it took depends on the machine, so a file with both kinds
+    # is checked span by span instead.
+    assert read
+    if shape.tricky == 0:
+        assert all(read)
+    elif shape.tricky >= 0.1:  # a quote in every span
+        assert not any(read)
+    else:  # both kinds of spans in one file
         kinds = {plain_rows(contacts, described.format, span) is None
                  for span in render_parallel.cut(contacts, 3 * render_parallel.SPANS_PER_WORKER)}
         assert kinds == {True, False}
