@@ -33,8 +33,10 @@ same machine's):
 - the provider's 1,000,000-line ACK of the published file, renamed into ``Report/``: the
   time to ``ack_ingested`` (and to ``campaign_reported``);
 - a 1,000,000-line STOP file (every recipient), renamed into ``Report/``: the time to the
-  last ``optout.received`` event that completes its count; the journal's cursor and
-  suppression list are checked afterwards;
+  last ``optout.received`` event that completes its count (the opt-outs are in force: an
+  upload leaves them out, ``suppress list`` shows them), then to the last ``optouts_listed``
+  (the suppression list's own table holds them, sorted in after the event); the journal's
+  cursor and suppression list are checked afterwards, the phase's peak memory after both;
 - the daemon's peak resident memory (``VmHWM`` of ``/proc/<pid>/status``), read at the end of
   each phase and reset between them (``/proc/<pid>/clear_refs``): the campaign (start-up,
   intake, upload), the ACK and the STOP phase; the run's peak is the highest. Forked workers,
@@ -445,6 +447,14 @@ def run_once(bench: Bench, scenario: str, run: int) -> dict[str, Any]:
 
             optouts = log.wait("optout.received for every STOP line", all_optouts)
             figures["stop"] = max(stamp(line) for line in optouts) - placed
+
+            def all_listed(lines: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+                listings = [line for line in lines if line.get("event") == "optouts_listed"]
+                return listings if sum(int(line["lines"]) for line in listings) >= sent \
+                    else None
+
+            listings = log.wait("optouts_listed for every STOP line", all_listed)
+            figures["stop_listed"] = max(stamp(line) for line in listings) - placed
             figures["peak_stop_mb"] = (status_kib(pid, "VmHWM") or 0) / 1024 \
                 if resettable else None
             cursor_lines = sum(int(journal_value(
@@ -532,6 +542,7 @@ ROWS = [  # label, key, target, how the target reads; keys in seconds unless *_m
     ("ACK ingest (to ack_ingested)", "ack", TARGET_ACK, "<= 3 s"),
     ("ACK -> campaign_reported", "reported", None, ""),
     ("STOP ingest (to optout.received)", "stop", TARGET_STOP, "<= 4 s"),
+    ("STOP -> the list's table holds them", "stop_listed", None, ""),
     ("peak RSS, campaign phase (MB)", "peak_campaign_mb", None, ""),
     ("peak RSS, ACK phase (MB)", "peak_ack_mb", None, ""),
     ("peak RSS, STOP phase (MB)", "peak_stop_mb", TARGET_STOP_MB, "<= 150 MB"),
@@ -583,7 +594,8 @@ def run_line(f: dict[str, Any]) -> str:
             f"{f['validated']:.2f} s, prepared {f['prepared']:.2f} s, published "
             f"{f['published']:.2f} s; upload {f['upload']:.2f} s (sftp -b {f['sftp_session']:.2f}"
             f" s, {f['sftp']:.2f} s less its connection); ACK {f['ack']:.2f} s (reported "
-            f"{f['reported']:.2f} s); STOP {f['stop']:.2f} s; peak RSS {mb('peak_campaign_mb')}/"
+            f"{f['reported']:.2f} s); STOP {f['stop']:.2f} s (listed {f['stop_listed']:.2f} "
+            f"s); peak RSS {mb('peak_campaign_mb')}/"
             f"{mb('peak_ack_mb')}/{mb('peak_stop_mb')} MB (campaign/ACK/STOP), workers "
             f"{mb('workers_mb')} MB; load average {f['load']}")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import gc
 import json
@@ -101,8 +102,10 @@ def _settings(root: Path) -> Settings:
 
 
 def _listed(store: Store) -> set[str]:
-    """The numbers on the suppression list itself (``suppressed`` adds those still to list)."""
-    return {entry["msisdn"] for entry in store.suppression_entries()}
+    """The numbers in the suppression list's table itself (``suppressed`` and ``suppress
+    list`` add those still to list), read through a connection of its own."""
+    with contextlib.closing(sqlite3.connect(store.path)) as db:
+        return {row[0] for row in db.execute("SELECT msisdn FROM suppression")}
 
 
 async def _ingest(tmp_path: Path, name: str, body: bytes) -> Store:
@@ -448,17 +451,24 @@ def _stop_part(store: Store, cursor: ReportCursor, lines: list[str], upto: int) 
     return replace(cursor, offset=10 * upto, lines=upto), new
 
 
-async def _crashed_before_listing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A STOP file of 4 lines (3 numbers) recorded, the process gone before the listing."""
+async def _crashed_before_listing(tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """A STOP file of 4 lines (3 numbers) recorded, the process gone before the listing;
+    what ``suppress list`` showed then."""
     body = "".join(line + "\r\n" for line in _stop_lines([1, 2, 3, 2])).encode()
     with monkeypatch.context() as crash:
         crash.setattr(Store, "list_new_optouts", lambda self: 0)
         store = await _ingest(tmp_path, f"STOP-{NAME}.csv", body)
     assert store.count_rows("optouts") == 4 and store.unlisted_optouts() == 4
-    assert store.suppression_entries() == []
-    # Not on the list yet, and no less opted out: an upload prepared now leaves them out.
+    assert store.count_rows("suppression") == 0
+    # Not in the list's table yet, and no less opted out: an upload prepared now leaves them
+    # out, and ``suppress list`` shows them, each as its first line will list it.
     assert store.suppressed() == {f"+336123{n:05d}" for n in (1, 2, 3)}
+    entries = store.suppression_entries()
+    assert [(e["msisdn"], e["source"]) for e in entries] == [
+        (f"+336123{n:05d}", f"STOP-{NAME}.csv") for n in (1, 2, 3)]
     store.close()
+    return entries
 
 
 async def test_stop_lines_recorded_before_a_crash_are_listed_at_the_next_round(
@@ -466,14 +476,14 @@ async def test_stop_lines_recorded_before_a_crash_are_listed_at_the_next_round(
     """A STOP file's lines go in with its cursor; their numbers join the suppression list
     after them. Stopped between the two (a crash), the next round lists them, although the
     file has not changed and is not read again."""
-    await _crashed_before_listing(tmp_path, monkeypatch)
+    before = await _crashed_before_listing(tmp_path, monkeypatch)
     settings = _settings(tmp_path / "agent")
     again = Store(settings.paths.state_db)  # the daemon restarted
     reports = Reports(again, settings, lambda: NOW, lambda *_, **__: None)
     await reports.round(LocalRemote(tmp_path / "provider"))
     assert again.count_rows("optouts") == 4  # not read again
-    assert {e["msisdn"] for e in again.suppression_entries()} == {
-        f"+336123{n:05d}" for n in (1, 2, 3)}
+    assert again.count_rows("suppression") == 3
+    assert again.suppression_entries() == before  # listed as they were shown
     assert again.fact(LISTED_TO) == 4 and again.unlisted_optouts() == 0
     again.close()
 
@@ -489,7 +499,7 @@ async def test_stop_lines_recorded_before_a_crash_are_listed_at_start_up(
     await agent.startup()
     agent.scheduler.shutdown(wait=False)
     assert store.unlisted_optouts() == 0
-    assert len(store.suppression_entries()) == 3
+    assert store.count_rows("suppression") == 3
     store.close()
 
 
@@ -562,6 +572,101 @@ def test_numbers_are_listed_in_slices_and_a_listing_stopped_half_way_lists_again
     assert added["+33612300004"] == "2026-11-23T09:00:00+00:00"
     assert {e["source"] for e in store.suppression_entries()} == {stop.name}
     store.close()
+
+
+def test_suppress_list_shows_numbers_still_to_list_as_their_listing_will(
+        tmp_path: Path) -> None:
+    """Between a STOP file's lines and their listing, ``suppress list`` already shows their
+    numbers: each once, with its first line's time and file, none the list holds already
+    (that entry stays as it is); afterwards it shows exactly the same."""
+    store = Store(tmp_path / "state.db")
+    store.suppress(["+33612300002"], source="manual", at=NOW - dt.timedelta(days=1))
+    stop = store.save_report_cursor(ReportCursor(f"STOP-{NAME}.csv", Kind.STOP, None,
+                                                 seen_at=NOW), NOW)
+    cursor, lines = _stop_part(store, stop, _stop_lines([3, 2, 1, 3]), 4)
+    lines[0][3] = "2026-11-23T10:00:00+00:00"  # +33612300003's first line: later than the rest
+    lines[3][3] = "2026-11-23T08:00:00+00:00"  # ... and its second: earlier, not shown
+    store.record_stop_parts([(cursor, lines)], at=NOW)
+    shown = store.suppression_entries()
+    assert [(e["msisdn"], e["added_at"], e["source"]) for e in shown] == [
+        ("+33612300002", "2026-11-22T09:00:00+00:00", "manual"),
+        ("+33612300001", "2026-11-23T09:00:00+00:00", stop.name),
+        ("+33612300003", "2026-11-23T10:00:00+00:00", stop.name)]
+    assert _listed(store) == {"+33612300002"}
+    assert store.list_new_optouts() == 4
+    assert store.suppression_entries() == shown
+    store.close()
+
+
+async def test_opt_outs_are_in_force_when_announced_and_listed_by_the_round_s_end(
+        tmp_path: Path) -> None:
+    """``optout.received`` comes once a round's files are read, before the list's table
+    holds their numbers (listing a million of them takes a second or two): at that moment an
+    upload leaves them out and ``suppress list`` shows them; when the round ends they are in
+    the table."""
+    body = "".join(line + "\n" for line in _stop_lines([3, 1, 2, 1])).encode()
+    provider = tmp_path / "provider"
+    (provider / "Report").mkdir(parents=True)
+    (provider / "Report" / f"STOP-{NAME}.csv").write_bytes(body)
+    settings = _settings(tmp_path / "agent")
+    store = Store(settings.paths.state_db)
+    seen: list[tuple[set[str], set[str], set[str]]] = []
+
+    def events(name: str, *_: Any, **fields: Any) -> None:
+        if name == "optout.received":
+            seen.append((set(fields["numbers"]), store.suppressed(),
+                         {e["msisdn"] for e in store.suppression_entries()}))
+
+    reports = Reports(store, settings, lambda: NOW, events)
+    await reports.round(LocalRemote(provider))
+    numbers = {f"+336123{n:05d}" for n in (1, 2, 3)}
+    assert seen == [(numbers, numbers, numbers)]
+    assert _listed(store) == numbers and store.unlisted_optouts() == 0
+    store.close()
+
+
+def test_a_number_removed_before_its_line_is_listed_stays_removed(tmp_path: Path) -> None:
+    """``suppress remove`` of a number whose opt-out line is not listed yet lists the lines
+    first, then removes it: no later listing brings it back."""
+    store = Store(tmp_path / "state.db")
+    stop = store.save_report_cursor(ReportCursor(f"STOP-{NAME}.csv", Kind.STOP, None,
+                                                 seen_at=NOW), NOW)
+    store.record_stop_parts([_stop_part(store, stop, _stop_lines([1, 2]), 2)], at=NOW)
+    assert store.unsuppress(["+33612300001"]) == ["+33612300001"]
+    assert store.list_new_optouts() == 0
+    assert _listed(store) == {"+33612300002"}
+    assert store.suppressed() == {"+33612300002"}
+    store.close()
+
+
+def test_a_listing_overtaken_by_another_process_leaves_a_removal_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes list the same lines: the daemon, a slice at a time, and ``suppress
+    remove`` in between two of its slices (it lists them all, then removes a number). The
+    daemon's next slice sees the lines listed and stops: the number stays removed, and the
+    mark never moves back."""
+    for name, value in (("BULK_FIRST_BATCH", 2), ("BULK_MIN_BATCH", 2),
+                        ("BULK_MAX_BATCH", 2), ("BULK_PAUSE", 0)):
+        monkeypatch.setattr(journal, name, value)
+    daemon = Store(tmp_path / "state.db")
+    stop = daemon.save_report_cursor(ReportCursor(f"STOP-{NAME}.csv", Kind.STOP, None,
+                                                  seen_at=NOW), NOW)
+    daemon.record_stop_parts([_stop_part(daemon, stop, _stop_lines([1, 2, 3, 4, 5, 6]), 6)],
+                             at=NOW)
+    operator = Store(tmp_path / "state.db")
+    removed: list[str] = []
+
+    def operator_removes() -> None:
+        if not removed:
+            removed.extend(operator.unsuppress(["+33612300005"]))
+
+    monkeypatch.setattr(daemon, "bulk_pause", operator_removes)
+    daemon.list_new_optouts()
+    assert removed == ["+33612300005"]
+    assert _listed(daemon) == {f"+336123{n:05d}" for n in (1, 2, 3, 4, 6)}
+    assert daemon.fact(LISTED_TO) == 6 and daemon.list_new_optouts() == 0
+    operator.close()
+    daemon.close()
 
 
 def test_stop_lines_after_a_purge_emptied_the_table_are_listed(tmp_path: Path) -> None:

@@ -321,6 +321,9 @@ class Reports:
         self._report_campaigns()
         self.announce()
         self._touched.clear()
+        # The opt-outs are in force from their lines on (``Store.suppressed``, ``suppress
+        # list``): the event need not wait for the list's own index of them.
+        await self._list_optouts()
 
     async def _file(self, remote: Remote, entry: RemoteEntry) -> None:
         now = self.clock()
@@ -408,20 +411,22 @@ class Reports:
             state.pool = pool
             cursor = await self._read_into(remote, path, entry, state, copy=copy, start=start,
                                            last_line=last_line)
-        if cursor.kind is Kind.STOP:
-            await self._list_optouts()
         if entry.size - start >= BIG_UNIT:
             give_back()  # a million lines' memory, not kept while idle
         return cursor
 
     async def _list_optouts(self) -> None:
         """The numbers of the STOP lines recorded onto the suppression list, sorted
-        (:meth:`Store.list_new_optouts`), in a thread: the event loop runs meanwhile. After
-        each STOP file read, and at the start of a round (lines recorded by a read that
-        failed half-way, or before a crash)."""
+        (:meth:`Store.list_new_optouts`), in a thread: the event loop runs meanwhile. At the
+        end of a round, once its files are read and their opt-outs announced, and at its
+        start (lines recorded by a round that failed half-way, or before a crash)."""
+        began = time.monotonic()
         listed = await asyncio.to_thread(self.store.list_new_optouts)
-        if listed and self.on_progress is not None:
-            self.on_progress()
+        if listed:
+            log.info("optouts_listed", lines=listed,
+                     seconds=round(time.monotonic() - began, 3))
+            if self.on_progress is not None:
+                self.on_progress()
 
     async def _read_into(self, remote: Remote, path: str, entry: RemoteEntry, state: _Read, *,
                          copy: _RawCopy, start: int, last_line: bool) -> ReportCursor:

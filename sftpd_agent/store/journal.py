@@ -43,7 +43,7 @@ from ..files import private_dir, private_file
 from ..rules.states import IN_FLIGHT, PART_FINAL, CampaignState, PartState, advanced, can_move
 from .records import Campaign, Part, PartPlan, now_iso, parse_iso
 from .reports import ReportTables
-from .schema import GET_FACT, LISTED_TO, PUT_FACT, SUPPRESS, migrate
+from .schema import GET_FACT, PUT_FACT, SUPPRESS, migrate
 from .schema import version as schema_version
 
 # Campaign ... parse_iso live in .records: named here too for modules that still import them
@@ -94,6 +94,17 @@ _LIST = (
     "INSERT INTO suppression (msisdn, added_at, source, campaign) "
     "SELECT msisdn, added_at, source, campaign FROM temp.optouts_to_list "
     "WHERE rowid BETWEEN ?1 AND ?2 ORDER BY rowid ON CONFLICT(msisdn) DO NOTHING")
+# The suppression list as it stands: its entries, and the numbers of opt-out lines still to
+# be listed that it does not hold yet (each as its first line would list it).
+_ENTRIES = (
+    "SELECT msisdn, added_at, source, campaign FROM suppression UNION ALL "
+    "SELECT o.msisdn, coalesce(o.received_at, o.at), coalesce(k.name, 'STOP'), "
+    "c.campaign_id FROM (SELECT msisdn, received_at, at, report, campaign, min(id) "
+    "FROM optouts WHERE id > ?1 AND listed GROUP BY msisdn) o "
+    "LEFT JOIN report_cursors k ON k.id = o.report "
+    "LEFT JOIN campaigns c ON c.id = o.campaign "
+    "WHERE NOT EXISTS (SELECT 1 FROM suppression s WHERE s.msisdn = o.msisdn) "
+    "ORDER BY 2, 1")
 
 
 class JournalBusyError(sqlite3.OperationalError):
@@ -680,9 +691,12 @@ class Store(ReportTables):
         for _ in range(count + 1):  # bounded: each slice lists one number at least
             high = low + size - 1
             with self.transaction() as db:
+                if self._listed_to() >= top:
+                    break  # another listing (another process's) did them: an operator may
+                    # have removed one of the numbers since, which must stay removed
                 db.execute(_LIST, (low, high))
                 if high >= count:
-                    db.execute(PUT_FACT, (LISTED_TO, json.dumps(top)))
+                    self._move_listed_to(db, top)
             self.bulk_written()
             if high >= count:
                 break
@@ -699,6 +713,10 @@ class Store(ReportTables):
                                     (self._listed_to(),)).fetchone()[0])
 
     def unsuppress(self, numbers: Sequence[str]) -> list[str]:
+        """Take ``numbers`` off the suppression list; those that were on it. The opt-out
+        lines still to be listed are listed first: a number removed must not come back when
+        they are."""
+        self.list_new_optouts()
         removed = []
         with self.transaction() as db:
             for msisdn in numbers:
@@ -716,8 +734,10 @@ class Store(ReportTables):
         return numbers
 
     def suppression_entries(self) -> list[dict[str, Any]]:
-        rows = self._db.execute(
-            "SELECT msisdn, added_at, source, campaign FROM suppression ORDER BY added_at, msisdn")
+        """The suppression list, oldest first: its entries and the numbers of opt-out lines
+        not listed yet (a STOP file's numbers are listed after its lines and the event that
+        announces them; they are no less on the list)."""
+        rows = self._db.execute(_ENTRIES, (self._listed_to(),))
         return [dict(row) for row in rows]
 
     # -- agent facts ---------------------------------------------------------------------

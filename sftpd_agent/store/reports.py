@@ -297,7 +297,7 @@ class ReportTables:
                 db.executemany(SUPPRESS, suppressed)
                 new_optouts, new_replies = [o[0] for o in suppressed], 0
                 if listed_all:
-                    db.execute(PUT_FACT, (LISTED_TO, json.dumps(self._last_optout())))
+                    self._move_listed_to(db, self._last_optout())
             elif bulk:
                 db.executemany(_REPLY, rows)
                 db.executemany(SUPPRESS, [o for o in optouts if o is not None])
@@ -326,6 +326,14 @@ class ReportTables:
         is listed."""
         found = self._db.execute(GET_FACT, (LISTED_TO,)).fetchone()
         return int(json.loads(found[0])) if found else 0
+
+    @staticmethod
+    def _move_listed_to(db: sqlite3.Connection, line: int) -> None:
+        """:data:`~sftpd_agent.store.schema.LISTED_TO` moved up to ``line``, never down (two
+        listings, of two processes, may end in either order)."""
+        db.execute("INSERT INTO agent (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE "
+                   "SET value = excluded.value WHERE CAST(value AS INTEGER) < ?3",
+                   (LISTED_TO, json.dumps(line), line))
 
     def _last_optout(self) -> int:
         """The id of the last opt-out line recorded (0: none ever)."""
