@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sqlite3
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from sftpd_agent.files import private_dir
 from sftpd_agent.rules.naming import Kind
@@ -154,11 +157,83 @@ def test_the_store_checkpoints_between_transactions(tmp_path: Path) -> None:
         store.record_acks(ack, [(ack.id, f"+336{n:08d}", "R", None, "S", "2", "sent", "op",
                                  T0.isoformat()) for n in range(batch * 5000, (batch + 1) * 5000)],
                           T0)
-    # Bulk batches are checkpointed every few: the database file alone holds them.
+    # Bulk batches are checkpointed every few (beside the writer): the database file alone
+    # holds them.
+    store.wait_checkpoint()
     copy = tmp_path / "copy.db"
     copy.write_bytes((tmp_path / "s.db").read_bytes())
     with sqlite3.connect(copy) as db:
         assert db.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 20_000
+    store.close()
+
+
+def _in_database_file(path: Path) -> int:
+    """The delivery lines the database file holds, without its WAL (a copy of the file)."""
+    copy = path.with_name("copy.db")
+    copy.write_bytes(path.read_bytes())
+    with sqlite3.connect(copy) as db:
+        count = int(db.execute("SELECT count(*) FROM deliveries").fetchone()[0])
+    db.close()
+    copy.unlink()
+    return count
+
+
+def _bulk_batches(store: Store, cursor: ReportCursor, count: int, first: int = 0) -> None:
+    assert cursor.id is not None
+    for batch in range(first, first + count):
+        store.record_acks(cursor, [(cursor.id, f"+336{n:08d}", "R", None, "S", "2", "sent", "op",
+                                    T0.isoformat()) for n in range(batch * 100, batch * 100 + 100)],
+                          T0)
+
+
+def test_bulk_checkpoints_run_beside_the_writer_one_at_a_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bulk writer's checkpoint runs on a connection and in a thread of its own: while it
+    is held up, the writer goes on committing batches, and checkpoints due meanwhile are
+    not piled up behind it; it copies the pages once let go."""
+    let_go, copies = threading.Event(), []
+    copy = store_module._Aside._copy
+
+    def held_up(aside: Any) -> None:
+        copies.append(threading.current_thread().name)
+        assert let_go.wait(10)
+        copy(aside)
+
+    monkeypatch.setattr(store_module._Aside, "_copy", held_up)
+    store = Store(tmp_path / "s.db")
+    ack = store.save_report_cursor(ReportCursor("ACK-x.csv", Kind.ACK, None, seen_at=T0), T0)
+    _bulk_batches(store, ack, store_module.BULK_PER_CHECKPOINT)  # one checkpoint due
+    _bulk_batches(store, ack, 3 * store_module.BULK_PER_CHECKPOINT, first=10)  # 3 more due
+    assert store.count_rows("deliveries") == 4 * store_module.BULK_PER_CHECKPOINT * 100
+    assert len(copies) == 1 and copies[0].startswith("checkpoint")
+    let_go.set()
+    store.wait_checkpoint()
+    assert len(copies) == 1  # the three due meanwhile were skipped, not queued
+    assert _in_database_file(tmp_path / "s.db") >= 100
+    store.close()
+
+
+def test_a_failed_bulk_checkpoint_is_said_and_taken_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    copy, failures = store_module._Aside._copy, []
+
+    def fails_once(aside: Any) -> None:
+        if not failures:
+            failures.append(1)
+            raise sqlite3.OperationalError("disk I/O error")
+        copy(aside)
+
+    monkeypatch.setattr(store_module._Aside, "_copy", fails_once)
+    store = Store(tmp_path / "s.db")
+    ack = store.save_report_cursor(ReportCursor("ACK-x.csv", Kind.ACK, None, seen_at=T0), T0)
+    with capture_logs() as logs:
+        _bulk_batches(store, ack, store_module.BULK_PER_CHECKPOINT)
+        store.wait_checkpoint()
+        _bulk_batches(store, ack, store_module.BULK_PER_CHECKPOINT, first=10)
+        store.wait_checkpoint()
+    assert [entry["error"] for entry in logs if entry["event"] == "checkpoint_failed"] == [
+        "disk I/O error"]
+    assert _in_database_file(tmp_path / "s.db") == 2 * store_module.BULK_PER_CHECKPOINT * 100
     store.close()
 
 
