@@ -435,6 +435,37 @@ def test_an_ack_batch_not_recorded_is_read_again_and_recorded_once(
     store.close()
 
 
+@pytest.mark.parametrize("kind", ["ACK", "STOP"])
+def test_no_batch_queued_behind_one_that_failed_is_recorded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """A batch is queued behind the one being recorded; when that one fails, the one behind
+    it is not recorded either (its cursor would pass the failed lines, never read again):
+    the journal holds the first batch and its cursor, and the next poll reads the rest."""
+    monkeypatch.setattr(reports_module, "next_batch", lambda size, held: 1000)
+    first = journal.BULK_FIRST_BATCH  # the first batch, then batches of 1000
+    provider = tmp_path / "provider"
+    (provider / "Report").mkdir(parents=True)
+    if kind == "ACK":
+        lines = [f"R{n};+336{n:08d};Shop;Bonjour;2 ;sent;op" for n in range(5000)]
+    else:
+        lines = _stop_lines(list(range(5000)))
+    name = f"{kind}-{NAME}.csv"
+    (provider / "Report" / name).write_text("\n".join(lines) + "\n")
+    settings = _settings(tmp_path / "agent")
+    store = Store(settings.paths.state_db)
+    reports = Reports(store, settings, lambda: NOW, lambda *_, **__: None)
+    _fail_second_call(monkeypatch, store,
+                      "record_ack_parts" if kind == "ACK" else "record_stop_parts")
+    table = "deliveries" if kind == "ACK" else "optouts"
+    asyncio.run(reports.round(LocalRemote(provider)))
+    assert store.count_rows(table) == first
+    cursor = store.report_cursor(name)
+    assert cursor is not None and cursor.lines == first
+    asyncio.run(reports.round(LocalRemote(provider)))
+    assert store.count_rows(table) == 5000
+    store.close()
+
+
 # -- STOP lines in arrival order, their numbers listed after them (migration 8) -------------
 
 

@@ -41,6 +41,7 @@ shows; a failed file is tried again at every poll.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import gc
 import hashlib
@@ -73,6 +74,7 @@ from ..rules.report_lines import (
     ack_name,
     fold,
     line_key,
+    line_keys,
     name_problem,
     parse_report_line,
     report_kind,
@@ -128,16 +130,19 @@ STOP_LINE_BYTES = 32
 over this sizes the count of its lines' keys (``LineCounts``) once; more lines, it grows."""
 
 
+NO_SHORTCUT: Shortcut = (re.compile("(?!)").fullmatch, 0, 0)
+"""A number shape no shortcut decides: its check always fails."""
+
+
 def quick_normalize(normalizer: NumberNormalizer) -> Callable[[str], str | None]:
     """``normalizer.normalize``, with the commonest shapes (the default region's numbers,
     national or with its calling code) decided by its shortcut table: a million numbers in
     well under a second, with the same answers (``NumberNormalizer.shortcuts``)."""
     shortcuts = normalizer.shortcuts()
     normalize = normalizer.normalize
-    none: Shortcut = (re.compile("(?!)").fullmatch, 0, 0)  # a check that always fails
 
     def e164(raw: str) -> str | None:
-        check, offset, base = shortcuts.get(raw[:4], none)
+        check, offset, base = shortcuts.get(raw[:4], NO_SHORTCUT)
         if check(nsn := raw[offset:]):
             # "+<code><national number>" of the checked length is its own E.164 form.
             return raw if raw[0] == "+" else f"+{base + int(nsn)}"
@@ -241,8 +246,9 @@ class _Read:
     unreadable: int = 0
     batch: int = BULK_FIRST_BATCH  # lines in the next transaction
     pool: ThreadPoolExecutor | None = None  # records a batch while the next one is parsed
-    pending: Future[Any] | None = None  # the batch being recorded, with its size
-    pending_size: int = 0
+    pending: collections.deque[tuple[Future[Any], int]] = field(
+        default_factory=collections.deque)  # the batches being recorded, with their sizes
+    failed: bool = False  # a batch was not recorded: none after it may be
 
 
 @dataclass
@@ -268,6 +274,7 @@ class Reports:
     _times: dict[tuple[str, str], str | None] = field(default_factory=dict)
     _skipped: dict[str, str] | None = None  # what the fact says; None: not read yet
     _quick: tuple[str, Callable[[str], str | None]] | None = None  # (region, normalize)
+    _shortcuts: tuple[str, Callable[[str, Shortcut], Shortcut]] | None = None  # (region, get)
 
     # -- a poll ----------------------------------------------------------------------------
 
@@ -516,7 +523,9 @@ class Reports:
             elif stop:
                 stops = [self._stops(state, lines[a:b], first + a)
                          for a, b in itertools.pairwise([start, *bounds])]
-            await self._recorded(state)  # the batch before is in: its lines count
+            # One batch queued behind the one being recorded: the worker thread never waits
+            # for the reader between two (1M ACK lines in-process: 3.2 s -> 2.8 s).
+            await self._recorded(state, behind=1)
             if not (ack or stop):
                 replies, optouts_or_none = self._replies(
                     state, batch, first + start, now, campaign_id=campaign_id,
@@ -548,19 +557,31 @@ class Reports:
 
     def _in_thread(self, state: _Read, size: int, record: Callable[..., Any], *args: Any,
                    **kwargs: Any) -> None:
-        """Record a batch in the read's worker thread; :meth:`_recorded` waits for it."""
+        """Record a batch in the read's worker thread, after those queued before it; none is
+        recorded after one that was not (its cursor would pass the lines of that one).
+        :meth:`_recorded` waits for them."""
         if state.pool is None:  # pragma: no cover - _read gives every read its pool
             raise RuntimeError("no worker thread for this read")
-        state.pending = state.pool.submit(record, *args, **kwargs)
-        state.pending_size = size
 
-    async def _recorded(self, state: _Read) -> None:
-        """Wait for the batch being recorded (its error raised here); the next batch's size
-        follows the time it held the write lock."""
-        pending, state.pending = state.pending, None
-        if pending is not None:
+        def in_turn() -> Any:
+            if state.failed:
+                raise RuntimeError("a batch before this one was not recorded")
+            try:
+                return record(*args, **kwargs)
+            except BaseException:
+                state.failed = True
+                raise
+
+        state.pending.append((state.pool.submit(in_turn), size))
+
+    async def _recorded(self, state: _Read, *, behind: int = 0) -> None:
+        """Wait until at most ``behind`` batches are still being recorded (the first error
+        raised here); the next batch's size follows the time the last one held the write
+        lock."""
+        for _ in range(len(state.pending) - behind):  # bounded: one batch each
+            pending, size = state.pending.popleft()
             await asyncio.wrap_future(pending)
-            state.batch = next_batch(state.pending_size, self.store.last_hold)
+            state.batch = next_batch(size, self.store.last_hold)
 
     async def _let_others_in(self) -> None:
         """Between two transactions: while another writer waits for the write lock (a
@@ -602,14 +623,13 @@ class Reports:
         of its text before it (``state.counts`` recorded, or ``state.passed`` met in a read
         from the start); a blank or unreadable line is left out, and so is a line recorded
         already. ``listed``: its number is a phone number, for the suppression list.
-        ``_replies``' reading, inlined for a million lines."""
+        ``_replies``' reading, inlined for a million lines: the keys hashed and counted for
+        the batch at once, the commonest numbers and times decided here."""
         counts, passed = state.counts, state.passed
         if counts is None:  # pragma: no cover - _read gives every STOP read its counts
             raise RuntimeError("not a STOP read")
-        count, recorded = (counts if passed is None else passed).add, counts.get
-        number_of = self._number_reader()
-        received_at = self._received_at
-        stops: list[list[Any]] = []
+        texts: list[str] = []
+        readable: list[tuple[int, list[str]]] = []
         for number, raw in enumerate(lines, start=first):
             line = raw.strip()
             if not line:
@@ -618,18 +638,27 @@ class Reports:
             if len(fields) < 5:
                 self._unreadable(state, number, "IDREMOTE", "fewer than 5 fields")
                 continue
-            given = fields[0].strip()
-            msisdn = number_of(given)
-            if msisdn is None:
-                self._unreadable(state, number, "MSISDN", "not a phone number")
-            key = line_key(line)
-            occurrence = count(key)
+            texts.append(line)
+            readable.append((number, fields))
+        keys = line_keys(texts)
+        occurrences = (counts if passed is None else passed).add_all(keys)
+        quick, number_of = self._quick_numbers(), self._number_reader()
+        times, received_at = self._times, self._received_at
+        stops: list[list[Any]] = []
+        for (number, fields), key, occurrence in zip(readable, keys, occurrences, strict=True):
             if passed is not None:
-                if occurrence <= recorded(key):
+                if occurrence <= counts.get(key):
                     continue  # recorded already: changes nothing
                 counts.add(key)
-            stops.append([key, occurrence, msisdn or given,
-                          received_at(fields[1].strip(), fields[2].strip()), msisdn is not None])
+            given = fields[0].strip()
+            check, offset, base = quick(given[:4], NO_SHORTCUT)
+            if check(nsn := given[offset:]):  # quick_normalize's shortcut, inlined
+                msisdn: str | None = given if given[0] == "+" else f"+{base + int(nsn)}"
+            elif (msisdn := number_of(given)) is None:
+                self._unreadable(state, number, "MSISDN", "not a phone number")
+            when = (fields[1].strip(), fields[2].strip())
+            at = times[when] if when in times else received_at(*when)
+            stops.append([key, occurrence, msisdn or given, at, msisdn is not None])
         return stops
 
     def _replies(
@@ -852,6 +881,14 @@ class Reports:
             return found
 
         return number
+
+    def _quick_numbers(self) -> Callable[[str, Shortcut], Shortcut]:
+        """The shortcut table's ``get`` (``NumberNormalizer.shortcuts``) of the default
+        region in force, for a loop that decides the commonest numbers itself."""
+        region = self.settings.campaign.default_region
+        if self._shortcuts is None or self._shortcuts[0] != region:
+            self._shortcuts = (region, NumberNormalizer(region).shortcuts().get)
+        return self._shortcuts[1]
 
     def _received_at(self, date: str, hour: str) -> str | None:
         key = (date, hour)

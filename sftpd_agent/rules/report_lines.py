@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -115,3 +116,8 @@ def line_key(line: str) -> int:
     """A line's identity in the journal: a signed 64-bit hash of its text."""
     digest = hashlib.blake2b(line.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+def line_keys(lines: Iterable[str]) -> list[int]:
+    """:func:`line_key` of each of ``lines``."""
+    return list(map(line_key, lines))

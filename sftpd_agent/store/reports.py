@@ -519,6 +519,31 @@ class LineCounts(KeyTable):
             self._reserve(1)
         return 1
 
+    def add_all(self, keys: Sequence[int]) -> list[int]:
+        """:meth:`add` of each of ``keys`` in turn; how many lines of its key each made."""
+        self._reserve(len(keys))
+        slots, mask, more, used = self._slots, self._mask, self._more, self._used
+        occurrences = []
+        try:
+            for key in keys:
+                if not key:
+                    self._zero += 1
+                    occurrences.append(self._zero)
+                    continue
+                place = key & mask
+                while (found := slots[place]) and found != key:
+                    place = (place + 1) & mask
+                if found:
+                    count = more[key] = more.get(key, 1) + 1
+                    occurrences.append(count)
+                else:
+                    slots[place] = key
+                    used += 1
+                    occurrences.append(1)
+        finally:
+            self._used = used
+        return occurrences
+
     def get(self, key: int) -> int:
         """How many lines of ``key`` there are."""
         if not key:
