@@ -466,6 +466,62 @@ def test_no_batch_queued_behind_one_that_failed_is_recorded(
     store.close()
 
 
+class _SlowReads(LocalRemote):
+    """A provider folder whose reads take a few milliseconds each (a network's), and say
+    when they begin and end."""
+
+    def __init__(self, root: Path, said: list[str]) -> None:
+        super().__init__(root)
+        self.said = said
+        self.under_way = 0
+
+    async def read(self, path: str, offset: int, length: int | None = None) -> bytes:
+        self.under_way += 1
+        self.said.append(f"read {offset}")
+        try:
+            await asyncio.sleep(0.005)
+            return await super().read(path, offset, length)
+        finally:
+            self.under_way -= 1
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_next_chunk_is_read_while_one_is_ingested(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: bool) -> None:
+    """A report file's next chunk is asked for before the lines of the one read are in, so
+    that the network's time and the ingest's overlap; a read that fails half-way leaves no
+    read of the remote under way (the one ahead ends before the file is given up)."""
+    monkeypatch.setattr(reports_module, "CHUNK", 4000)
+    lines = [f"R{n};+336{n:08d};Shop;Bonjour;2 ;sent;op" for n in range(1000)]
+    (tmp_path / "provider" / "Report").mkdir(parents=True)
+    (tmp_path / "provider" / "Report" / f"ACK-{NAME}.csv").write_text("\n".join(lines) + "\n")
+    settings = _settings(tmp_path / "agent")
+    store = Store(settings.paths.state_db)
+    said: list[str] = []
+    remote = _SlowReads(tmp_path / "provider", said)
+
+    def hooks(point: str, name: str) -> None:
+        if point == "report_chunk":
+            said.append("chunk in")
+            if fails and said.count("chunk in") == 3:
+                raise OSError("disk full")
+
+    forget = store.forget_ack_keys  # called once the failed read is given up
+    monkeypatch.setattr(store, "forget_ack_keys",
+                        lambda: said.append(f"given up, {remote.under_way} under way") or forget())
+    reports = Reports(store, settings, lambda: NOW, lambda *_, **__: None, hooks=hooks)
+    asyncio.run(reports.round(remote))
+    reads = [entry for entry in said if entry.startswith("read")]
+    assert said[:4] == ["read 0", "read 4000", "chunk in", "read 8000"]  # one ahead
+    if fails:
+        assert store.count_rows("deliveries") < 1000
+        assert said[-2:] == ["chunk in", "given up, 0 under way"]
+    else:
+        assert store.count_rows("deliveries") == 1000
+        assert len(reads) == len(set(reads)) == -(-len("\n".join(lines) + "\n") // 4000)
+    store.close()
+
+
 # -- STOP lines in arrival order, their numbers listed after them (migration 8) -------------
 
 

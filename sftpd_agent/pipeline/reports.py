@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime
 import gc
 import hashlib
@@ -437,13 +438,20 @@ class Reports:
 
     async def _read_into(self, remote: Remote, path: str, entry: RemoteEntry, state: _Read, *,
                          copy: _RawCopy, start: int, last_line: bool) -> ReportCursor:
+        ahead: asyncio.Future[bytes] | None = None  # the next chunk, read while this one is in
         try:
             position, carry = start, b""
             while position < entry.size:
-                data = await remote.read(path, position, min(CHUNK, entry.size - position))
+                if ahead is None:
+                    data = await remote.read(path, position, min(CHUNK, entry.size - position))
+                else:
+                    data, ahead = await ahead, None
                 if not data:
                     break  # shorter than listed: the next poll looks again
                 position += len(data)
+                if position < entry.size:
+                    ahead = asyncio.ensure_future(
+                        remote.read(path, position, min(CHUNK, entry.size - position)))
                 buffer = carry + data
                 cut = buffer.rfind(b"\n") + 1
                 complete, carry = buffer[:cut], buffer[cut:]
@@ -463,7 +471,8 @@ class Reports:
                 state.cursor = replace(state.cursor, size=entry.size, mtime=entry.mtime)
             self._save(state.cursor)
             copy.commit()
-        except BaseException:
+        except BaseException as exc:
+            await _given_up(ahead, cancel=isinstance(exc, asyncio.CancelledError))
             copy.discard()
             if state.cursor.kind is Kind.ACK:  # lines taken as new may not be recorded
                 self.store.forget_ack_keys()
@@ -918,6 +927,17 @@ class Reports:
     def _point(self, name: str, subject: str) -> None:
         if self.hooks is not None:
             self.hooks(name, subject)
+
+
+async def _given_up(ahead: asyncio.Future[bytes] | None, *, cancel: bool) -> None:
+    """A read ahead no longer wanted: left to end (the remote closes its file), or cancelled
+    when the read itself is; its outcome dropped."""
+    if ahead is None:
+        return
+    if cancel:
+        ahead.cancel()
+    with contextlib.suppress(BaseException):
+        await ahead
 
 
 PARTS = 8
