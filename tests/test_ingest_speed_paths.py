@@ -44,6 +44,7 @@ from sftpd_agent.store import journal
 from sftpd_agent.store import reports as store_reports
 from sftpd_agent.store.journal import Store
 from sftpd_agent.store.records import ReportCursor
+from sftpd_agent.store.reports import stop_part
 from sftpd_agent.store.schema import LISTED_TO, MIGRATIONS
 
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
@@ -529,13 +530,19 @@ def _stop_lines(numbers: list[int]) -> list[str]:
     return [f"+336123{n:05d};20261123;1000;STOP;R{n}" for n in numbers]
 
 
-def _stop_part(store: Store, cursor: ReportCursor, lines: list[str], upto: int) -> Any:
-    """A part of STOP lines as the pipeline hands it over: the new ones, counted."""
+def _counted(store: Store, cursor: ReportCursor, lines: list[str], upto: int) -> Any:
+    """STOP lines as the pipeline reads them: the new ones, counted, and the cursor after
+    them."""
     assert cursor.id is not None
     counts = store.stop_counts(cursor.id)
     new = [[line_key(line), counts.add(line_key(line)), line.split(";")[0],
             "2026-11-23T09:00:00+00:00", True] for line in lines]
     return replace(cursor, offset=10 * upto, lines=upto), new
+
+
+def _stop_part(store: Store, cursor: ReportCursor, lines: list[str], upto: int) -> Any:
+    """A part of STOP lines as the pipeline hands it over."""
+    return stop_part(*_counted(store, cursor, lines, upto))
 
 
 async def _crashed_before_listing(tmp_path: Path,
@@ -632,10 +639,10 @@ def test_numbers_are_listed_in_slices_and_a_listing_stopped_half_way_lists_again
     stop = store.save_report_cursor(ReportCursor(f"STOP-{NAME}.csv", Kind.STOP, None,
                                                  seen_at=NOW), NOW)
     numbers = [9, 4, 7, 1, 8, 2, 6, 3, 5, 4]
-    cursor, lines = _stop_part(store, stop, _stop_lines(numbers), 10)
+    cursor, lines = _counted(store, stop, _stop_lines(numbers), 10)
     lines[-1][3] = "2026-11-23T10:00:00+00:00"  # the second line of +33612300004: later
     lines[2][4] = False  # a line whose number is not to be listed
-    store.record_stop_parts([(cursor, lines)], at=NOW)
+    store.record_stop_parts([stop_part(cursor, lines)], at=NOW)
     transaction, began = store.transaction, []
 
     def fails_third() -> Any:
@@ -670,10 +677,10 @@ def test_suppress_list_shows_numbers_still_to_list_as_their_listing_will(
     store.suppress(["+33612300002"], source="manual", at=NOW - dt.timedelta(days=1))
     stop = store.save_report_cursor(ReportCursor(f"STOP-{NAME}.csv", Kind.STOP, None,
                                                  seen_at=NOW), NOW)
-    cursor, lines = _stop_part(store, stop, _stop_lines([3, 2, 1, 3]), 4)
+    cursor, lines = _counted(store, stop, _stop_lines([3, 2, 1, 3]), 4)
     lines[0][3] = "2026-11-23T10:00:00+00:00"  # +33612300003's first line: later than the rest
     lines[3][3] = "2026-11-23T08:00:00+00:00"  # ... and its second: earlier, not shown
-    store.record_stop_parts([(cursor, lines)], at=NOW)
+    store.record_stop_parts([stop_part(cursor, lines)], at=NOW)
     shown = store.suppression_entries()
     assert [(e["msisdn"], e["added_at"], e["source"]) for e in shown] == [
         ("+33612300002", "2026-11-22T09:00:00+00:00", "manual"),

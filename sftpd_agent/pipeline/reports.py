@@ -90,7 +90,7 @@ from ..store.records import (
     SuppressionRow,
     now_iso,
 )
-from ..store.reports import LineCounts, Tally, lines_json, report_id
+from ..store.reports import LineCounts, Tally, lines_json, report_id, stop_part
 from .transitions import Transitions
 
 log = get_logger("sftpd_agent.reports")
@@ -554,7 +554,8 @@ class Reports:
                                 cursor.campaign, list(zip(cursors, fields, strict=True)), now)
             elif stop:
                 self._in_thread(state, end - start, self.store.record_stop_parts,
-                                list(zip(cursors, stops, strict=True)), at=now,
+                                [stop_part(cursor, lines)
+                                 for cursor, lines in zip(cursors, stops, strict=True)], at=now,
                                 tally=self._tally(cursor, campaign_id))
             else:
                 self.store.record_lines(cursors[-1], replies, optouts_or_none,

@@ -42,9 +42,10 @@ from .schema import GET_FACT, LISTED_TO, PUT_FACT, SUPPRESS
 AckPart = tuple[ReportCursor, str]
 """ACK lines new to the journal (``ReportTables.new_acks``), their fields as a JSON array,
 with the cursor just after them (``ReportTables.record_ack_parts``)."""
-StopPart = tuple[ReportCursor, Sequence[Sequence[Any]]]
+StopPart = tuple[ReportCursor, str, list[str]]
 """STOP lines new to the journal (``ReportTables.record_stop_parts``), with the cursor just
-after them."""
+after them: their fields as a JSON array and the numbers of those to be listed
+(:func:`stop_part`)."""
 _P = TypeVar("_P", AckPart, StopPart)
 _L = TypeVar("_L", bound=Sequence[Any])
 Tally = Callable[[Any, list[str], int], Any]
@@ -229,15 +230,14 @@ class ReportTables:
         tally: tuple[str, Tally] | None = None,
     ) -> None:
         """STOP lines new to the journal, given as ``[key, occurrence, msisdn, received_at,
-        listed]`` (their occurrences counted by :meth:`stop_counts`), appended a part in one
-        statement (run without the GIL), parts in a transaction (:meth:`_record_parts`);
+        listed]`` (their occurrences counted by :meth:`stop_counts`; a part made by
+        :func:`stop_part`, in the reading thread), appended a part in one statement (run
+        without the GIL), parts in a transaction (:meth:`_record_parts`);
         ``tally`` adds up the listed numbers. Their numbers join the suppression list next
         (:meth:`list_new_optouts`)."""
         def write(db: sqlite3.Connection, part: StopPart) -> None:
-            cursor, lines = part
-            db.execute(_OPTOUTS, (report_id(cursor), cursor.campaign, now_iso(at),
-                                  lines_json(lines)))
-            numbers = [line[2] for line in lines if line[4]]
+            cursor, lines, numbers = part
+            db.execute(_OPTOUTS, (report_id(cursor), cursor.campaign, now_iso(at), lines))
             if tally is not None and numbers:
                 key, change = tally
                 found = db.execute(GET_FACT, (key,)).fetchone()
@@ -553,6 +553,14 @@ class LineCounts(KeyTable):
         while (found := slots[place]) and found != key:
             place = (place + 1) & mask
         return self._more.get(key, 1) if found else 0
+
+
+def stop_part(cursor: ReportCursor, lines: Sequence[Sequence[Any]]) -> StopPart:
+    """STOP lines ``[key, occurrence, msisdn, received_at, listed]`` as
+    :meth:`ReportTables.record_stop_parts` takes them, the cursor just after them: the JSON
+    and the numbers are made by the caller's thread, so that the recording thread only runs
+    SQL (1M lines: 0.35 s of its time, with the GIL)."""
+    return cursor, lines_json(lines), [line[2] for line in lines if line[4]]
 
 
 def report_id(cursor: ReportCursor) -> int:
