@@ -39,7 +39,14 @@ from sftpd_agent.pipeline.reports import Reports, quick_normalize
 from sftpd_agent.remote.local import LocalRemote
 from sftpd_agent.rules.naming import Kind
 from sftpd_agent.rules.numbers import NumberNormalizer
-from sftpd_agent.rules.report_lines import line_key, parse_ack
+from sftpd_agent.rules.report_lines import (
+    BLAKE2B,
+    LINE_HASH,
+    XXH3,
+    line_key,
+    line_keys,
+    parse_ack,
+)
 from sftpd_agent.store import journal
 from sftpd_agent.store import reports as store_reports
 from sftpd_agent.store.journal import Store
@@ -535,7 +542,8 @@ def _counted(store: Store, cursor: ReportCursor, lines: list[str], upto: int) ->
     them."""
     assert cursor.id is not None
     counts = store.stop_counts(cursor.id)
-    new = [[line_key(line), counts.add(line_key(line)), line.split(";")[0],
+    new = [[line_key(line, cursor.line_hash), counts.add(line_key(line, cursor.line_hash)),
+            line.split(";")[0],
             "2026-11-23T09:00:00+00:00", True] for line in lines]
     return replace(cursor, offset=10 * upto, lines=upto), new
 
@@ -793,9 +801,9 @@ def test_opt_out_lines_of_an_older_journal_are_kept_and_not_listed_again(
     lines = _stop_lines([1, 2, 1])
     db.executemany("INSERT INTO optouts (id, report, key, occurrence, msisdn, at) "
                    "VALUES (?, 1, ?, ?, ?, 'x')",
-                   [(10, line_key(lines[0]), 1, "+33612300001"),
-                    (11, line_key(lines[1]), 1, "+33612300002"),
-                    (12, line_key(lines[2]), 2, "+33612300001")])
+                   [(10, line_key(lines[0], BLAKE2B), 1, "+33612300001"),
+                    (11, line_key(lines[1], BLAKE2B), 1, "+33612300002"),
+                    (12, line_key(lines[2], BLAKE2B), 2, "+33612300001")])
     db.execute("INSERT INTO suppression VALUES ('+33612300002', 'x', 'STOP', NULL)")
     db.close()  # +33612300001 was taken off the list by an operator
     store = Store(path)
@@ -804,13 +812,55 @@ def test_opt_out_lines_of_an_older_journal_are_kept_and_not_listed_again(
     assert store.list_new_optouts() == 0
     assert _listed(store) == {"+33612300002"}
     counts = store.stop_counts(1)
-    assert (counts.get(line_key(lines[0])), counts.get(line_key(lines[1]))) == (2, 1)
+    assert (counts.get(line_key(lines[0], BLAKE2B)),
+            counts.get(line_key(lines[1], BLAKE2B))) == (2, 1)
     stop = store.report_cursor(f"STOP-{NAME}.csv")
-    assert stop is not None
+    assert stop is not None and stop.line_hash == BLAKE2B
     store.record_stop_parts([_stop_part(store, stop, _stop_lines([3]), 4)], at=NOW)
     assert store.list_new_optouts() == 1  # id 13: after the lines moved
     assert _listed(store) == {"+33612300002", "+33612300003"}
     store.close()
+
+
+async def test_a_stop_file_read_before_migration_9_keeps_its_line_keys(
+        tmp_path: Path) -> None:
+    """Line keys were BLAKE2b until migration 9, XXH3 since. A STOP file two of whose lines
+    an older agent recorded, read again from its start (it changed at its head), is read
+    with the keys of its lines: the two are found, the third alone recorded. A file first
+    seen now gets XXH3, and a file whose cursor was deleted keeps its scheme when it comes
+    back."""
+    name = f"STOP-{NAME}.csv"
+    lines = _stop_lines([1, 2, 3])
+    (tmp_path / "agent").mkdir(mode=0o700)
+    db = _journal_at(tmp_path / "agent" / "state.db", 8, name, "stop")
+    db.execute("UPDATE report_cursors SET size = 10, offset = 10, lines = 2, "
+               "head_sha256 = 'changed' WHERE id = 1")
+    db.executemany("INSERT INTO optouts (report, key, occurrence, msisdn, at, listed) "
+                   "VALUES (1, ?, 1, ?, 'x', 1)",
+                   [(line_key(line, BLAKE2B), line[:12]) for line in lines[:2]])
+    db.execute("UPDATE agent SET value = '2' WHERE key = ?", (LISTED_TO,))
+    db.close()
+    store = await _ingest(tmp_path, name, "".join(line + "\n" for line in lines).encode())
+    assert store.version == len(MIGRATIONS) >= 9
+    assert store.count_rows("optouts") == 3
+    stop = store.report_cursor(name)
+    assert stop is not None and stop.line_hash == BLAKE2B and stop.lines == 3
+    assert store.unlisted_optouts() == 0 and _listed(store) == {"+33612300003"}
+    new = store.save_report_cursor(ReportCursor(f"STOP-{NAME}-2.csv", Kind.STOP, None,
+                                                seen_at=NOW), NOW)
+    assert new.line_hash == XXH3 == LINE_HASH
+    again = store.save_report_cursor(ReportCursor(name, Kind.STOP, None, seen_at=NOW), NOW)
+    assert again.id == stop.id and again.line_hash == BLAKE2B
+    store.close()
+
+
+def test_line_keys_are_line_key_for_every_scheme() -> None:
+    lines = ["+33612300001;20261123;1000;STOP;R1", "caf\u00e9 \u2014 \ud800", ""]
+    for scheme in (BLAKE2B, XXH3):
+        keys = line_keys(lines, scheme)
+        assert keys == [line_key(line, scheme) for line in lines]
+        assert all(-(1 << 63) <= key < (1 << 63) for key in keys)
+    assert line_keys(lines, BLAKE2B) != line_keys(lines, XXH3)
 
 
 async def test_a_report_read_hands_the_gil_over_sooner_and_puts_everything_back(

@@ -650,7 +650,7 @@ class Reports:
                 continue
             texts.append(line)
             readable.append((number, fields))
-        keys = line_keys(texts)
+        keys = line_keys(texts, state.cursor.line_hash)
         occurrences = (counts if passed is None else passed).add_all(keys)
         quick, number_of = self._quick_numbers(), self._number_reader()
         times, received_at = self._times, self._received_at
@@ -696,7 +696,7 @@ class Reports:
             msisdn = number_of(record.msisdn)
             if msisdn is None:
                 self._unreadable(state, number, "MSISDN", "not a phone number")
-            parsed.append((record, line_key(line), msisdn))
+            parsed.append((record, line_key(line, cursor.line_hash), msisdn))
         # The keys' occurrences before this batch, then each line's own (its key's n-th).
         counts = self._counts_before(state, {key for _, key, _ in parsed})
         for record, key, msisdn in parsed:

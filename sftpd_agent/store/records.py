@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..rules.naming import Kind
+from ..rules.report_lines import LINE_HASH
 from ..rules.states import CampaignState, PartState
 
 
@@ -113,6 +114,9 @@ class ReportCursor:
     lines: int = 0
     complete_at: datetime.datetime | None = None
     deleted_at: datetime.datetime | None = None
+    line_hash: int = LINE_HASH
+    """How its lines' keys are made (``rules.report_lines``): the scheme of the file's first
+    read, kept for as long as its lines are (those recorded are found again by their keys)."""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> ReportCursor:
@@ -123,6 +127,7 @@ class ReportCursor:
             mtime=row["mtime"], offset=row["offset"], head_sha256=row["head_sha256"],
             tail_sha256=row["tail_sha256"], lines=row["lines"],
             complete_at=parse_iso(row["complete_at"]), deleted_at=parse_iso(row["deleted_at"]),
+            line_hash=row["line_hash"],
         )
 
 

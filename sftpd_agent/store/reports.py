@@ -116,7 +116,12 @@ class ReportTables:
         for a name as long as the cursor is kept."""
         with self.transaction() as db:
             pk = _save_cursor(db, cursor, at)
-        return cursor if cursor.id == pk else replace(cursor, id=pk)
+            scheme = int(db.execute("SELECT line_hash FROM report_cursors WHERE id = ?",
+                                    (pk,)).fetchone()[0])
+        if cursor.id == pk and cursor.line_hash == scheme:
+            return cursor
+        # A file seen again after its cursor was deleted keeps its lines and their keys' scheme.
+        return replace(cursor, id=pk, line_hash=scheme)
 
     def live_report_names(self, cutoff: datetime.datetime) -> set[str]:
         """Report files still on the server, seen since ``cutoff``: their copies are kept."""
@@ -574,8 +579,8 @@ def _save_cursor(db: sqlite3.Connection, cursor: ReportCursor, at: datetime.date
     """Write ``cursor`` inside the caller's transaction; its id."""
     db.execute(
         "INSERT INTO report_cursors (name, kind, campaign, size, mtime, offset, head_sha256,"
-        " tail_sha256, lines, complete_at, deleted_at, seen_at, updated_at) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
+        " tail_sha256, lines, complete_at, deleted_at, seen_at, updated_at, line_hash) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
         "kind=excluded.kind, campaign=excluded.campaign, size=excluded.size, "
         "mtime=excluded.mtime, offset=excluded.offset, head_sha256=excluded.head_sha256, "
         "tail_sha256=excluded.tail_sha256, lines=excluded.lines, "
@@ -585,7 +590,7 @@ def _save_cursor(db: sqlite3.Connection, cursor: ReportCursor, at: datetime.date
          cursor.offset, cursor.head_sha256, cursor.tail_sha256, cursor.lines,
          now_iso(cursor.complete_at) if cursor.complete_at else None,
          now_iso(cursor.deleted_at) if cursor.deleted_at else None,
-         now_iso(cursor.seen_at), now_iso(at)))
+         now_iso(cursor.seen_at), now_iso(at), cursor.line_hash))
     return int(db.execute("SELECT id FROM report_cursors WHERE name = ?",
                           (cursor.name,)).fetchone()[0])
 

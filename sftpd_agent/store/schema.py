@@ -208,6 +208,13 @@ MIGRATIONS: Sequence[str] = (
         SELECT 'optouts_listed_to', coalesce(max(id), 0) FROM optouts WHERE true
         ON CONFLICT(key) DO UPDATE SET value = excluded.value;
     """,
+    # 9: how a report file's line keys are made (rules.report_lines): the files read so far
+    # keep BLAKE2b-64 (0), with the keys of their recorded lines; a file first seen from now
+    # on gets XXH3 (1), the cursor saying so for as long as it is kept (``_save_cursor`` never
+    # changes it).
+    """
+    ALTER TABLE report_cursors ADD COLUMN line_hash INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 
