@@ -941,9 +941,11 @@ async def _given_up(ahead: asyncio.Future[bytes] | None, *, cancel: bool) -> Non
         await ahead
 
 
-PARTS = 8
+PARTS = 2
 """Parts of a batch recorded in a worker thread: another writer seen waiting between two
-parts ends the transaction (it waits a part, a few milliseconds, not a whole batch)."""
+parts ends the transaction (it waits a part, ~20 ms, not a whole batch). Each part costs the
+recording thread a few turns of the GIL: 8 parts took 1M ACK lines 2.75 s, 2 parts 2.58 s
+(another writer's longest wait beside them: 32-44 ms)."""
 
 
 def _parts(start: int, stop: int) -> list[int]:
