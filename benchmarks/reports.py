@@ -100,8 +100,8 @@ def ingest(folder: Path, kind: str, *, beside_writer: bool) -> dict[str, float]:
     transaction = store.transaction
 
     @contextlib.contextmanager
-    def timed() -> Iterator[sqlite3.Connection]:
-        with transaction() as db:
+    def timed(**kwargs: Any) -> Iterator[sqlite3.Connection]:
+        with transaction(**kwargs) as db:
             yield db
         holds.append(store.last_hold)
 

@@ -159,6 +159,44 @@ async def test_ack_lines_recorded_as_parse_ack_reads_them(
     store.close()
 
 
+@pytest.mark.parametrize("kind", ["ACK", "STOP"])
+def test_a_report_read_ends_with_an_fsynced_transaction(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """A report file's batches are committed without an fsync of their own; the read ends
+    with one that has it (its cursor saved), before the round goes on to anything that
+    depends on the lines (an ACK deleted from the server, the listing, the events)."""
+    provider = tmp_path / "provider"
+    (provider / "Report").mkdir(parents=True)
+    if kind == "ACK":
+        lines = [f"R{n};+336{n:08d};Shop;Bonjour;2 ;sent;op" for n in range(5000)]
+    else:
+        lines = _stop_lines(list(range(5000)))
+    (provider / "Report" / f"{kind}-{NAME}.csv").write_text("\n".join(lines) + "\n")
+    settings = _settings(tmp_path / "agent")
+    store = Store(settings.paths.state_db)
+    synced: list[object] = []  # each transaction's ``synced``, and where the read ended
+    transaction = store.transaction
+
+    def noted(**kwargs: Any) -> Any:
+        synced.append(kwargs.get("synced", True))
+        return transaction(**kwargs)
+
+    monkeypatch.setattr(store, "transaction", noted)
+    read_into = Reports._read_into
+
+    async def marked(self: Reports, *args: Any, **kwargs: Any) -> Any:
+        cursor = await read_into(self, *args, **kwargs)
+        synced.append("read")
+        return cursor
+
+    monkeypatch.setattr(Reports, "_read_into", marked)
+    asyncio.run(Reports(store, settings, lambda: NOW, lambda *_, **__: None)
+                .round(LocalRemote(provider)))
+    read = synced.index("read")
+    assert False in synced[:read] and synced[read - 1] is True
+    store.close()
+
+
 def test_line_counts_count_as_a_counter_does() -> None:
     rng = random.Random(8)
     keys = [rng.getrandbits(64) - 2**63 for _ in range(20_000)]
@@ -261,9 +299,9 @@ def test_parts_share_a_transaction_unless_another_writer_waits(
     began = []
     transaction = store.transaction
 
-    def counted() -> Any:
+    def counted(**kwargs: Any) -> Any:
         began.append(1)
-        return transaction()
+        return transaction(**kwargs)
 
     monkeypatch.setattr(store, "transaction", counted)
     monkeypatch.setattr(store, "others_waiting", lambda: waiting)

@@ -237,6 +237,28 @@ def test_a_failed_bulk_checkpoint_is_said_and_taken_again(
     store.close()
 
 
+def test_a_transaction_without_its_own_fsync_leaves_the_others_theirs(
+        tmp_path: Path) -> None:
+    """``synced=False`` commits with ``synchronous=NORMAL`` and puts FULL back, also when
+    its block fails: no other transaction on the connection goes without its fsync."""
+    store = Store(tmp_path / "s.db")
+
+    def synchronous(db: sqlite3.Connection) -> int:
+        return int(db.execute("PRAGMA synchronous").fetchone()[0])
+
+    with store.transaction(synced=False) as db:
+        assert synchronous(db) == 1  # NORMAL
+        db.execute("INSERT INTO agent (key, value) VALUES ('a', '1')")
+    with store.transaction() as db:
+        assert synchronous(db) == 2  # FULL
+    with pytest.raises(RuntimeError), store.transaction(synced=False) as db:
+        raise RuntimeError("a batch that fails")
+    with store.transaction() as db:
+        assert synchronous(db) == 2
+    assert store.fact("a") == 1
+    store.close()
+
+
 def test_facts(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.db")
     assert store.fact("last_poll") is None

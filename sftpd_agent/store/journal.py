@@ -256,24 +256,37 @@ class Store(ReportTables):
         return self._db.in_transaction
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, synced: bool = True) -> Iterator[sqlite3.Connection]:
         """One atomic, durable unit: committed (fsynced) when the block ends.
 
         Begins once the write lock is free (:meth:`_begin`); keep the block short, another
         process may be waiting for it. Rolled back when the block raises or the COMMIT fails;
         the error goes on either way.
+
+        ``synced=False`` (a report file's batches of lines, each with its cursor): committed
+        without its own fsync (``synchronous=NORMAL``: atomic, never corrupt), durable with
+        the next transaction that has one, which every read of a report file ends with (its
+        cursor saved) before anything depends on its lines. A power loss in between loses the
+        batches and their cursors together: the file is read from the cursor before them
+        (1M ACK lines: 160 fsyncs fewer, ~0.2 s).
         """
         with self._lock:
-            self._begin()
-            began = time.monotonic()
+            if not synced:
+                self._db.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield self._db
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
+                self._begin()
+                began = time.monotonic()
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+                finally:
+                    self.last_hold = time.monotonic() - began
             finally:
-                self.last_hold = time.monotonic() - began
+                if not synced:
+                    self._db.execute("PRAGMA synchronous=FULL")
             self._unchecked += 1
             if self._unchecked >= CHECKPOINT_EVERY:
                 self.checkpoint()

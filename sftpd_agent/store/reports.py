@@ -88,7 +88,7 @@ class ReportTables:
     a report batch is recorded in a worker thread on the same connection, and a statement of
     this thread inside that transaction would join it, or find the table locked."""
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+    def transaction(self, *, synced: bool = True) -> AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError  # pragma: no cover - the Store's
 
     def bulk_written(self) -> None:
@@ -263,7 +263,7 @@ class ReportTables:
         for _ in range(len(parts)):  # bounded: each transaction records a part at least
             if done == len(parts):
                 break
-            with self.transaction() as db:
+            with self.transaction(synced=False) as db:  # synced by the read's last save
                 while True:
                     write(db, parts[done])
                     done += 1
