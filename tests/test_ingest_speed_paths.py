@@ -159,19 +159,26 @@ async def test_ack_lines_recorded_as_parse_ack_reads_them(
     store.close()
 
 
+def _report_file(tmp_path: Path, kind: str, count: int) -> tuple[Path, str]:
+    """An ACK or STOP file of ``count`` lines in a provider folder: the folder, its name."""
+    provider = tmp_path / "provider"
+    (provider / "Report").mkdir(parents=True)
+    if kind == "ACK":
+        lines = [f"R{n};+336{n:08d};Shop;Bonjour;2 ;sent;op" for n in range(count)]
+    else:
+        lines = _stop_lines(list(range(count)))
+    name = f"{kind}-{NAME}.csv"
+    (provider / "Report" / name).write_text("\n".join(lines) + "\n")
+    return provider, name
+
+
 @pytest.mark.parametrize("kind", ["ACK", "STOP"])
 def test_a_report_read_ends_with_an_fsynced_transaction(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
     """A report file's batches are committed without an fsync of their own; the read ends
     with one that has it (its cursor saved), before the round goes on to anything that
     depends on the lines (an ACK deleted from the server, the listing, the events)."""
-    provider = tmp_path / "provider"
-    (provider / "Report").mkdir(parents=True)
-    if kind == "ACK":
-        lines = [f"R{n};+336{n:08d};Shop;Bonjour;2 ;sent;op" for n in range(5000)]
-    else:
-        lines = _stop_lines(list(range(5000)))
-    (provider / "Report" / f"{kind}-{NAME}.csv").write_text("\n".join(lines) + "\n")
+    provider, _ = _report_file(tmp_path, kind, 5000)
     settings = _settings(tmp_path / "agent")
     store = Store(settings.paths.state_db)
     synced: list[object] = []  # each transaction's ``synced``, and where the read ended
@@ -489,14 +496,7 @@ def test_no_batch_queued_behind_one_that_failed_is_recorded(
     the journal holds the first batch and its cursor, and the next poll reads the rest."""
     monkeypatch.setattr(reports_module, "next_batch", lambda size, held: 1000)
     first = journal.BULK_FIRST_BATCH  # the first batch, then batches of 1000
-    provider = tmp_path / "provider"
-    (provider / "Report").mkdir(parents=True)
-    if kind == "ACK":
-        lines = [f"R{n};+336{n:08d};Shop;Bonjour;2 ;sent;op" for n in range(5000)]
-    else:
-        lines = _stop_lines(list(range(5000)))
-    name = f"{kind}-{NAME}.csv"
-    (provider / "Report" / name).write_text("\n".join(lines) + "\n")
+    provider, name = _report_file(tmp_path, kind, 5000)
     settings = _settings(tmp_path / "agent")
     store = Store(settings.paths.state_db)
     reports = Reports(store, settings, lambda: NOW, lambda *_, **__: None)
