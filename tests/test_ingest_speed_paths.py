@@ -177,15 +177,19 @@ def test_a_report_read_ends_with_an_fsynced_transaction(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
     """A report file's batches are committed without an fsync of their own; the read ends
     with one that has it (its cursor saved), before the round goes on to anything that
-    depends on the lines (an ACK deleted from the server, the listing, the events)."""
+    depends on the lines (an ACK deleted from the server, the listing, the events). The
+    batches run with the lean page cache; the store has its own back afterwards."""
     provider, _ = _report_file(tmp_path, kind, 5000)
     settings = _settings(tmp_path / "agent")
     store = Store(settings.paths.state_db)
     synced: list[object] = []  # each transaction's ``synced``, and where the read ended
+    caches: list[int] = []
     transaction = store.transaction
 
     def noted(**kwargs: Any) -> Any:
         synced.append(kwargs.get("synced", True))
+        if not kwargs.get("synced", True):  # a batch of lines: with the lean page cache
+            caches.append(int(store._db.execute("PRAGMA cache_size").fetchone()[0]))
         return transaction(**kwargs)
 
     monkeypatch.setattr(store, "transaction", noted)
@@ -201,6 +205,8 @@ def test_a_report_read_ends_with_an_fsynced_transaction(
                 .round(LocalRemote(provider)))
     read = synced.index("read")
     assert False in synced[:read] and synced[read - 1] is True
+    assert set(caches) == {-journal.LEAN_CACHE_KIB}
+    assert int(store._db.execute("PRAGMA cache_size").fetchone()[0]) == -journal.CACHE_KIB
     store.close()
 
 

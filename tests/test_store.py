@@ -259,6 +259,23 @@ def test_a_transaction_without_its_own_fsync_leaves_the_others_theirs(
     store.close()
 
 
+def test_a_lean_cache_is_for_its_block_alone(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+
+    def cache(db: sqlite3.Connection) -> int:
+        return int(db.execute("PRAGMA cache_size").fetchone()[0])
+
+    with store.transaction() as db:
+        assert cache(db) == -store_module.CACHE_KIB
+    with pytest.raises(RuntimeError), store.lean_cache():
+        with store.transaction() as db:
+            assert cache(db) == -store_module.LEAN_CACHE_KIB
+        raise RuntimeError("a read that fails")
+    with store.transaction() as db:
+        assert cache(db) == -store_module.CACHE_KIB
+    store.close()
+
+
 def test_facts(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.db")
     assert store.fact("last_poll") is None

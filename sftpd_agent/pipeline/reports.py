@@ -414,7 +414,7 @@ class Reports:
                 self.store.begin_line_pass()
         copy = _RawCopy(self._copy_path(cursor), keep=start)
         # Leaving the block waits for a batch still being recorded (an error included).
-        with _bulk_read(), \
+        with _bulk_read(), self.store.lean_cache(), \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="report-lines") as pool:
             state.pool = pool
             cursor = await self._read_into(remote, path, entry, state, copy=copy, start=start,

@@ -75,6 +75,11 @@ BULK_FIRST_BATCH, BULK_MIN_BATCH, BULK_MAX_BATCH = 2_000, 200, 50_000
 CACHE_KIB = 16384
 """SQLite's page cache (KiB). Report lines are appended (migrations 7 and 8), so a million of
 them need no more: 64 MiB measured the same ingest times with 50 MB more resident."""
+LEAN_CACHE_KIB = 2048
+"""The page cache while report lines are appended and opt-outs listed
+(:meth:`Store.lean_cache`): appends touch the last pages alone, and the listing's sort is held
+to the cache's size (1M STOP lines: 122 -> 106 MB while read, 126 -> 97 MB while listed, the same
+times)."""
 LIST_CACHE_KIB = 1024
 """The cache of the scratch table a listing of opt-out numbers sorts into (the rest on disk)."""
 CHECKPOINT_EVERY = 100
@@ -314,6 +319,18 @@ class Store(ReportTables):
             if self._aside is None:
                 self._aside = _Aside(self.path)
             self._aside.checkpoint()
+
+    @contextmanager
+    def lean_cache(self) -> Iterator[None]:
+        """For the block: the page cache at :data:`LEAN_CACHE_KIB` (the pages over it let
+        go at once), then back at :data:`CACHE_KIB`, also when the block fails."""
+        with self._lock:
+            self._db.execute(f"PRAGMA cache_size=-{LEAN_CACHE_KIB}")
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
 
     def wait_checkpoint(self) -> None:
         """Wait for a bulk write's checkpoint under way (:meth:`bulk_written`), if any."""
@@ -757,6 +774,12 @@ class Store(ReportTables):
             top = self._last_optout()
             if top <= done:
                 return 0
+        with self.lean_cache():
+            return self._list_optouts(done, top)
+
+    def _list_optouts(self, done: int, top: int) -> int:
+        """:meth:`list_new_optouts` of the lines after ``done`` up to ``top``."""
+        with self._lock:
             # Written and read in rowid order: a small cache does (8 MiB: 7 MB more resident).
             self._db.execute(f"PRAGMA temp.cache_size = -{LIST_CACHE_KIB}")
             self._db.execute("CREATE TEMP TABLE IF NOT EXISTS optouts_to_list (msisdn TEXT "
