@@ -413,6 +413,7 @@ def run_once(bench: Bench, scenario: str, run: int) -> dict[str, Any]:
                 state_db, "SELECT value FROM agent WHERE key = 'upload_seconds_total'"))
             figures |= upload_baseline(bench, folder, data)
             figures["peak_campaign_mb"] = (status_kib(pid, "VmHWM") or 0) / 1024
+            figures["ack_start_mb"] = (status_kib(pid, "VmRSS") or 0) / 1024
             if resettable:
                 reset_peak(pid)
 
@@ -546,6 +547,7 @@ ROWS = [  # label, key, target, how the target reads; keys in seconds unless *_m
     ("STOP -> the list's table holds them", "stop_listed", None, ""),
     ("peak RSS, campaign phase (MB)", "peak_campaign_mb", None, ""),
     ("peak RSS, ACK phase (MB)", "peak_ack_mb", None, ""),
+    ("  of which resident at its start (MB)", "ack_start_mb", None, ""),
     ("peak RSS, STOP phase (MB)", "peak_stop_mb", TARGET_STOP_MB, "<= 150 MB"),
     ("  of which resident at its start (MB)", "stop_start_mb", None, ""),
     ("daemon peak RSS, whole run (MB)", "peak_mb", TARGET_PEAK_MB, "<= 300 MB"),
