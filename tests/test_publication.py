@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sftpd_agent.config import Settings
+from sftpd_agent.pipeline import publication
 from sftpd_agent.pipeline.campaigns import Campaigns
 from sftpd_agent.pipeline.publication import Publisher
 from sftpd_agent.remote.local import LocalRemote
@@ -251,3 +252,18 @@ async def test_a_name_already_used_by_another_campaign_gets_another(tmp_path: Pa
     await world.publisher.round(LocalRemote(world.provider))
     sent = world.provider / "Send"
     assert {p.name for p in sent.iterdir()} >= {first.remote_name, other.remote_name}
+
+
+@pytest.mark.parametrize("big", [False, True])
+async def test_a_big_upload_hands_its_memory_back_once_published(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, big: bool) -> None:
+    """After a part of ``BIG_UNIT`` bytes or more is published, the daemon hands the
+    upload's freed memory back (``memory.give_back``); a small one does not pay for it."""
+    given: list[PartState] = []
+    world = World(tmp_path)
+    (part,) = prepared(world)
+    monkeypatch.setattr(publication, "BIG_UNIT", part.size if big else part.size + 1)
+    monkeypatch.setattr(publication, "give_back",
+                        lambda: given.append(world.store.parts()[0].state))
+    await world.publisher.round(LocalRemote(world.provider))
+    assert given == ([PartState.PUBLISHED] if big else [])
