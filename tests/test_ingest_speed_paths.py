@@ -739,8 +739,10 @@ def test_suppress_list_shows_numbers_still_to_list_as_their_listing_will(
         ("+33612300001", "2026-11-23T09:00:00+00:00", stop.name),
         ("+33612300003", "2026-11-23T10:00:00+00:00", stop.name)]
     assert _listed(store) == {"+33612300002"}
+    assert store.suppression_size() == len(shown) == 3
     assert store.list_new_optouts() == 4
     assert store.suppression_entries() == shown
+    assert store.suppression_size() == 3
     store.close()
 
 

@@ -66,7 +66,7 @@ def collect(
         _counter("optouts", "Opt-outs (STOP) ingested from the provider's reports.",
                  store.count_rows("optouts")),
         _gauge("suppression_list_size", "Numbers on the suppression list.",
-               store.count_rows("suppression")),
+               store.suppression_size()),
         _gauge("oldest_waiting_outcome_seconds",
                "Age of the oldest provider file published and still without an outcome.",
                _oldest_waiting(store, now)),

@@ -835,6 +835,16 @@ class Store(ReportTables):
             "SELECT msisdn FROM optouts WHERE id > ? AND listed", (self._listed_to(),)))
         return numbers
 
+    def suppression_size(self) -> int:
+        """How many numbers :meth:`suppression_entries` has, without reading them (the
+        numbers still to be listed are none, but for seconds after a STOP file)."""
+        listed = int(self._db.execute("SELECT count(*) FROM suppression").fetchone()[0])
+        pending = self._db.execute(
+            "SELECT count(DISTINCT o.msisdn) FROM optouts o WHERE o.id > ? AND o.listed "
+            "AND NOT EXISTS (SELECT 1 FROM suppression s WHERE s.msisdn = o.msisdn)",
+            (self._listed_to(),)).fetchone()[0]
+        return listed + int(pending)
+
     def suppression_entries(self) -> list[dict[str, Any]]:
         """The suppression list, oldest first: its entries and the numbers of opt-out lines
         not listed yet (a STOP file's numbers are listed after its lines and the event that
