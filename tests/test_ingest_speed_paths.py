@@ -577,6 +577,19 @@ def test_the_next_chunk_is_read_while_one_is_ingested(
 # -- STOP lines in arrival order, their numbers listed after them (migration 8) -------------
 
 
+def _stop_file(store: Store) -> ReportCursor:
+    """The journal's cursor of a STOP file, saved."""
+    return store.save_report_cursor(ReportCursor(f"STOP-{NAME}.csv", Kind.STOP, None,
+                                                 seen_at=NOW), NOW)
+
+
+def _listing_slices_of(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    """Every slice of a listing ``size`` numbers, and no pause between two."""
+    for name, value in (("BULK_FIRST_BATCH", size), ("BULK_MIN_BATCH", size),
+                        ("BULK_MAX_BATCH", size), ("BULK_PAUSE", 0)):
+        monkeypatch.setattr(journal, name, value)
+
+
 def _stop_lines(numbers: list[int]) -> list[str]:
     return [f"+336123{n:05d};20261123;1000;STOP;R{n}" for n in numbers]
 
@@ -684,12 +697,9 @@ def test_numbers_are_listed_in_slices_and_a_listing_stopped_half_way_lists_again
     """The listing goes in slices of sorted numbers, one transaction each; stopped after
     some, it lists them all at the next call (those in are left as they are), and only then
     moves past the lines. A number of several lines keeps its first line's time."""
-    for name, value in (("BULK_FIRST_BATCH", 3), ("BULK_MIN_BATCH", 3),
-                        ("BULK_MAX_BATCH", 3), ("BULK_PAUSE", 0)):
-        monkeypatch.setattr(journal, name, value)
+    _listing_slices_of(monkeypatch, 3)
     store = Store(tmp_path / "state.db")
-    stop = store.save_report_cursor(ReportCursor(f"STOP-{NAME}.csv", Kind.STOP, None,
-                                                 seen_at=NOW), NOW)
+    stop = _stop_file(store)
     numbers = [9, 4, 7, 1, 8, 2, 6, 3, 5, 4]
     cursor, lines = _counted(store, stop, _stop_lines(numbers), 10)
     lines[-1][3] = "2026-11-23T10:00:00+00:00"  # the second line of +33612300004: later
@@ -727,8 +737,7 @@ def test_suppress_list_shows_numbers_still_to_list_as_their_listing_will(
     (that entry stays as it is); afterwards it shows exactly the same."""
     store = Store(tmp_path / "state.db")
     store.suppress(["+33612300002"], source="manual", at=NOW - dt.timedelta(days=1))
-    stop = store.save_report_cursor(ReportCursor(f"STOP-{NAME}.csv", Kind.STOP, None,
-                                                 seen_at=NOW), NOW)
+    stop = _stop_file(store)
     cursor, lines = _counted(store, stop, _stop_lines([3, 2, 1, 3]), 4)
     lines[0][3] = "2026-11-23T10:00:00+00:00"  # +33612300003's first line: later than the rest
     lines[3][3] = "2026-11-23T08:00:00+00:00"  # ... and its second: earlier, not shown
@@ -777,8 +786,7 @@ def test_a_number_removed_before_its_line_is_listed_stays_removed(tmp_path: Path
     """``suppress remove`` of a number whose opt-out line is not listed yet lists the lines
     first, then removes it: no later listing brings it back."""
     store = Store(tmp_path / "state.db")
-    stop = store.save_report_cursor(ReportCursor(f"STOP-{NAME}.csv", Kind.STOP, None,
-                                                 seen_at=NOW), NOW)
+    stop = _stop_file(store)
     store.record_stop_parts([_stop_part(store, stop, _stop_lines([1, 2]), 2)], at=NOW)
     assert store.unsuppress(["+33612300001"]) == ["+33612300001"]
     assert store.list_new_optouts() == 0
@@ -793,12 +801,9 @@ def test_a_listing_overtaken_by_another_process_leaves_a_removal_alone(
     remove`` in between two of its slices (it lists them all, then removes a number). The
     daemon's next slice sees the lines listed and stops: the number stays removed, and the
     mark never moves back."""
-    for name, value in (("BULK_FIRST_BATCH", 2), ("BULK_MIN_BATCH", 2),
-                        ("BULK_MAX_BATCH", 2), ("BULK_PAUSE", 0)):
-        monkeypatch.setattr(journal, name, value)
+    _listing_slices_of(monkeypatch, 2)
     daemon = Store(tmp_path / "state.db")
-    stop = daemon.save_report_cursor(ReportCursor(f"STOP-{NAME}.csv", Kind.STOP, None,
-                                                  seen_at=NOW), NOW)
+    stop = _stop_file(daemon)
     daemon.record_stop_parts([_stop_part(daemon, stop, _stop_lines([1, 2, 3, 4, 5, 6]), 6)],
                              at=NOW)
     operator = Store(tmp_path / "state.db")
@@ -822,8 +827,7 @@ def test_stop_lines_after_a_purge_emptied_the_table_are_listed(tmp_path: Path) -
     are above the listing's mark, and listed. The lines deleted no longer count (as for a
     store opened after the purge)."""
     store = Store(tmp_path / "state.db")
-    stop = store.save_report_cursor(ReportCursor(f"STOP-{NAME}.csv", Kind.STOP, None,
-                                                 seen_at=NOW), NOW)
+    stop = _stop_file(store)
     assert stop.id is not None
     store.record_stop_parts([_stop_part(store, stop, _stop_lines([1, 2]), 2)], at=NOW)
     assert store.list_new_optouts() == 2
