@@ -102,16 +102,20 @@ _LIST = (
     "INSERT INTO suppression (msisdn, added_at, source, campaign) "
     "SELECT msisdn, added_at, source, campaign FROM temp.optouts_to_list "
     "WHERE rowid BETWEEN ?1 AND ?2 ORDER BY rowid ON CONFLICT(msisdn) DO NOTHING")
-# The suppression list as it stands: its entries, and the numbers of opt-out lines still to
-# be listed that it does not hold yet (each as its first line would list it).
+# The opt-out lines whose numbers are still to be listed (?1: the mark, ``LISTED_TO``), and
+# of those, the ones whose number the list does not hold yet.
+_PENDING = "optouts o WHERE o.id > ?1 AND o.listed"
+_PENDING_NEW = (_PENDING  # noqa: S608 - constants, no input
+                + " AND NOT EXISTS (SELECT 1 FROM suppression s WHERE s.msisdn = o.msisdn)")
+# The suppression list as it stands: its entries, and the numbers still to be listed that it
+# does not hold yet (each as its first line would list it).
 _ENTRIES = (
-    "SELECT msisdn, added_at, source, campaign FROM suppression UNION ALL "
+    "SELECT msisdn, added_at, source, campaign FROM suppression UNION ALL "  # noqa: S608
     "SELECT o.msisdn, coalesce(o.received_at, o.at), coalesce(k.name, 'STOP'), "
-    "c.campaign_id FROM (SELECT msisdn, received_at, at, report, campaign, min(id) "
-    "FROM optouts WHERE id > ?1 AND listed GROUP BY msisdn) o "
+    "c.campaign_id FROM (SELECT o.msisdn, o.received_at, o.at, o.report, o.campaign, "
+    f"min(o.id) FROM {_PENDING_NEW} GROUP BY o.msisdn) o "
     "LEFT JOIN report_cursors k ON k.id = o.report "
     "LEFT JOIN campaigns c ON c.id = o.campaign "
-    "WHERE NOT EXISTS (SELECT 1 FROM suppression s WHERE s.msisdn = o.msisdn) "
     "ORDER BY 2, 1")
 
 
@@ -811,7 +815,7 @@ class Store(ReportTables):
     def unlisted_optouts(self) -> int:
         """Opt-out lines whose number is still to join the suppression list (the seconds
         between a STOP file's lines and their listing; after a crash, until the start)."""
-        return int(self._db.execute("SELECT count(*) FROM optouts WHERE id > ? AND listed",
+        return int(self._db.execute(f"SELECT count(*) FROM {_PENDING}",  # noqa: S608
                                     (self._listed_to(),)).fetchone()[0])
 
     def unsuppress(self, numbers: Sequence[str]) -> list[str]:
@@ -832,7 +836,7 @@ class Store(ReportTables):
         between, or after a crash before the next poll, they are no less opted out)."""
         numbers = {row[0] for row in self._db.execute("SELECT msisdn FROM suppression")}
         numbers.update(row[0] for row in self._db.execute(
-            "SELECT msisdn FROM optouts WHERE id > ? AND listed", (self._listed_to(),)))
+            f"SELECT o.msisdn FROM {_PENDING}", (self._listed_to(),)))  # noqa: S608
         return numbers
 
     def suppression_size(self) -> int:
@@ -840,8 +844,7 @@ class Store(ReportTables):
         numbers still to be listed are none, but for seconds after a STOP file)."""
         listed = int(self._db.execute("SELECT count(*) FROM suppression").fetchone()[0])
         pending = self._db.execute(
-            "SELECT count(DISTINCT o.msisdn) FROM optouts o WHERE o.id > ? AND o.listed "
-            "AND NOT EXISTS (SELECT 1 FROM suppression s WHERE s.msisdn = o.msisdn)",
+            f"SELECT count(DISTINCT o.msisdn) FROM {_PENDING_NEW}",  # noqa: S608
             (self._listed_to(),)).fetchone()[0]
         return listed + int(pending)
 
