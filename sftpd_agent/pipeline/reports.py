@@ -274,8 +274,8 @@ class Reports:
     _touched: set[int] = field(default_factory=set)
     _times: dict[tuple[str, str], str | None] = field(default_factory=dict)
     _skipped: dict[str, str] | None = None  # what the fact says; None: not read yet
-    _quick: tuple[str, Callable[[str], str | None]] | None = None  # (region, normalize)
-    _shortcuts: tuple[str, Callable[[str, Shortcut], Shortcut]] | None = None  # (region, get)
+    # (region, its normalizer, quick_normalize of it): for the default region in force
+    _numbers: tuple[str, NumberNormalizer, Callable[[str], str | None]] | None = None
 
     # -- a poll ----------------------------------------------------------------------------
 
@@ -875,10 +875,7 @@ class Reports:
         """The E.164 form of a number in a report, under the settings in force (asked once
         for a batch, not for each line); digits the library cannot place are kept as
         ``+<digits>`` rather than lose an opt-out."""
-        region = self.settings.campaign.default_region
-        if self._quick is None or self._quick[0] != region:
-            self._quick = (region, quick_normalize(NumberNormalizer(region)))
-        normalize = self._quick[1]
+        normalize = self._region_numbers()[2]
 
         def number(raw: str) -> str | None:
             found = normalize(raw)
@@ -895,10 +892,16 @@ class Reports:
     def _quick_numbers(self) -> Callable[[str, Shortcut], Shortcut]:
         """The shortcut table's ``get`` (``NumberNormalizer.shortcuts``) of the default
         region in force, for a loop that decides the commonest numbers itself."""
+        return self._region_numbers()[1].shortcuts().get
+
+    def _region_numbers(self) -> tuple[str, NumberNormalizer, Callable[[str], str | None]]:
+        """The default region in force, its normalizer and ``quick_normalize`` of it: made
+        once for a region (its shortcut table with it)."""
         region = self.settings.campaign.default_region
-        if self._shortcuts is None or self._shortcuts[0] != region:
-            self._shortcuts = (region, NumberNormalizer(region).shortcuts().get)
-        return self._shortcuts[1]
+        if self._numbers is None or self._numbers[0] != region:
+            normalizer = NumberNormalizer(region)
+            self._numbers = (region, normalizer, quick_normalize(normalizer))
+        return self._numbers
 
     def _received_at(self, date: str, hour: str) -> str | None:
         key = (date, hour)
