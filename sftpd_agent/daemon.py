@@ -37,7 +37,7 @@ from .config import Settings, SettingsSource
 from .errors import ConfigError, RemoteError
 from .files import private_dir
 from .logs import bind_campaign, get_logger
-from .memory import BIG_ROWS, BIG_UNIT, give_back
+from .memory import BIG_ROWS, BIG_UNIT, give_back, tune_heap
 from .notify.payload import event_payload
 from .notify.queue import Notifications
 from .pipeline.campaigns import Campaigns
@@ -600,7 +600,9 @@ async def sftp_connect(settings: Settings) -> Remote:
 
 def open_agent(settings: Settings, *, config_path: str | None, clock: Clock,
                fault_hook: Callable[[str, object], None] | None = None) -> Agent:
-    """The agent with its production parts: the journal at ``paths.state_db``, asyncssh."""
+    """The agent with its production parts: the journal at ``paths.state_db``, asyncssh;
+    the process's heap tuned for a daemon that meets million-row units (:func:`tune_heap`)."""
+    tune_heap()
     return Agent(SettingsSource(settings, config_path), store=Store(settings.paths.state_db),
                  connect=sftp_connect, clock=clock, fault_hook=fault_hook)
 
