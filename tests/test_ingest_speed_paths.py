@@ -229,6 +229,16 @@ def test_line_counts_count_as_a_counter_does() -> None:
     assert all(sized.get(key) == n for key, n in expected.items())
 
 
+def test_a_million_stop_lines_of_the_documented_shape_take_the_least_table() -> None:
+    # ``MSISDN;DATE;HOUR;MESSAGE;IDREMOTE``: a million such lines fit 2**21 slots at 5/8
+    # full (16 MiB); a file's size over STOP_LINE_BYTES must not size it for 2**22 (32 MiB).
+    line = b"+33612345678;20261123;1000;STOP;R0000001\r\n"
+    size = len(line) * 1_000_000
+    table = store_reports.LineCounts(report=1, expected=size // reports_module.STOP_LINE_BYTES)
+    assert len(table._slots) == 1 << 21
+    assert len(table._slots) * 5 >= 1_000_000 * 8  # and holds them without growing
+
+
 def test_ack_keys_keep_the_first_line_of_each_number_and_idremote() -> None:
     rng = random.Random(9)
     pairs = [(f"+336{rng.randrange(10**8):08d}", f"R{rng.randrange(10**6)}")
