@@ -46,7 +46,7 @@ def test_free_memory_goes_back_to_the_system_after_a_big_unit() -> None:
 
 
 # The daemon's case: a big block freed (glibc then raises its thresholds to 16 and 32 MiB),
-# then a thread's 1 MiB buffers, 24 MB, freed. Untuned, they stay resident in the thread's
+# then a thread's 4 MiB buffers, 24 MB, freed. Untuned, they stay resident in the thread's
 # heap until something trims it (and a trim does not always get them back: the daemon's
 # campaign thread kept 24 MB so); tuned, each is mapped apart and handed back as it is freed.
 _THREAD_HEAP = _RSS_MB + textwrap.dedent("""
@@ -59,7 +59,7 @@ _THREAD_HEAP = _RSS_MB + textwrap.dedent("""
     freed = []
 
     def unit():
-        buffers = [bytearray(1 << 20) for _ in range(24)]
+        buffers = [bytearray(4 << 20) for _ in range(6)]
         before = rss_mb()
         del buffers
         freed.append(before - rss_mb())
