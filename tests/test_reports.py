@@ -376,3 +376,56 @@ async def test_a_part_still_on_its_way_keeps_its_campaign_from_reported(tmp_path
     (campaign,) = world.store.campaigns()
     assert campaign.state == "reported"
     assert [name for name, _ in world.events].count("campaign.reported") == 1
+
+
+# -- the local raw copy, written by a thread of its own ------------------------------------
+
+
+def test_a_raw_copy_keeps_the_bytes_before_and_adds_the_new_ones_in_order(
+        tmp_path: Path) -> None:
+    final = tmp_path / "ACK-1.csv"
+    final.write_bytes(b"l1\nl2\nold tail")
+    copy = reports_module._RawCopy(final, keep=6)
+    for n in range(3, 40):
+        copy.write(f"l{n}\n".encode())
+    assert final.read_bytes() == b"l1\nl2\nold tail"  # replaced only on commit
+    copy.commit()
+    assert final.read_bytes() == b"".join(f"l{n}\n".encode() for n in range(1, 40))
+    assert [p.name for p in tmp_path.iterdir()] == ["ACK-1.csv"]
+    copy.discard()  # after commit: nothing more happens
+    assert final.read_bytes().startswith(b"l1\nl2\nl3\n")
+
+
+class _FullDisk:
+    """A file whose second write and those after fail as a full disk does."""
+
+    def __init__(self, out: Any) -> None:
+        self.out, self.writes = out, 0
+
+    def write(self, data: bytes) -> int:
+        self.writes += 1
+        if self.writes >= 2:
+            raise OSError(28, "No space left on device")
+        return int(self.out.write(data))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.out, name)
+
+
+@pytest.mark.parametrize("then", ["write", "commit"])
+def test_a_raw_copy_that_cannot_be_written_raises_and_leaves_the_old_copy(
+        tmp_path: Path, then: str) -> None:
+    final = tmp_path / "STOP-1.csv"
+    final.write_bytes(b"kept\n")
+    copy = reports_module._RawCopy(final, keep=5)
+    copy._out = _FullDisk(copy._out)  # type: ignore[assignment]
+    copy.write(b"first\n")
+    copy.write(b"second\n")  # fails in the writer's thread
+    with pytest.raises(OSError, match="No space left"):
+        if then == "write":
+            copy.write(b"third\n")  # says so on the next write...
+        else:
+            copy.commit()  # ...or when the copy would be kept
+    copy.discard()
+    assert final.read_bytes() == b"kept\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["STOP-1.csv"]

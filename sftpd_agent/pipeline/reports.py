@@ -206,11 +206,19 @@ def _sha256(data: bytes) -> str:
 
 class _RawCopy:
     """The local copy of a report: the bytes kept so far, plus the new ones, replaced
-    atomically on ``commit`` (``files.replaced``), left as it was on ``discard``."""
+    atomically on ``commit`` (``files.replaced``), left as it was on ``discard``.
+
+    The new bytes are written by a thread of its own, a chunk at a time behind the reader
+    (the one before waited for, its error raised, by the next ``write``): a 1 MiB write into
+    the page cache held the event loop 3-5 ms, a quarter of its busy time during a
+    million-line ACK."""
 
     def __init__(self, final: Path, keep: int) -> None:
         self._writing = replaced(final, text=False)
         self._out = self._writing.__enter__()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="report-copy")
+        self._last: Future[int] | None = None
+        self._open = True
         if keep:
             with final.open("rb") as old:
                 remaining = keep
@@ -219,14 +227,34 @@ class _RawCopy:
                     remaining -= len(block)
 
     def write(self, data: bytes) -> None:
-        self._out.write(data)
+        self._written()
+        self._last = self._writer.submit(self._out.write, data)
+
+    def _written(self) -> None:
+        """Wait for the write under way, if any (its error raised)."""
+        last, self._last = self._last, None
+        if last is not None:
+            last.result()
 
     def commit(self) -> None:
-        self._writing.__exit__(None, None, None)
+        self._written()
+        self._close(None)
 
     def discard(self) -> None:
-        stop = _Discarded()
-        self._writing.__exit__(_Discarded, stop, None)
+        with contextlib.suppress(Exception):  # the copy is not kept: its error says nothing
+            self._written()
+        self._close(_Discarded())
+
+    def _close(self, stop: _Discarded | None) -> None:
+        """Stop the writer, then keep the copy (``stop`` None) or not; once."""
+        if not self._open:
+            return
+        self._open = False
+        self._writer.shutdown()
+        if stop is None:
+            self._writing.__exit__(None, None, None)
+        else:
+            self._writing.__exit__(_Discarded, stop, None)
 
 
 class _Discarded(Exception):
