@@ -145,6 +145,75 @@ def next_batch(size: int, held: float) -> int:
     return max(BULK_MIN_BATCH, min(BULK_MAX_BATCH, 2 * size, wanted))
 
 
+class _SharedCursor(sqlite3.Cursor):
+    """A cursor of :class:`_SharedConnection`: each statement and each fetch of its rows
+    under the connection's lock (rows iterated: fetched :data:`_SHARED_ROWS` at a time)."""
+
+    _lock: threading.RLock
+    _rows: Iterator[Any] = iter(())
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _SharedCursor:
+        with self._lock:
+            super().execute(sql, parameters)
+        return self
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> _SharedCursor:
+        with self._lock:
+            super().executemany(sql, seq_of_parameters)
+        return self
+
+    def fetchone(self) -> Any:
+        with self._lock:
+            return super().fetchone()
+
+    def fetchmany(self, size: int | None = None) -> list[Any]:
+        with self._lock:
+            return super().fetchmany(self.arraysize if size is None else size)
+
+    def fetchall(self) -> list[Any]:
+        with self._lock:
+            return super().fetchall()
+
+    def __iter__(self) -> _SharedCursor:
+        return self
+
+    def __next__(self) -> Any:
+        for _ in range(2):  # bounded: the rows at hand, else the next ones
+            for row in self._rows:
+                return row
+            rows = self.fetchmany(_SHARED_ROWS)
+            if not rows:
+                break
+            self._rows = iter(rows)
+        raise StopIteration
+
+
+_SHARED_ROWS = 512
+"""Rows a :class:`_SharedCursor` fetches at a time while iterated."""
+
+
+class _SharedConnection(sqlite3.Connection):
+    """The store's one connection, used by the event loop's thread and by worker threads
+    (validation, upload preparation, report batches, the listing): every statement and every
+    fetch of rows under one re-entrant lock, a transaction's whole block included. sqlite3
+    leaves a connection shared by threads to its user: two calls at once read each other's
+    errors (``another row available``: a campaign dropped during a million-number ``suppress
+    import`` was set aside with it while another one's upload was prepared)."""
+
+    lock: threading.RLock
+
+    def cursor(self, factory: Any = None) -> _SharedCursor:  # type: ignore[override]
+        shared = super().cursor(_SharedCursor)
+        shared._lock = self.lock
+        return shared
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _SharedCursor:
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> _SharedCursor:
+        return self.cursor().executemany(sql, parameters)
+
+
 class _Aside:
     """PASSIVE checkpoints of a bulk writer's journal, on a connection of their own in a
     thread of their own: WAL lets a checkpoint copy committed pages into the database file
@@ -223,7 +292,8 @@ class Store(ReportTables):
             os.close(private_file(path))
         # Opening (WAL mode, migrations) may wait for another writer SQLite's own way.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                   timeout=begin_deadline)
+                                   timeout=begin_deadline, factory=_SharedConnection)
+        self._db.lock = self._lock
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -307,9 +377,18 @@ class Store(ReportTables):
         wait for the next one). Every :data:`CHECKPOINT_EVERY` transactions, or
         :data:`BULK_PER_CHECKPOINT` bulk batches, so that the WAL stays small without a
         checkpoint inside a COMMIT.
+
+        Never raises: it comes after a transaction that committed. While a statement of this
+        connection is still reading (rows of another thread's read, fetched a few at a
+        time), SQLite refuses it (``database table is locked``): it is taken after the next
+        transaction instead (the WAL grows a little meanwhile).
         """
         with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                log.debug("checkpoint_deferred", journal=str(self.path), error=str(exc))
+                return
             self._unchecked = 0
 
     def bulk_written(self) -> None:
@@ -833,11 +912,21 @@ class Store(ReportTables):
     def suppressed(self) -> set[str]:
         """The numbers not to send to: the suppression list's, and those of opt-out lines
         still to be listed (a STOP file's numbers join the list just after its lines; in
-        between, or after a crash before the next poll, they are no less opted out)."""
-        numbers = {row[0] for row in self._db.execute("SELECT msisdn FROM suppression")}
-        numbers.update(row[0] for row in self._db.execute(
-            f"SELECT o.msisdn FROM {_PENDING}", (self._listed_to(),)))  # noqa: S608
-        return numbers
+        between, or after a crash before the next poll, they are no less opted out).
+
+        Read in one snapshot on a connection of its own: an upload's preparation asks it in a
+        worker thread, and a million numbers read on the shared connection would hold its
+        lock (the event loop's statements waiting) and cost a Python call a row."""
+        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                             isolation_level=None)
+        try:
+            db.execute("BEGIN")  # one snapshot for the mark and both reads
+            numbers = {row[0] for row in db.execute("SELECT msisdn FROM suppression")}
+            numbers.update(row[0] for row in db.execute(
+                f"SELECT o.msisdn FROM {_PENDING}", (self._listed_to(db),)))  # noqa: S608
+            return numbers
+        finally:
+            db.close()
 
     def suppression_size(self) -> int:
         """How many numbers :meth:`suppression_entries` has, without reading them (the

@@ -326,10 +326,10 @@ class ReportTables:
         self.bulk_written()
         return new_optouts, new_replies
 
-    def _listed_to(self) -> int:
+    def _listed_to(self, db: sqlite3.Connection | None = None) -> int:
         """:data:`~sftpd_agent.store.schema.LISTED_TO`: the last opt-out line whose number
-        is listed."""
-        found = self._db.execute(GET_FACT, (LISTED_TO,)).fetchone()
+        is listed (read on ``db``, else the store's connection)."""
+        found = (self._db if db is None else db).execute(GET_FACT, (LISTED_TO,)).fetchone()
         return int(json.loads(found[0])) if found else 0
 
     @staticmethod
