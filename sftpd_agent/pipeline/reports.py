@@ -280,6 +280,9 @@ class _Read:
     pending: collections.deque[tuple[Future[Any], int]] = field(
         default_factory=collections.deque)  # the batches being recorded, with their sizes
     failed: bool = False  # a batch was not recorded: none after it may be
+    # The campaign id of a STOP or SMS-MO file, read once: a read of the journal between two
+    # chunks waits for the batch being recorded (its transaction holds the store's lock).
+    campaign_id: str | None = None
 
 
 @dataclass
@@ -423,6 +426,8 @@ class Reports:
         if cursor.id is None:
             cursor = self.store.save_report_cursor(cursor, self.clock())
         state = _Read(cursor, head=head, tail=tail)
+        if cursor.kind is not Kind.ACK:
+            state.campaign_id = self._campaign_id(cursor.campaign)
         if cursor.kind is Kind.ACK:
             state.expected = self._expected_rows(cursor) or entry.size // ACK_LINE_BYTES
         if cursor.kind is Kind.STOP:
@@ -545,7 +550,7 @@ class Reports:
         first = cursor.lines + 1
         now = self.clock()
         ack, stop = cursor.kind is Kind.ACK, cursor.kind is Kind.STOP
-        campaign_id = None if ack else self._campaign_id(cursor.campaign)
+        campaign_id = state.campaign_id
         keywords = {fold(word) for word in self.settings.reports.stop_keywords}
         start = 0
         while start < len(lines):
