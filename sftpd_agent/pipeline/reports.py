@@ -251,10 +251,7 @@ class _RawCopy:
             return
         self._open = False
         self._writer.shutdown()
-        if stop is None:
-            self._writing.__exit__(None, None, None)
-        else:
-            self._writing.__exit__(_Discarded, stop, None)
+        self._writing.__exit__(None if stop is None else _Discarded, stop, None)
 
 
 class _Discarded(Exception):
@@ -426,10 +423,10 @@ class Reports:
         if cursor.id is None:
             cursor = self.store.save_report_cursor(cursor, self.clock())
         state = _Read(cursor, head=head, tail=tail)
-        if cursor.kind is not Kind.ACK:
-            state.campaign_id = self._campaign_id(cursor.campaign)
         if cursor.kind is Kind.ACK:
             state.expected = self._expected_rows(cursor) or entry.size // ACK_LINE_BYTES
+        else:
+            state.campaign_id = self._campaign_id(cursor.campaign)
         if cursor.kind is Kind.STOP:
             # A line's occurrence: 1 + the times its text came before, in the lines recorded
             # or, for a file read again from its start over lines recorded, in this read; it

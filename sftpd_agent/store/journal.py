@@ -214,6 +214,12 @@ class _SharedConnection(sqlite3.Connection):
         return self.cursor().executemany(sql, parameters)
 
 
+def _read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to the journal at ``path`` (autocommit: WAL lets it read beside
+    a writer)."""
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+
+
 class _Aside:
     """PASSIVE checkpoints of a bulk writer's journal, on a connection of their own in a
     thread of their own: WAL lets a checkpoint copy committed pages into the database file
@@ -264,7 +270,9 @@ class _Aside:
 
 
 class Store(ReportTables):
-    """The journal. One connection; transactions one at a time (worker threads included)."""
+    """The journal. One connection shared by the event loop and worker threads, its
+    statements one at a time; transactions one at a time (a bulk writer's checkpoints and the
+    suppression list's snapshot read on connections of their own)."""
 
     def __init__(self, path: Path, *, readonly: bool = False,
                  begin_deadline: float = BEGIN_DEADLINE) -> None:
@@ -272,8 +280,9 @@ class Store(ReportTables):
         self.begin_deadline = begin_deadline
         self.last_hold = 0.0
         """Seconds the last transaction held the write lock (BEGIN to the end of COMMIT)."""
-        # Validation and upload preparation run in worker threads and record events: one
-        # transaction at a time on the shared connection.
+        # Validation, upload preparation and report batches run in worker threads: every
+        # statement on the shared connection under this lock (:class:`_SharedConnection`),
+        # a transaction's whole block included.
         self._lock = threading.RLock()
         self._rng = random.Random()  # noqa: S311  (jitter, not secrets)
         self._unchecked = 0  # transactions since the last checkpoint
@@ -284,7 +293,7 @@ class Store(ReportTables):
         self._probe: int | None = None
         if readonly:
             # For ``status`` and friends beside a running daemon: WAL lets both read.
-            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            self._db = _read_only(path)
             self._db.row_factory = sqlite3.Row
             return
         private_dir(path.parent)
@@ -917,8 +926,7 @@ class Store(ReportTables):
         Read in one snapshot on a connection of its own: an upload's preparation asks it in a
         worker thread, and a million numbers read on the shared connection would hold its
         lock (the event loop's statements waiting) and cost a Python call a row."""
-        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
-                             isolation_level=None)
+        db = _read_only(self.path)
         try:
             db.execute("BEGIN")  # one snapshot for the mark and both reads
             numbers = {row[0] for row in db.execute("SELECT msisdn FROM suppression")}
