@@ -15,7 +15,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from sftpd_agent.config import Settings
-from sftpd_agent.pipeline import intake, manifests
+from sftpd_agent.pipeline import (
+    intake,
+    manifests,
+    render_parallel,  # noqa: F401 - bound to the real cores_for
+)
 from sftpd_agent.pipeline import multicore as parallel
 from sftpd_agent.pipeline.campaigns import Campaigns
 from sftpd_agent.pipeline.intake import Intake, take_in
@@ -78,7 +82,7 @@ def split(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Summary | None]]:
     """Every file is split (here on 3 cores); yields what the parallel path returned, once
     per call, to tell whether it was taken or fell back."""
     monkeypatch.setattr(parallel, "MIN_BYTES", 1)
-    monkeypatch.setattr(parallel, "workers_for", lambda size: 3)
+    monkeypatch.setattr(parallel, "workers_for", lambda size, min_bytes=None: 3)
     answers: list[Summary | None] = []
     real = parallel.validate_in_parallel
 
@@ -152,7 +156,7 @@ def test_quoted_line_breaks_across_the_cuts_are_exact_or_left_to_the_single_pass
     settings = settings_for(tmp_path, "foreign_drop")
     taken = 0
     for workers in (2, 3, 4, 5):
-        monkeypatch.setattr(parallel, "workers_for", lambda size, n=workers: n)
+        monkeypatch.setattr(parallel, "workers_for", lambda size, min_bytes=None, n=workers: n)
         (single, single_rows, single_errors), (got, got_rows, got_errors) = both_ways(
             path, settings, tmp_path)
         taken += split[-1] is not None
