@@ -9,8 +9,10 @@ from __future__ import annotations
 import csv
 import datetime
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +161,17 @@ class _Zones:
 _FRANCE_LOW, _FRANCE_HIGH = 33 * 10**9, 34 * 10**9
 _METROPOLE_PREFIX = "+33"
 _METROPOLE_LENGTH = 12  # "+33" and nine digits
+
+
+_METROPOLITAN = re.compile(r"\+33\d{9}(?:;\+33\d{9})*")
+
+
+def in_zones(numbers: list[str], zones: AbstractSet[str]) -> bool:
+    """Whether the :func:`row_zone` of every number of ``numbers`` is one of ``zones``: when
+    metropolitan numbers are, those checked all at once (one match over them joined)."""
+    if METROPOLE.code in zones and _METROPOLITAN.fullmatch(";".join(numbers)):
+        return True
+    return all(row_zone(msisdn) in zones for msisdn in numbers)
 
 
 def _not_foreign(row: Row) -> bool:
