@@ -91,3 +91,41 @@ def _replaced(path: Path, *, text: bool, mode: int,
             temporary.unlink()
         raise
     fsync_dir(path.parent)
+
+
+COPY_BLOCK = 1 << 20
+
+
+def append_copy(source: IO[bytes], out: IO[bytes], start: int, count: int) -> None:
+    """``count`` bytes of file ``source`` from byte ``start`` appended to ``out``, a file
+    written in order (left at its end): copied by the kernel (``copy_file_range``: no pass
+    through this process) where it can, else, or for what it left, read and written.
+    ValueError when ``source`` ends first."""
+    out.flush()
+    copied = _kernel_copy(source, out, start, count)
+    if copied:
+        out.seek(0, os.SEEK_END)  # the writer's position after the kernel moved the file's
+    source.seek(start + copied)
+    left = count - copied
+    while left:
+        data = source.read(min(left, COPY_BLOCK))
+        if not data:
+            raise ValueError(f"{getattr(source, 'name', 'a file')}: ended before its copy")
+        view = memoryview(data)
+        while view:  # a raw file may write a part
+            view = view[out.write(view) or 0:]
+        left -= len(data)
+
+
+def _kernel_copy(source: IO[bytes], out: IO[bytes], start: int, count: int) -> int:
+    """What ``copy_file_range`` copied of it: all, or less where it stopped (not offered by
+    the kernel, the file system or the stream, the source shorter)."""
+    copied = 0
+    with contextlib.suppress(OSError):  # io.UnsupportedOperation (no file) is one
+        while copied < count:
+            done = os.copy_file_range(source.fileno(), out.fileno(), count - copied,
+                                      start + copied)
+            if not done:
+                break
+            copied += done
+    return copied

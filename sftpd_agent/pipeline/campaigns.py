@@ -34,7 +34,7 @@ from typing import BinaryIO
 from ..clock import Clock
 from ..config import Settings, SettingsLike, settings_getter
 from ..events import Events
-from ..files import fsync_dir, private_dir, private_file, replaced
+from ..files import append_copy, fsync_dir, private_dir, private_file, replaced
 from ..logs import bind_campaign, get_logger
 from ..rules.display import archived_original, local_name, plain, shown
 from ..rules.manifest import Manifest, is_manifest_name, manifest_stem
@@ -718,7 +718,7 @@ class _PartFile:
         self.path = path
         self._source = source
         self._reader: BinaryIO | None = None  # ``source``, opened at the first range
-        self._out: io.FileIO | None = None  # opened at the first write
+        self._out: BinaryIO | None = None  # opened at the first write
         self._hash = hashlib.sha256()
         self._buffer: list[bytes] = []
         self._buffered = 0
@@ -746,12 +746,12 @@ class _PartFile:
         self.rows += rows
         self.size += len(data)
 
-    def _file(self) -> io.FileIO:
+    def _file(self) -> BinaryIO:
         if self._out is None:
             # A new file, never one opened through: a crash's leftover may be a link to
             # ``rows.csv``, which truncating would empty.
             self.path.unlink(missing_ok=True)
-            self._out = io.FileIO(private_file(self.path), "wb")
+            self._out = os.fdopen(private_file(self.path), "wb")
         return self._out
 
     def _flush(self) -> None:
@@ -761,7 +761,7 @@ class _PartFile:
         self._buffer.clear()
         self._buffered = 0
         self._hash.update(data)
-        _write_all(self._file(), data)
+        self._file().write(data)
         self.size += len(data)
 
     def _copy_range(self) -> None:
@@ -772,7 +772,7 @@ class _PartFile:
         self._range = None
         if self._reader is None:
             self._reader = self._source.open("rb")
-        _copy(self._reader, self._file(), start, end - start)
+        append_copy(self._reader, self._file(), start, end - start)
 
     def close(self) -> None:
         try:
@@ -786,6 +786,7 @@ class _PartFile:
             self._copy_range()
             out = self._file()
             if not out.closed:
+                out.flush()
                 os.fsync(out.fileno())
                 out.close()
         finally:
@@ -813,41 +814,6 @@ def _linked(source: Path, path: Path) -> bool:
     except OSError:
         return False
     return True
-
-
-def _copy(source: BinaryIO, out: io.FileIO, start: int, count: int) -> None:
-    """``count`` bytes of ``source`` from ``start`` appended to ``out``: in the kernel where
-    it can (``copy_file_range``), else read and written."""
-    copied = _kernel_copy(source, out, start, count)
-    start, count = start + copied, count - copied
-    source.seek(start)
-    while count:
-        data = source.read(min(count, 1 << 20))
-        if not data:
-            raise ValueError(f"{out.name}: its source ended early")
-        _write_all(out, data)
-        count -= len(data)
-
-
-def _kernel_copy(source: BinaryIO, out: io.FileIO, start: int, count: int) -> int:
-    """What ``copy_file_range`` copied of ``count`` bytes of ``source`` from ``start`` to
-    the end of ``out``: all, or less where it stopped (not offered by the kernel or the file
-    system, the source shorter); the rest is for read and write to do or report."""
-    copied = 0
-    with contextlib.suppress(OSError):
-        while copied < count:
-            done = os.copy_file_range(source.fileno(), out.fileno(), count - copied,
-                                      start + copied)
-            if not done:
-                break
-            copied += done
-    return copied
-
-
-def _write_all(out: io.FileIO, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[out.write(view) or 0:]
 
 
 @dataclass

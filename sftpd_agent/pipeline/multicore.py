@@ -25,7 +25,6 @@ import dataclasses
 import io
 import multiprocessing
 import os
-import shutil
 import tempfile
 from array import array
 from bisect import bisect_left
@@ -39,6 +38,7 @@ from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from ..files import append_copy
 from ..rules.campaign_file import CHUNK, ENCODINGS, WrongEncoding, read_lines
 from ..rules.validation import (
     EXAMPLES_PER_CODE,
@@ -369,13 +369,15 @@ class _RowsWriter:
 
 def _join(rows: _Rows, written: list[_Written], off: dict[int, list[int]],
           out: BinaryIO) -> None:
-    """The slices' rows files into ``out``, in order, without the rows taken off."""
+    """The slices' rows files into ``out``, in order, without the rows taken off (what is
+    copied whole, copied by the kernel when ``out`` is a file)."""
     for index, holds in enumerate(written):
         skip = _places(sorted(off.get(index, ())), holds.unwritten)
         with rows.of(index).open("rb") as source:
             if skip:
                 _copy_without(source, out, _lines(skip, holds.long))
-            shutil.copyfileobj(source, out, CHUNK)
+            at = source.tell()
+            append_copy(source, out, at, os.fstat(source.fileno()).st_size - at)
 
 
 def _places(taken_off: list[int], left_out: list[int]) -> list[int]:
