@@ -396,6 +396,41 @@ def test_a_raw_copy_keeps_the_bytes_before_and_adds_the_new_ones_in_order(
     assert final.read_bytes().startswith(b"l1\nl2\nl3\n")
 
 
+def test_a_raw_copy_lets_its_pages_go_as_it_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every DROP_EVERY bytes: made durable, its pages let go (to their end); the bytes the
+    same, in order."""
+    calls: list[tuple[str, int, int]] = []
+    monkeypatch.setattr(reports_module, "DROP_EVERY", 10)
+    monkeypatch.setattr(os, "fdatasync", lambda fd: calls.append(("sync", 0, 0)))
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, offset, length, advice: calls.append(
+        ("drop" if advice == os.POSIX_FADV_DONTNEED else "other", offset, length)))
+    final = tmp_path / "ACK-2.csv"
+    copy = reports_module._RawCopy(final, keep=0)
+    for n in range(10):
+        copy.write(b"line %d\n" % n)  # 7 bytes: let go after every second write
+    copy.commit()
+    assert final.read_bytes() == b"".join(b"line %d\n" % n for n in range(10))
+    assert calls == [("sync", 0, 0), ("drop", 0, 0)] * 5
+
+
+def test_a_raw_copy_whose_pages_cannot_be_synced_is_not_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(reports_module, "DROP_EVERY", 4)
+    monkeypatch.setattr(os, "fdatasync", failing)
+    final = tmp_path / "ACK-3.csv"
+    final.write_bytes(b"old\n")
+    copy = reports_module._RawCopy(final, keep=4)
+    copy.write(b"new lines\n")
+    with pytest.raises(OSError, match="Input/output error"):
+        copy.commit()
+    copy.discard()
+    assert final.read_bytes() == b"old\n"
+
+
 class _FullDisk:
     """A file whose second write and those after fail as a full disk does."""
 
