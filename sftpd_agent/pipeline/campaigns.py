@@ -615,9 +615,10 @@ def _split_whole(folder: Path, group: _Group, per_file: int,
     """:meth:`Campaigns._split` for one group (the common case), a block of records of
     ``rows.csv`` at a time: a block whose numbers are all the group's and none suppressed goes
     to its file whole, as a range of ``rows.csv`` the kernel copies (its numbers found by a
-    few calls in C when it holds no quoted message); any other block record by record. A file
-    that would be ``rows.csv`` whole (nothing suppressed, one file) is a hard link to it: a
-    million rows cost one read, neither a write nor an fsync."""
+    few calls in C when it holds no quoted message), a block of plain records with some to
+    leave out as the ranges around them (copied here when they are many); any other block
+    record by record. A file that would be ``rows.csv`` whole (nothing suppressed, one file)
+    is a hard link to it: a million rows cost one read, neither a write nor an fsync."""
     source = folder / "rows.csv"
     zones = group.zones
     files: list[_PartFile] = []
