@@ -281,6 +281,47 @@ async def test_a_stop_read_counts_repeated_lines_across_batches(
     store.close()
 
 
+async def test_stop_lines_recorded_as_the_general_readers_read_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inlined STOP reading (a batch of readable lines at once, times kept by DATE and
+    HOUR as written) records what the normalizer and the time parser say of each line."""
+    monkeypatch.setattr(reports_module, "BULK_FIRST_BATCH", 5)  # batches with and without
+    monkeypatch.setattr(reports_module, "CHUNK", 200)  # blank or short lines, chunks
+    lines = [
+        "+33612345678;20261123;1000;STOP;R1",
+        " 0612345679 ; 20261123 ; 1001 ;STOP;R2 ",  # national, spaces around every field
+        "+33612345680;20261123 ;930;STOP;R3",  # a short HOUR, DATE with a space
+        "",  # blank
+        "+33612345681;20261123;1000",  # short: unreadable
+        "\u00a0+33690123456\u2003;20261123;1000;STOP;R4",  # no shortcut, Unicode spaces
+        "not a number;20261123;1000;STOP;R5",  # kept, not listed
+        "+33612345682;2026-11-23;10h;STOP;R6",  # no time
+        "   ",  # blank once stripped
+    ] + [f"+3361000{n:04d};20261123;{1000 + n % 3};STOP;R{n}" for n in range(7, 30)]
+    body = "".join(line + "\r\n" for line in lines).encode("utf-8")
+    store = await _ingest(tmp_path, f"STOP-{NAME}.csv", body)
+
+    reference = Reports(store, _settings(tmp_path / "other"), lambda: NOW,
+                        lambda *_, **__: None)
+    normalize = reference._number_reader()
+    expected = []
+    for line in (raw.strip() for raw in lines):
+        fields = line.split(";")
+        if line and len(fields) >= 5:
+            msisdn = normalize(fields[0].strip())
+            expected.append((msisdn or fields[0].strip(),
+                             reference._parse_time(fields[1].strip(), fields[2].strip()),
+                             int(msisdn is not None)))
+    with contextlib.closing(sqlite3.connect(store.path)) as db:
+        recorded = db.execute(
+            "SELECT msisdn, received_at, listed FROM optouts ORDER BY id").fetchall()
+    assert recorded == expected
+    # The Unicode spaces stripped, the number read by the full normalizer (no shortcut).
+    assert ("+33690123456", "2026-11-23T09:00:00+00:00", 1) in recorded
+    assert sum(1 for row in recorded if row[1] is None) == 1
+    store.close()
+
+
 def test_others_waiting_while_another_store_is_held_up_at_begin(tmp_path: Path) -> None:
     bulk = Store(tmp_path / "state.db")
     other = Store(tmp_path / "state.db")

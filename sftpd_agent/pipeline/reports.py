@@ -52,7 +52,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -271,6 +271,8 @@ class _RawCopy:
         self._writing.__exit__(None if stop is None else _Discarded, stop, None)
 
 
+_UNSEEN = ""
+"""Not a time a STOP line's DATE and HOUR were read as yet (None: not a time)."""
 DROP_EVERY = 8 << 20
 """Bytes of a report's raw copy written between two lettings go of its pages."""
 
@@ -691,24 +693,18 @@ class Reports:
         counts, passed = state.counts, state.passed
         if counts is None:  # pragma: no cover - _read gives every STOP read its counts
             raise RuntimeError("not a STOP read")
-        texts: list[str] = []
-        readable: list[tuple[int, list[str]]] = []
-        for number, raw in enumerate(lines, start=first):
-            line = raw.strip()
-            if not line:
-                continue
-            fields = line.split(";")
-            if len(fields) < 5:
-                self._unreadable(state, number, "IDREMOTE", "fewer than 5 fields")
-                continue
-            texts.append(line)
-            readable.append((number, fields))
+        texts = [raw.strip() for raw in lines]
+        rows = [text.split(";") for text in texts]
+        numbers: Sequence[int] = range(first, first + len(lines))  # each line's number
+        if not all(texts) or min(map(len, rows), default=5) < 5:  # blank or short lines
+            numbers, texts, rows = self._readable(state, numbers, texts, rows)
         keys = line_keys(texts, state.cursor.line_hash)
         occurrences = (counts if passed is None else passed).add_all(keys)
         quick, number_of = self._quick_numbers(), self._number_reader()
         times, received_at = self._times, self._received_at
         stops: list[list[Any]] = []
-        for (number, fields), key, occurrence in zip(readable, keys, occurrences, strict=True):
+        for number, fields, key, occurrence in zip(numbers, rows, keys, occurrences,
+                                                   strict=True):
             if passed is not None:
                 if occurrence <= counts.get(key):
                     continue  # recorded already: changes nothing
@@ -719,10 +715,27 @@ class Reports:
                 msisdn: str | None = given if given[0] == "+" else f"+{base + int(nsn)}"
             elif (msisdn := number_of(given)) is None:
                 self._unreadable(state, number, "MSISDN", "not a phone number")
-            when = (fields[1].strip(), fields[2].strip())
-            at = times[when] if when in times else received_at(*when)
+            when = (fields[1], fields[2])  # as written: _received_at strips them
+            if (at := times.get(when, _UNSEEN)) is _UNSEEN:
+                at = received_at(*when)
             stops.append([key, occurrence, msisdn or given, at, msisdn is not None])
         return stops
+
+    def _readable(self, state: _Read, numbers: Sequence[int], texts: list[str],
+                  rows: list[list[str]]) -> tuple[list[int], list[str], list[list[str]]]:
+        """Of a batch's STOP lines (stripped, split), those with 5 fields or more, a blank
+        line left out, a short one told as unreadable."""
+        kept: tuple[list[int], list[str], list[list[str]]] = ([], [], [])
+        for number, text, fields in zip(numbers, texts, rows, strict=True):
+            if not text:
+                continue
+            if len(fields) < 5:
+                self._unreadable(state, number, "IDREMOTE", "fewer than 5 fields")
+                continue
+            kept[0].append(number)
+            kept[1].append(text)
+            kept[2].append(fields)
+        return kept
 
     def _replies(
         self, state: _Read, lines: list[str], first: int, now: datetime.datetime, *,
@@ -957,11 +970,13 @@ class Reports:
         return self._numbers
 
     def _received_at(self, date: str, hour: str) -> str | None:
+        """A report line's DATE and HOUR as written (spaces around them allowed) as a time,
+        kept for the next lines with the same."""
         key = (date, hour)
         if key not in self._times:
             if len(self._times) > 100_000:
                 self._times.clear()
-            self._times[key] = self._parse_time(date, hour)
+            self._times[key] = self._parse_time(date.strip(), hour.strip())
         return self._times[key]
 
     def _parse_time(self, date: str, hour: str) -> str | None:
