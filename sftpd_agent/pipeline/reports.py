@@ -667,7 +667,14 @@ class Reports:
         ``parse_ack``'s reading, inlined for a million lines."""
         if state.cursor.campaign is not None:
             self._touched.add(state.cursor.campaign)
-        found: list[list[str]] = []
+        rows = [raw.split(";") for raw in lines]
+        if min(map(len, rows), default=7) >= 7:  # every line of 7 fields or more
+            found = [[fields[1].strip(), fields[0].strip(), fields[2].strip(),
+                      idstatus := fields[-3].strip(), fields[-2].strip() or idstatus,
+                      fields[-1].strip()] for fields in rows]
+            if all(map(operator.itemgetter(0), found)):  # and an MSISDN each: all recorded
+                return found
+        found = []
         for number, raw in enumerate(lines, start=first):
             fields = raw.split(";")
             if len(fields) >= 7 and (msisdn := fields[1].strip()):
