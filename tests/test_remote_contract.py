@@ -302,6 +302,28 @@ async def test_what_is_not_there_cannot_be_read_or_written(side: Side, tmp_path:
     assert not side.disk("x.tmp").exists()
 
 
+async def test_reads_in_a_row_then_a_release_or_another_operation_see_the_file_anew(
+        side: Side) -> None:
+    """Reads of one file in a row may share what they opened (a report read a chunk at a
+    time); a release, or any other operation, lets go of it: the next read meets the file
+    as it is then (replaced, removed)."""
+    path = f"/{DIR}/STOP-r.csv"
+    side.disk("STOP-r.csv").write_bytes(b"0123456789" * 1000)
+    chunks = [await side.remote.read(path, at, 1000) for at in range(0, 10_000, 1000)]
+    assert b"".join(chunks) == b"0123456789" * 1000
+    replacement = side.disk("new.part")
+    replacement.write_bytes(b"the provider's new file")
+    replacement.replace(side.disk("STOP-r.csv"))  # another file under the name
+    await side.remote.release()
+    assert await side.remote.read(path, 0) == b"the provider's new file"
+    assert await side.remote.read(path, 4, 3) == b"pro"
+    await side.remote.remove(path)
+    with pytest.raises(PermanentRemoteError, match=r"STOP-r\.csv"):
+        await side.remote.read(path, 0)
+    await side.remote.release()  # nothing held: nothing to do
+    await side.remote.release()
+
+
 async def test_close_twice_is_fine(side: Side) -> None:
     await side.remote.close()
     await side.remote.close()

@@ -128,6 +128,48 @@ async def test_a_file_goes_up_is_renamed_read_and_removed(
     assert await remote.stat("/Send/c.part") is None
 
 
+async def test_reads_of_one_file_in_a_row_open_it_once(
+        remote: SftpRemote, sftp_server: SftpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A report's chunks share one handle (the next chunk's reads go out at once); another
+    file, another operation or a release closes it; a failed read does not keep it."""
+    for name in ("a.csv", "b.csv"):
+        random_file(sftp_server.report_dir / name, 300_000)
+    opened: list[str] = []
+    closed: list[int] = []
+    real_open = remote._sftp.open
+
+    async def counting_open(path: str, *args: Any, **kwargs: Any) -> asyncssh.SFTPClientFile:
+        opened.append(path)
+        handle = await real_open(path, *args, **kwargs)
+        real_close = handle.close
+
+        async def counting_close() -> None:
+            closed.append(1)
+            await real_close()
+
+        handle.close = counting_close  # type: ignore[method-assign]
+        return handle
+
+    monkeypatch.setattr(remote._sftp, "open", counting_open)
+    data = sftp_server.report_dir.joinpath("a.csv").read_bytes()
+    assert b"".join([await remote.read("/Report/a.csv", at, 100_000)
+                     for at in range(0, 300_000, 100_000)]) == data
+    assert (opened, closed) == (["/Report/a.csv"], [])
+    await remote.read("/Report/b.csv", 0, 10)  # another file: the first closed
+    assert (len(opened), len(closed)) == (2, 1)
+    assert await remote.stat("/Report/b.csv") is not None  # another operation: closed
+    assert (len(opened), len(closed)) == (2, 2)
+    await remote.read("/Report/b.csv", 0, 10)
+    await remote.release()
+    assert (len(opened), len(closed)) == (3, 3)
+    with pytest.raises(PermanentRemoteError):
+        await remote.read("/Report/missing.csv", 0)
+    assert remote._held is None
+    await remote.read("/Report/a.csv", 0, 10)
+    await remote.list("/Report")
+    assert remote._held is None and len(closed) == len(opened) - 1  # the missing one: none
+
+
 async def test_relative_paths_start_at_the_login_folder(
         remote: SftpRemote, sftp_server: SftpServer) -> None:
     (sftp_server.send_dir / "r.tmp").write_bytes(b"relative")

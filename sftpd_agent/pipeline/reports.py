@@ -518,6 +518,7 @@ class Reports:
                     if self.hooks is not None:  # a fault point: after the chunk's lines are in
                         await self._recorded(state)
                     self._point("report_chunk", entry.name)
+            await remote.release()  # the file is read: not kept open meanwhile
             if last_line and carry and position >= entry.size:
                 await self._ingest(state, carry)
                 copy.write(carry)
@@ -527,7 +528,10 @@ class Reports:
             self._save(state.cursor)
             copy.commit()
         except BaseException as exc:
-            await _given_up(ahead, cancel=isinstance(exc, asyncio.CancelledError))
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            await _given_up(ahead, cancel=cancelled)
+            if not cancelled:
+                await remote.release()
             copy.discard()
             if state.cursor.kind is Kind.ACK:  # lines taken as new may not be recorded
                 self.store.forget_ack_keys()

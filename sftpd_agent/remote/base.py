@@ -85,7 +85,13 @@ class Remote(Protocol):
         ...
 
     async def read(self, path: str, offset: int, length: int | None = None) -> bytes:
-        """Bytes of ``path`` from ``offset`` (to the end when ``length`` is None)."""
+        """Bytes of ``path`` from ``offset`` (to the end when ``length`` is None). Reads of
+        one file in a row may keep it open between them, until :meth:`release` or another
+        operation."""
+        ...
+
+    async def release(self) -> None:
+        """Let go of the file reads kept open, if any: a reader calls it when done."""
         ...
 
     async def remove(self, path: str) -> None:

@@ -129,6 +129,9 @@ class LocalRemote:
             handle.seek(offset)
             return handle.read() if length is None else handle.read(length)
 
+    async def release(self) -> None:
+        """Nothing is kept open between reads."""
+
     async def remove(self, path: str) -> None:
         with _translated(f"remove {path}"), \
                 contextlib.suppress(FileNotFoundError, NotADirectoryError):

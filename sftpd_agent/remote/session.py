@@ -152,6 +152,9 @@ class Watched:
         self._progress()
         return data
 
+    async def release(self) -> None:
+        await self._remote.release()
+
     async def remove(self, path: str) -> None:
         await self._remote.remove(path)
         self._progress()

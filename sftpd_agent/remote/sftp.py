@@ -252,6 +252,10 @@ class SftpRemote:
             str(conn.get_extra_info("server_version", "")))
         self._write_window = requests_in_flight(self._write_block)
         self._read_block = min(BLOCK_SIZE, limits.max_read_len or BLOCK_SIZE)
+        # The file the last reads were of, kept open for the next read of it (a report is
+        # read a chunk at a time, the next asked for while one is ingested) until
+        # ``release`` or any other operation.
+        self._held: tuple[str, asyncssh.SFTPClientFile] | None = None
 
     @contextlib.asynccontextmanager
     async def _edge(self, what: str, *, bounded: bool = True) -> AsyncIterator[None]:
@@ -271,6 +275,7 @@ class SftpRemote:
         """Every entry but folders and symbolic links, even one of unknown type (an SFTP v3
         server may send no type bits). Names are read as bytes: one that is not UTF-8 is
         listed in an escaped form, flagged, instead of failing the whole listing."""
+        await self._let_go()
         async with self._edge(f"list {directory}"):
             names = await self._sftp.readdir(os.fsencode(directory))
         entries = []
@@ -288,6 +293,7 @@ class SftpRemote:
     async def upload(
         self, local: Path, remote: str, *, progress: Callable[[int], None] | None = None
     ) -> int:
+        await self._let_go()
         with local.open("rb") as source:  # a missing local file is not the server's fault
             async with self._edge(f"upload {remote}", bounded=False), \
                     self._opened(remote, "wb") as handle:
@@ -320,6 +326,7 @@ class SftpRemote:
             await handle.close()
 
     async def rename(self, old: str, new: str) -> None:
+        await self._let_go()
         async with self._edge(f"rename {old} -> {new}"):
             try:
                 # SFTP v3 rename never replaces; posix-rename@openssh.com would.
@@ -339,6 +346,7 @@ class SftpRemote:
         return True
 
     async def stat(self, path: str) -> RemoteEntry | None:
+        await self._let_go()
         async with self._edge(f"stat {path}"):
             try:
                 attrs = await self._sftp.stat(path)
@@ -349,16 +357,49 @@ class SftpRemote:
         return _entry(PurePosixPath(path).name, attrs)
 
     async def read(self, path: str, offset: int, length: int | None = None) -> bytes:
-        async with self._edge(f"read {path}", bounded=False), \
-                self._opened(path, "rb") as handle:
-            if length is None:  # to the end as it is now
+        """Reads of one file in a row share its handle, opened by the first: the next
+        read's requests go out at once, not after an open whose answer waits for the event
+        loop (busy ingesting the chunk before). Closed by :meth:`release`, by any other
+        operation, or after a failed read."""
+        async with self._edge(f"read {path}", bounded=False):
+            handle = await self._reading(path)
+            try:
+                if length is None:  # to the end as it is now
+                    async with asyncio.timeout(self._timeout):
+                        attrs = await handle.stat()
+                    length = max(0, (attrs.size or 0) - offset)
+                return await receive(handle, offset, length, block=self._read_block,
+                                     window=MAX_REQUESTS, stall=self._timeout)
+            except asyncssh.SFTPError as exc:
+                await self._let_go(close=exc.code not in _LOST_SFTP)
+                raise
+            except BaseException:
+                await self._let_go(close=False)  # a lost or stalled session would stall again
+                raise
+
+    async def release(self) -> None:
+        await self._let_go()
+
+    async def _reading(self, path: str) -> asyncssh.SFTPClientFile:
+        """The handle the reads of ``path`` share, opened if need be."""
+        if self._held is not None and self._held[0] == path:
+            return self._held[1]
+        await self._let_go()
+        async with asyncio.timeout(self._timeout):
+            handle = await self._sftp.open(path, "rb", block_size=0)
+        self._held = (path, handle)
+        return handle
+
+    async def _let_go(self, *, close: bool = True) -> None:
+        """Close the file reads kept open, if any (its error ignored: it was read)."""
+        held, self._held = self._held, None
+        if held is not None and close:
+            with contextlib.suppress(asyncssh.Error, OSError, TimeoutError):
                 async with asyncio.timeout(self._timeout):
-                    attrs = await handle.stat()
-                length = max(0, (attrs.size or 0) - offset)
-            return await receive(handle, offset, length, block=self._read_block,
-                                 window=MAX_REQUESTS, stall=self._timeout)
+                    await held[1].close()
 
     async def remove(self, path: str) -> None:
+        await self._let_go()
         async with self._edge(f"remove {path}"):
             try:
                 await self._sftp.remove(path)
@@ -368,6 +409,7 @@ class SftpRemote:
 
     async def close(self) -> None:
         """End the session; never raises, never waits longer than the operation timeout."""
+        self._held = None  # closed with the session
         self._sftp.exit()
         self._conn.close()
         try:
