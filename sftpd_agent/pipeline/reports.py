@@ -679,8 +679,7 @@ class Reports:
             if all(map(operator.itemgetter(0), found)):  # and an MSISDN each: all recorded
                 return found
         found = []
-        for number, raw in enumerate(lines, start=first):
-            fields = raw.split(";")
+        for number, raw, fields in zip(itertools.count(first), lines, rows):
             if len(fields) >= 7 and (msisdn := fields[1].strip()):
                 idstatus = fields[-3].strip()
                 found.append([msisdn, fields[0].strip(), fields[2].strip(), idstatus,
