@@ -163,7 +163,9 @@ _METROPOLE_PREFIX = "+33"
 _METROPOLE_LENGTH = 12  # "+33" and nine digits
 
 
-_METROPOLITAN = re.compile(r"\+33\d{9}(?:;\+33\d{9})*")
+_METROPOLITAN_NUMBER = (re.escape(_METROPOLE_PREFIX)
+                        + rf"\d{{{_METROPOLE_LENGTH - len(_METROPOLE_PREFIX)}}}")
+_METROPOLITAN = re.compile(rf"{_METROPOLITAN_NUMBER}(?:;{_METROPOLITAN_NUMBER})*")
 
 
 def in_zones(numbers: list[str], zones: AbstractSet[str]) -> bool:
