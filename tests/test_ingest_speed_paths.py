@@ -159,6 +159,73 @@ async def test_ack_lines_recorded_as_parse_ack_reads_them(
     store.close()
 
 
+def _ack_reference(lines: list[str]) -> list[tuple[str, ...]]:
+    """The fields ``_ack_fields`` gives for ``lines``, by ``parse_ack``."""
+    found = []
+    for line in lines:
+        ack = parse_ack(line)
+        if ack is not None and ack.msisdn:
+            found.append((ack.msisdn, ack.idremote, ack.oadc, ack.idstatus,
+                          ack.status or ack.idstatus, ack.operator))
+    return found
+
+
+def test_ack_batches_read_a_column_at_a_time_give_parse_ack_s_fields(tmp_path: Path) -> None:
+    """A batch of 7-field lines is read a column at a time (one split of the whole); any
+    other batch line by line: the same fields either way, for spaces (Unicode ones too)
+    around any field, empty STATUS or other fields, a carriage return, a message with a
+    ``;`` or a blank line among them."""
+    rng = random.Random(16)
+    spaces = ["", "", "", " ", "  ", "\t", "\u00a0", "\u3000"]
+
+    def field(text: str) -> str:
+        return rng.choice(spaces) + text + rng.choice(spaces)
+
+    def line(n: int) -> str:
+        fields = [field(f"R{n}"), field(f"+336{n:08d}"),
+                  field(rng.choice(["Shop", "", "\u00e9t\u00e9"])),
+                  rng.choice(["Bonjour", " -20 % ", "", "a,b"]), field(rng.choice(["2", "3", ""])),
+                  field(rng.choice(["sent", "failed", ""])),
+                  field(rng.choice(["op", "", "Orange France"]))]
+        return ";".join(fields) + rng.choice(["", "", "\r"])
+
+    odd = ["", "   ", "R;+33612345678;S;a;b;2;sent;op", "R;+33612345678;S;2;sent;op",
+           "R; ;S;m;2;s;o"]
+    settings = _settings(tmp_path / "agent")
+    store = Store(settings.paths.state_db)
+    reports = Reports(store, settings, lambda: NOW, lambda *_, **__: None)
+    state = reports_module._Read(ReportCursor(f"ACK-{NAME}.csv", Kind.ACK, None, seen_at=NOW))
+    columns = 0
+    for size in [0, 1, 2, 7, 100, 1000]:
+        for plain in (True, False):
+            lines = [line(n) for n in range(size)]
+            if not plain and lines:
+                lines[rng.randrange(size)] = rng.choice(odd)
+            found = reports._ack_fields(state, lines, 1)
+            assert [tuple(fields) for fields in found] == _ack_reference(lines), (size, plain)
+            # read a column at a time when all are 7-field lines (its lines are tuples)
+            columns += sum(type(fields) is tuple for fields in found)
+    assert columns == 1 + 2 + 7 + 100 + 1000  # every line of the plain batches
+    store.close()
+
+
+def test_text_lines_json_is_the_encoders_json() -> None:
+    """Lines of strings joined in C are the JSON of the encoder, for any character: those
+    JSON escapes (quotes, backslashes, control characters) send them to the encoder."""
+    rng = random.Random(16)
+    alphabet = ['a', '9', ' ', '"', '\\', '\x00', '\x1f', '\n', '\t', '\u00e9', '\u2028', ',',
+                '[', ']', '\x7f', '\U0001f600']
+    for _ in range(300):
+        width = rng.randint(1, 7)
+        rare = rng.random() < 0.5  # most lines plain: the joined path
+        lines = [tuple("".join(rng.choice(alphabet if rare else "ab9 ,")
+                               for _ in range(rng.randint(0, 6))) for _ in range(width))
+                 for _ in range(rng.randint(0, 30))]
+        text = store_reports.text_lines_json(lines, width)
+        assert text == store_reports.lines_json(lines)
+        assert json.loads(text) == [list(fields) for fields in lines]
+
+
 def _report_file(tmp_path: Path, kind: str, count: int) -> tuple[Path, str]:
     """An ACK or STOP file of ``count`` lines in a provider folder: the folder, its name."""
     provider = tmp_path / "provider"

@@ -56,6 +56,22 @@ lines_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"),
                               check_circular=False).encode
 """A batch of report lines' fields as the JSON one statement records (``json_each``): UTF-8 as
 it is, no spaces (a million ACK lines: 0.36 s, ``json.dumps``: 0.51 s)."""
+_ESCAPED = ("\\", *map(chr, range(0x20)))
+"""What JSON writes escaped in a string, but the quote."""
+
+
+def text_lines_json(lines: Sequence[Sequence[str]], width: int) -> str:
+    """:data:`lines_json` of ``lines`` of ``width`` strings each, joined in C when no field
+    has a character JSON escapes (checked on the whole: a quote more than the joints, a
+    backslash or a control character sends the lines to the encoder). A million ACK lines:
+    0.16 s, the encoder 0.35 s."""
+    if not lines:
+        return "[]"
+    body = '"],["'.join(map('","'.join, lines))
+    if (body.count('"') != 2 * width * len(lines) - 2
+            or any(map(body.__contains__, _ESCAPED))):
+        return lines_json(lines)
+    return f'[["{body}"]]'
 
 _DELIVERY = ("INSERT INTO deliveries (report, msisdn, idremote, campaign, oadc, "
              "idstatus, status, operator, at) VALUES (?,?,?,?,?,?,?,?,?)")
