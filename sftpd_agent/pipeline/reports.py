@@ -677,18 +677,22 @@ class Reports:
         whole (1M lines: 0.5 s -> 0.35 s); else a line at a time."""
         if state.cursor.campaign is not None:
             self._touched.add(state.cursor.campaign)
-        if set(map(str.count, lines, itertools.repeat(";"))) == {ACK_FIELDS - 1}:
-            columns = ";".join(lines).split(";")
-            msisdns = list(map(str.strip, columns[1::ACK_FIELDS]))
-            if all(msisdns):
-                idstatuses = list(map(str.strip, columns[4::ACK_FIELDS]))
-                statuses = list(map(str.strip, columns[5::ACK_FIELDS]))
-                if not all(statuses):
-                    statuses = [status or idstatus for status, idstatus
-                                in zip(statuses, idstatuses, strict=True)]
-                return list(zip(msisdns, map(str.strip, columns[0::ACK_FIELDS]),
-                                map(str.strip, columns[2::ACK_FIELDS]), idstatuses, statuses,
-                                map(str.strip, columns[6::ACK_FIELDS]), strict=True))
+        # The lines' fields in one list, a "\n" after each line's (no field holds one): at
+        # every 8th place, when every line has 7 fields.
+        columns = ";\n;".join(lines).split(";")
+        stride = ACK_FIELDS + 1
+        if (lines and len(columns) == stride * len(lines) - 1
+                and columns[ACK_FIELDS::stride].count("\n") == len(lines) - 1
+                and all(msisdns := list(map(str.strip, columns[1::stride])))):
+            idstatuses = list(map(str.strip, columns[4::stride]))
+            statuses = list(map(str.strip, columns[5::stride]))
+            if not all(statuses):
+                statuses = [status or idstatus for status, idstatus
+                            in zip(statuses, idstatuses, strict=True)]
+            return list(zip(msisdns, map(str.strip, columns[0::stride]),
+                            map(str.strip, columns[2::stride]), idstatuses, statuses,
+                            map(str.strip, columns[6::stride]), strict=True))
+        del columns
         rows = [raw.split(";") for raw in lines]
         if min(map(len, rows), default=7) >= 7:  # every line of 7 fields or more
             found = [[fields[1].strip(), fields[0].strip(), fields[2].strip(),
