@@ -216,8 +216,9 @@ def test_ack_batches_read_a_column_at_a_time_give_parse_ack_s_fields(tmp_path: P
 
 
 def test_text_lines_json_is_the_encoders_json() -> None:
-    """Lines of strings joined in C are the JSON of the encoder, for any character: those
-    JSON escapes (quotes, backslashes, control characters) send them to the encoder."""
+    """Lines of strings joined in C are the JSON of the encoder, for any character and any
+    number of fields: those JSON escapes (quotes, backslashes, control characters) send
+    them to the encoder."""
     rng = random.Random(16)
     alphabet = ['a', '9', ' ', '"', '\\', '\x00', '\x1f', '\n', '\t', '\u00e9', '\u2028', ',',
                 '[', ']', '\x7f', '\U0001f600']
@@ -227,7 +228,9 @@ def test_text_lines_json_is_the_encoders_json() -> None:
         lines = [tuple("".join(rng.choice(alphabet if rare else "ab9 ,")
                                for _ in range(rng.randint(0, 6))) for _ in range(width))
                  for _ in range(rng.randint(0, 30))]
-        text = store_reports.text_lines_json(lines, width)
+        if lines and rng.random() < 0.2:  # lines of other widths too
+            lines.append(tuple(lines[0][:rng.randint(0, width)]))
+        text = store_reports.text_lines_json(lines)
         assert text == store_reports.lines_json(lines)
         assert json.loads(text) == [list(fields) for fields in lines]
 

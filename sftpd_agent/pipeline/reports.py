@@ -589,7 +589,7 @@ class Reports:
             if ack:  # the new lines, as JSON: the worker thread only runs SQL
                 fields = [text_lines_json(self.store.new_acks(
                               report_id(cursor), self._ack_fields(state, lines[a:b], first + a),
-                              expected=state.expected), 6)
+                              expected=state.expected))
                           for a, b in itertools.pairwise([start, *bounds])]
             elif stop:
                 stops = [self._stops(state, lines[a:b], first + a)
@@ -696,6 +696,7 @@ class Reports:
                                 map(str.strip, columns[2::stride]), idstatuses, statuses,
                                 map(str.strip, columns[width - 1::stride]), strict=True))
             del columns
+        del joined
         rows = [raw.split(";") for raw in lines]
         if min(map(len, rows), default=7) >= 7:  # every line of 7 fields or more
             found = [[fields[1].strip(), fields[0].strip(), fields[2].strip(),
