@@ -258,8 +258,12 @@ class SftpRemote:
         self._held: tuple[str, asyncssh.SFTPClientFile] | None = None
 
     @contextlib.asynccontextmanager
-    async def _edge(self, what: str, *, bounded: bool = True) -> AsyncIterator[None]:
-        """Around every operation: the time bound, the translation, a stalled session dropped."""
+    async def _edge(self, what: str, *, bounded: bool = True,
+                    reading: bool = False) -> AsyncIterator[None]:
+        """Around every operation: the file reads kept open let go (but by a read), the time
+        bound, the translation, a stalled session dropped."""
+        if not reading:
+            await self._let_go()
         with translated(what, self._timeout):
             try:
                 if bounded:
@@ -275,7 +279,6 @@ class SftpRemote:
         """Every entry but folders and symbolic links, even one of unknown type (an SFTP v3
         server may send no type bits). Names are read as bytes: one that is not UTF-8 is
         listed in an escaped form, flagged, instead of failing the whole listing."""
-        await self._let_go()
         async with self._edge(f"list {directory}"):
             names = await self._sftp.readdir(os.fsencode(directory))
         entries = []
@@ -293,7 +296,6 @@ class SftpRemote:
     async def upload(
         self, local: Path, remote: str, *, progress: Callable[[int], None] | None = None
     ) -> int:
-        await self._let_go()
         with local.open("rb") as source:  # a missing local file is not the server's fault
             async with self._edge(f"upload {remote}", bounded=False), \
                     self._opened(remote, "wb") as handle:
@@ -326,7 +328,6 @@ class SftpRemote:
             await handle.close()
 
     async def rename(self, old: str, new: str) -> None:
-        await self._let_go()
         async with self._edge(f"rename {old} -> {new}"):
             try:
                 # SFTP v3 rename never replaces; posix-rename@openssh.com would.
@@ -346,7 +347,6 @@ class SftpRemote:
         return True
 
     async def stat(self, path: str) -> RemoteEntry | None:
-        await self._let_go()
         async with self._edge(f"stat {path}"):
             try:
                 attrs = await self._sftp.stat(path)
@@ -361,7 +361,7 @@ class SftpRemote:
         read's requests go out at once, not after an open whose answer waits for the event
         loop (busy ingesting the chunk before). Closed by :meth:`release`, by any other
         operation, or after a failed read."""
-        async with self._edge(f"read {path}", bounded=False):
+        async with self._edge(f"read {path}", bounded=False, reading=True):
             handle = await self._reading(path)
             try:
                 if length is None:  # to the end as it is now
@@ -399,7 +399,6 @@ class SftpRemote:
                     await held[1].close()
 
     async def remove(self, path: str) -> None:
-        await self._let_go()
         async with self._edge(f"remove {path}"):
             try:
                 await self._sftp.remove(path)
